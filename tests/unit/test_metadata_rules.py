@@ -44,7 +44,9 @@ def _set_future(m: md.Metadata) -> None:
 
 
 def _set_bbox_reversed(m: md.Metadata) -> None:
-    m.bbox.CopyFrom(md.BoundingBox(min_latitude=48.3, min_longitude=16.2, max_latitude=48.1, max_longitude=16.5))
+    m.bbox.CopyFrom(
+        md.BoundingBox(min_latitude=48.3, min_longitude=16.2, max_latitude=48.1, max_longitude=16.5)
+    )
 
 
 def _set_validity_reversed(m: md.Metadata) -> None:
@@ -54,22 +56,62 @@ def _set_validity_reversed(m: md.Metadata) -> None:
 
 # (name, mutation, field path expected in the violation, rule id)
 CASES: list[tuple[str, Callable[[md.Metadata], object], str, str]] = [
-    ("latitude above 90", lambda m: setattr(m.location, "latitude", 90.5), "location.latitude", "double.gte_lte"),
-    ("latitude below -90", lambda m: setattr(m.location, "latitude", -91), "location.latitude", "double.gte_lte"),
-    ("longitude above 180", lambda m: setattr(m.location, "longitude", 181), "location.longitude", "double.gte_lte"),
-    ("altitude absurd", lambda m: setattr(m.location, "altitude_m", 1e7), "location.altitude_m", "double.gte_lte"),
+    (
+        "latitude above 90",
+        lambda m: setattr(m.location, "latitude", 90.5),
+        "location.latitude",
+        "double.gte_lte",
+    ),
+    (
+        "latitude below -90",
+        lambda m: setattr(m.location, "latitude", -91),
+        "location.latitude",
+        "double.gte_lte",
+    ),
+    (
+        "longitude above 180",
+        lambda m: setattr(m.location, "longitude", 181),
+        "location.longitude",
+        "double.gte_lte",
+    ),
+    (
+        "altitude absurd",
+        lambda m: setattr(m.location, "altitude_m", 1e7),
+        "location.altitude_m",
+        "double.gte_lte",
+    ),
     ("location missing", lambda m: m.ClearField("location"), "location", "required"),
     ("observed_at missing", lambda m: m.ClearField("observed_at"), "observed_at", "required"),
     ("observed_at in the future", _set_future, "observed_at", "observed_at.not_future"),
-    ("observed_at before 1970", lambda m: setattr(m.observed_at, "seconds", -5), "observed_at", "timestamp.gt"),
+    (
+        "observed_at before 1970",
+        lambda m: setattr(m.observed_at, "seconds", -5),
+        "observed_at",
+        "timestamp.gt",
+    ),
     ("data type missing", lambda m: m.ClearField("data_type"), "data_type", "required"),
-    ("data type without domain", lambda m: setattr(m, "data_type", "temperature"), "data_type", "string.pattern"),
-    ("data type of unknown domain", lambda m: setattr(m, "data_type", "music.jazz"), "data_type", "string.pattern"),
+    (
+        "data type without domain",
+        lambda m: setattr(m, "data_type", "temperature"),
+        "data_type",
+        "string.pattern",
+    ),
+    (
+        "data type of unknown domain",
+        lambda m: setattr(m, "data_type", "music.jazz"),
+        "data_type",
+        "string.pattern",
+    ),
     ("data type upper case", lambda m: setattr(m, "data_type", "sensor.Temp"), "data_type", "string.pattern"),
     ("source missing", lambda m: m.ClearField("source"), "source", "required"),
     ("source with spaces", lambda m: setattr(m, "source", "vienna sensors"), "source", "string.pattern"),
     ("id not a ULID", lambda m: setattr(m, "id", "not-a-ulid"), "id", "string.pattern"),
-    ("idempotency key too long", lambda m: setattr(m, "idempotency_key", "k" * 129), "idempotency_key", "string.pattern"),
+    (
+        "idempotency key too long",
+        lambda m: setattr(m, "idempotency_key", "k" * 129),
+        "idempotency_key",
+        "string.pattern",
+    ),
     ("sha256 not hex", lambda m: setattr(m, "sha256", "xyz"), "sha256", "string.pattern"),
     ("size over 5 TiB", lambda m: setattr(m, "size_bytes", 6 * 2**40), "size_bytes", "uint64.lte"),
     ("format not defined", lambda m: setattr(m, "format", 99), "format", "enum.defined_only"),
@@ -79,13 +121,28 @@ CASES: list[tuple[str, Callable[[md.Metadata], object], str, str]] = [
     ("admin area too long", lambda m: setattr(m, "admin_area", "a" * 129), "admin_area", "string.max_len"),
     ("entity id with slash", lambda m: setattr(m, "entity_id", "a/b"), "entity_id", "string.pattern"),
     ("provider too long", lambda m: setattr(m, "provider", "p" * 129), "provider", "string.max_len"),
-    ("classification not defined", lambda m: setattr(m, "classification", 42), "classification", "enum.defined_only"),
+    (
+        "classification not defined",
+        lambda m: setattr(m, "classification", 42),
+        "classification",
+        "enum.defined_only",
+    ),
     ("label key upper case", lambda m: m.labels.update({"BAD": "x"}), "labels['BAD']", "string.pattern"),
     ("label value too long", lambda m: m.labels.update({"k": "v" * 257}), "labels['k']", "string.max_len"),
-    ("too many labels", lambda m: m.labels.update({f"k{i}": "v" for i in range(33)}), "labels", "map.max_pairs"),
+    (
+        "too many labels",
+        lambda m: m.labels.update({f"k{i}": "v" for i in range(33)}),
+        "labels",
+        "map.max_pairs",
+    ),
     ("bbox reversed", _set_bbox_reversed, "bbox", "bbox.ordered"),
     ("validity reversed", _set_validity_reversed, "validity", "time_window.ordered"),
-    ("lineage parent not a ULID", lambda m: m.lineage.parent_ids.append("nope"), "lineage.parent_ids[0]", "string.pattern"),
+    (
+        "lineage parent not a ULID",
+        lambda m: m.lineage.parent_ids.append("nope"),
+        "lineage.parent_ids[0]",
+        "string.pattern",
+    ),
 ]
 
 
@@ -103,7 +160,9 @@ def test_record_batch_items_are_validated_one_by_one() -> None:
     """A bad record must not reject the whole batch message: items are ignored
     by the message-level check and validated individually by ingestion."""
     bad = ingest.Record(entity_id="!")
-    batch = ingest.IngestRecordsRequest(data_type="sensor.temperature", source="vienna-sensors", records=[bad])
+    batch = ingest.IngestRecordsRequest(
+        data_type="sensor.temperature", source="vienna-sensors", records=[bad]
+    )
     assert violations(batch) == []
     fields = {v.field for v in violations(bad, "records[0]")}
     assert fields == {"records[0].entity_id", "records[0].observed_at", "records[0].location"}
@@ -121,9 +180,7 @@ def test_batch_limits() -> None:
 def test_object_stream_chunks_are_bounded() -> None:
     big = ingest.IngestObjectRequest(chunk=b"x" * (4 * 2**20 + 1))
     assert [(v.field, v.rule_id) for v in violations(big)] == [("chunk", "bytes.max_len")]
-    assert [(v.field, v.rule_id) for v in violations(ingest.IngestObjectRequest())] == [
-        ("part", "required")
-    ]
+    assert [(v.field, v.rule_id) for v in violations(ingest.IngestObjectRequest())] == [("part", "required")]
 
 
 def test_search_time_range_is_bounded() -> None:

@@ -1,0 +1,1 @@
+"""The HTTPS REST edge of Pantheon (FastAPI): auth, limits, REST to gRPC."""

@@ -1,0 +1,8 @@
+"""The local development stack: a real Kafka broker and a real MinIO server on loopback.
+
+`python -m pantheon.devstack up|down|status|env` (wrapped by `scripts/stack`)
+provisions the binaries into a cache outside the repository, starts both
+servers in the background with TLS and generated credentials, and applies
+topics, ACLs, buckets, policies and users idempotently. Tests use
+`pantheon.devstack.stack.environment()` to find the endpoints.
+"""

@@ -1,0 +1,88 @@
+"""Dev credentials: generated randomly on the first `up`, kept in the state dir.
+
+Nothing here is a fixed password: each state dir gets its own secrets, stored
+as JSON with mode 0600. They stay stable across `down`/`up` (and `down
+--purge`, which wipes data only), because the Kafka SCRAM users are written
+into the storage at format time and must keep matching.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from pantheon.devstack.files import write_private
+
+log = logging.getLogger(__name__)
+
+KAFKA_ADMIN_USER = "admin"
+KAFKA_INGEST_USER = "pantheon-ingest"
+KAFKA_READER_USER = "pantheon-reader"
+MINIO_STORAGE_USER = "pantheon-storage"
+MINIO_KMS_KEY_NAME = "pantheon-dev"
+
+
+def _password() -> str:
+    # URL-safe alphabet: no quoting trouble in JAAS configs, StorageTool's
+    # --add-scram syntax or shell exports; 32 chars fits MinIO's 8..40 limit.
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    kafka_admin_password: str
+    kafka_ingest_password: str
+    kafka_reader_password: str
+    minio_root_user: str
+    minio_root_password: str
+    minio_storage_secret: str
+    minio_kms_secret_key: str  # "<name>:<base64 of 32 bytes>", MinIO's MINIO_KMS_SECRET_KEY
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        kms = base64.b64encode(secrets.token_bytes(32)).decode()
+        return cls(
+            kafka_admin_password=_password(),
+            kafka_ingest_password=_password(),
+            kafka_reader_password=_password(),
+            minio_root_user="pantheon-root-" + secrets.token_hex(4),
+            minio_root_password=_password(),
+            minio_storage_secret=_password(),
+            minio_kms_secret_key=f"{MINIO_KMS_KEY_NAME}:{kms}",
+        )
+
+    def kafka_scram_users(self) -> dict[str, str]:
+        """Every SCRAM user the broker is formatted with, name -> password."""
+        return {
+            KAFKA_ADMIN_USER: self.kafka_admin_password,
+            KAFKA_INGEST_USER: self.kafka_ingest_password,
+            KAFKA_READER_USER: self.kafka_reader_password,
+        }
+
+
+def load(path: Path) -> Credentials | None:
+    """The stored credentials, or None before the first `up`."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    names = {f.name for f in fields(Credentials)}
+    missing = names - raw.keys()
+    if missing:
+        raise RuntimeError(f"{path} lacks {sorted(missing)}; remove the state dir and run `up` again")
+    return Credentials(**{k: raw[k] for k in names})
+
+
+def load_or_create(path: Path) -> Credentials:
+    """Load the stack's credentials, generating them on the first call."""
+    existing = load(path)
+    if existing is not None:
+        return existing
+    log.info("generating dev credentials in %s", path)
+    creds = Credentials.generate()
+    write_private(path, json.dumps(asdict(creds), indent=2).encode() + b"\n")
+    return creds

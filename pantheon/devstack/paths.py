@@ -1,0 +1,103 @@
+"""Where the dev stack keeps things: a shared cache and a per-checkout state dir.
+
+The cache (`${PANTHEON_CACHE_DIR:-~/.cache/pantheon}`) holds downloads and
+builds that any checkout on this machine can reuse, so a fresh clone starts in
+seconds. The state dir (`${PANTHEON_STACK_DIR:-<repo>/.stack}`) holds what
+belongs to one running stack: certificates, credentials, data, logs, pidfiles.
+Tests point PANTHEON_STACK_DIR elsewhere to run an isolated second stack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+
+
+def cache_dir() -> Path:
+    """The machine-wide download/build cache."""
+    raw = os.environ.get("PANTHEON_CACHE_DIR") or str(Path.home() / ".cache" / "pantheon")
+    return Path(raw).expanduser().resolve()
+
+
+def state_dir() -> Path:
+    """The state dir of this stack (absolute: it is matched against process cmdlines)."""
+    raw = os.environ.get("PANTHEON_STACK_DIR") or str(REPO_ROOT / ".stack")
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Every file and directory of one stack, derived from its state dir."""
+
+    state: Path
+    cache: Path
+
+    @classmethod
+    def from_env(cls) -> StackPaths:
+        return cls(state=state_dir(), cache=cache_dir())
+
+    @property
+    def process_marker(self) -> str:
+        """What our processes' command lines contain: the state dir plus a slash.
+
+        The trailing slash keeps `/x/.stack` from matching `/x/.stack2/...`.
+        """
+        return str(self.state) + "/"
+
+    # -- shared by both servers -------------------------------------------
+    @property
+    def certs(self) -> Path:
+        return self.state / "certs"
+
+    @property
+    def credentials(self) -> Path:
+        return self.state / "credentials.json"
+
+    @property
+    def cache_logs(self) -> Path:
+        return self.cache / "logs"
+
+    # -- Kafka ------------------------------------------------------------
+    @property
+    def kafka(self) -> Path:
+        return self.state / "kafka"
+
+    @property
+    def kafka_config(self) -> Path:
+        return self.kafka / "config"
+
+    @property
+    def kafka_data(self) -> Path:
+        return self.kafka / "data"
+
+    @property
+    def kafka_logs(self) -> Path:
+        return self.kafka / "logs"
+
+    @property
+    def kafka_pidfile(self) -> Path:
+        return self.kafka / "kafka.pid"
+
+    # -- MinIO ------------------------------------------------------------
+    @property
+    def minio(self) -> Path:
+        return self.state / "minio"
+
+    @property
+    def minio_data(self) -> Path:
+        return self.minio / "data"
+
+    @property
+    def minio_certs(self) -> Path:
+        return self.minio / "certs"
+
+    @property
+    def minio_logs(self) -> Path:
+        return self.minio / "logs"
+
+    @property
+    def minio_pidfile(self) -> Path:
+        return self.minio / "minio.pid"
