@@ -30,12 +30,17 @@ def generate(out: Path) -> None:
     bin_dir = Path(sys.executable).parent
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     cmd = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{PROTO}", f"-I{well_known}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTO}",
+        f"-I{well_known}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
-        f"--python_out={out}", f"--grpc_python_out={out}",
-        f"--mypy_out={out}", f"--mypy_grpc_out={out}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        f"--mypy_grpc_out={out}",
         *sources(),
     ]
     # The mypy plugins chatter on stderr; show it only when protoc fails.
@@ -79,8 +84,7 @@ def main() -> int:
         if args.check:
             have, want = tree(OUT) if OUT.exists() else set(), tree(fresh)
             stale = sorted(
-                (have ^ want)
-                | {f for f in have & want if not filecmp.cmp(OUT / f, fresh / f, shallow=False)}
+                (have ^ want) | {f for f in have & want if not filecmp.cmp(OUT / f, fresh / f, shallow=False)}
             )
             for name in stale:
                 print(f"stale: generated/{name}", file=sys.stderr)
