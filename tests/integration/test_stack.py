@@ -256,5 +256,5 @@ def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_
     status_after, _ = _stack(env, "status")
     assert status_after.returncode != 0
     # The shared stack was not touched.
-    shared, _ = _stack({k: v for k, v in os.environ.items() if not k.startswith("PANTHEON_")}, "status")
+    shared, _ = _stack(dict(os.environ), "status")
     assert shared.returncode == 0, shared.stdout
