@@ -101,3 +101,17 @@ class StackPaths:
     @property
     def minio_pidfile(self) -> Path:
         return self.minio / "minio.pid"
+
+    # -- the Pantheon services --------------------------------------------------
+
+    @property
+    def services(self) -> Path:
+        return self.state / "services"
+
+    @property
+    def services_pidfile(self) -> Path:
+        return self.services / "services.pid"
+
+    @property
+    def services_log(self) -> Path:
+        return self.services / "services.log"

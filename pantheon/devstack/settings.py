@@ -33,6 +33,7 @@ class Settings:
     kafka_controller_port: int
     minio_port: int
     minio_console_port: int
+    grpc_port: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +43,7 @@ class Settings:
             kafka_controller_port=_port("PANTHEON_KAFKA_CONTROLLER_PORT", 19093),
             minio_port=_port("PANTHEON_MINIO_PORT", 9000),
             minio_console_port=_port("PANTHEON_MINIO_CONSOLE_PORT", 9001),
+            grpc_port=_port("PANTHEON_GRPC_PORT", 50051),
         )
 
     @property
@@ -55,3 +57,7 @@ class Settings:
     @property
     def minio_endpoint(self) -> str:
         return f"https://{self.minio_address}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"

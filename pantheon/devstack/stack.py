@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pantheon.devstack import kafka, kafka_admin, minio, minio_admin, process
+from pantheon.devstack import kafka, kafka_admin, minio, minio_admin, process, services
 from pantheon.devstack.certs import CertFiles, ensure_certs
 from pantheon.devstack.credentials import (
     KAFKA_INGEST_USER,
@@ -151,6 +151,27 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
         log.info("created topics %s", ", ".join(created_topics))
     if created_buckets:
         log.info("created buckets %s", ", ".join(created_buckets))
+    _start_services(s, certs, timeout=max(10.0, deadline - time.monotonic()))
+
+
+def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
+    p = s.paths
+    pid = services.running_pid(p)
+    if pid is not None:
+        log.info("services already running (pid %d)", pid)
+        return
+    _require_free(s.grpc_port)
+    pid = services.start(p, {**os.environ, **environment(s)}, s.grpc_target)
+    try:
+        services.wait_serving(
+            s.grpc_target,
+            certs.ca_cert,
+            timeout=timeout,
+            still_running=lambda: services.running_pid(p) is not None,
+        )
+    except (TimeoutError, RuntimeError) as exc:
+        raise _failure("the Pantheon services did not become ready", exc, p.services / "stdout.log") from exc
+    log.info("services started (pid %d), log %s", pid, p.services_log)
 
 
 def down(settings: Settings | None = None, purge: bool = False) -> None:
@@ -158,6 +179,9 @@ def down(settings: Settings | None = None, purge: bool = False) -> None:
     s = settings or Settings.from_env()
     p = s.paths
     marker = p.process_marker
+    # The services first: they hold connections to both backends.
+    pid = services.stop(p)
+    log.info("services %s", f"stopped (pid {pid})" if pid else "was not running")
     # Stop both at once: Kafka's controlled shutdown takes a few seconds.
     with ThreadPoolExecutor(max_workers=2) as pool:
         k = pool.submit(kafka.stop, p)
@@ -205,9 +229,12 @@ def status(settings: Settings | None = None) -> list[ComponentStatus]:
         kafka_ready = kafka_admin.is_ready(admin)
     if minio_pid and ca.is_file():
         minio_ready = minio.is_live(s, ca)
+    services_pid = services.running_pid(p)
+    services_ready = bool(services_pid) and ca.is_file() and services.is_serving(s.grpc_target, ca)
     return [
         ComponentStatus("kafka", kafka_pid, kafka_ready, f"SASL_SSL://{s.kafka_bootstrap}"),
         ComponentStatus("minio", minio_pid, minio_ready, s.minio_endpoint),
+        ComponentStatus("grpc", services_pid, services_ready, f"grpcs://{s.grpc_target}"),
     ]
 
 
@@ -242,6 +269,7 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "PANTHEON_S3_ENDPOINT": s.minio_endpoint,
         "PANTHEON_S3_ACCESS_KEY": MINIO_STORAGE_USER,
         "PANTHEON_S3_SECRET_KEY": creds.minio_storage_secret,
+        "PANTHEON_GRPC_TARGET": s.grpc_target,
         "PANTHEON_EVENTS_TOPIC": DATA_STORED.name,
         "PANTHEON_RECORDS_TOPIC": RECORDS.name,
         "PANTHEON_DLQ_TOPIC": DEAD_LETTER.name,

@@ -1,0 +1,56 @@
+"""`pantheon serve`: run the gRPC services until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from pantheon.config import ConfigError, ServiceSettings
+from pantheon.context import RequestIdFilter
+from pantheon.server import create_server
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the ingestion and storage gRPC services",
+        description="Run the ingestion and storage gRPC services (TLS) until SIGINT or SIGTERM. "
+        "Settings come from PANTHEON_* variables; see README, Configuration.",
+    )
+    parser.add_argument("--log-file", help="append logs to this file instead of stderr")
+    parser.set_defaults(run=run)
+
+
+def _configure_logging(log_file: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+async def _serve(settings: ServiceSettings) -> None:
+    running = await create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving on port %d", running.port)
+    await stop.wait()
+    log.info("shutting down")
+    await running.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_file)
+    try:
+        settings = ServiceSettings.from_env()
+    except ConfigError as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    asyncio.run(_serve(settings))
+    return 0

@@ -1,0 +1,142 @@
+"""Settings, one typed object per component, read from `PANTHEON_*` variables.
+
+Every setting has an environment variable; `scripts/stack env` prints the
+values for the local dev stack. There are no insecure fallbacks: TLS files
+and credentials must be given, and plaintext endpoints are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pantheon.events import topics
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unsafe."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, default)
+    if value is None or value == "":
+        raise ConfigError(f"{name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """Certificate files for a TLS endpoint and the CA that signs its peers."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TLSSettings:
+        return cls(
+            ca_file=_get(env, "PANTHEON_CA_FILE"),
+            cert_file=_get(env, "PANTHEON_TLS_CERT_FILE"),
+            key_file=_get(env, "PANTHEON_TLS_KEY_FILE"),
+        )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How the services reach Kafka (SASL_SSL with SCRAM-SHA-512 only)."""
+
+    bootstrap: str
+    username: str
+    password: str = field(repr=False)
+    ca_file: str
+    events_topic: str = topics.DATA_STORED.name
+    records_topic: str = topics.RECORDS.name
+    dlq_topic: str = topics.DEAD_LETTER.name
+    #: Batches produce calls made within this window into one request.
+    linger_ms: int = 5
+    #: How long the producer keeps retrying one event before failing the call.
+    delivery_timeout_ms: int = 15000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
+        return cls(
+            bootstrap=_get(env, "PANTHEON_KAFKA_BOOTSTRAP"),
+            username=_get(env, "PANTHEON_KAFKA_USERNAME"),
+            password=_get(env, "PANTHEON_KAFKA_PASSWORD"),
+            ca_file=_get(env, "PANTHEON_CA_FILE"),
+            events_topic=_get(env, "PANTHEON_EVENTS_TOPIC", topics.DATA_STORED.name),
+            records_topic=_get(env, "PANTHEON_RECORDS_TOPIC", topics.RECORDS.name),
+            dlq_topic=_get(env, "PANTHEON_DLQ_TOPIC", topics.DEAD_LETTER.name),
+            linger_ms=int(_get(env, "PANTHEON_KAFKA_LINGER_MS", "5")),
+            delivery_timeout_ms=int(_get(env, "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS", "15000")),
+        )
+
+    def client_config(self) -> dict[str, str | int | bool]:
+        """librdkafka settings shared by producers and consumers."""
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": self.username,
+            "sasl.password": self.password,
+            "ssl.ca.location": self.ca_file,
+            "ssl.endpoint.identification.algorithm": "https",
+        }
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How the storage service reaches MinIO or another S3 store."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    ca_file: str | None
+    region: str = "us-east-1"
+    #: Multipart part size: the storage service holds about two parts per
+    #: upload in memory, so this bounds memory per concurrent upload.
+    part_size: int = 8 * 2**20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> S3Settings:
+        endpoint = _get(env, "PANTHEON_S3_ENDPOINT")
+        if not endpoint.startswith("https://"):
+            raise ConfigError("PANTHEON_S3_ENDPOINT must be an https:// URL")
+        return cls(
+            endpoint=endpoint,
+            access_key=_get(env, "PANTHEON_S3_ACCESS_KEY"),
+            secret_key=_get(env, "PANTHEON_S3_SECRET_KEY"),
+            ca_file=env.get("PANTHEON_S3_CA_FILE") or env.get("PANTHEON_CA_FILE") or None,
+            region=_get(env, "PANTHEON_S3_REGION", "us-east-1"),
+            part_size=int(_get(env, "PANTHEON_S3_PART_SIZE", str(8 * 2**20))),
+        )
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The gRPC server hosting the ingestion and storage services."""
+
+    listen: str
+    tls: TLSSettings
+    kafka: KafkaSettings
+    s3: S3Settings
+    #: `local` hosts the storage service in the same process and calls it
+    #: in-process; `host:port` calls a remote storage service over TLS.
+    storage_target: str = "local"
+    #: Largest object accepted, in bytes.
+    max_object_bytes: int = 5 * 2**30
+    #: Deadline the ingestion service gives its own calls to storage.
+    backend_deadline_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
+        return cls(
+            listen=_get(env, "PANTHEON_GRPC_LISTEN", "127.0.0.1:50051"),
+            tls=TLSSettings.from_env(env),
+            kafka=KafkaSettings.from_env(env),
+            s3=S3Settings.from_env(env),
+            storage_target=_get(env, "PANTHEON_STORAGE_TARGET", "local"),
+            max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
+            backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
+        )

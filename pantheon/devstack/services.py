@@ -1,0 +1,62 @@
+"""The Pantheon gRPC services as a dev-stack process (`pantheon serve`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pantheon.devstack import process
+from pantheon.devstack.paths import StackPaths
+
+#: Part of the command line; guards against a reused pid (see process.py).
+CMDLINE_MARK = "pantheon serve"
+
+
+def start(paths: StackPaths, env: Mapping[str, str], listen: str) -> int:
+    paths.services.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pantheon", "serve", "--log-file", str(paths.services_log)]
+    return process.start(
+        argv,
+        pidfile=paths.services_pidfile,
+        # The services' own output (tracebacks at start-up) lands beside the log.
+        log_file=paths.services / "stdout.log",
+        env={**env, "PANTHEON_GRPC_LISTEN": listen},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def running_pid(paths: StackPaths) -> int | None:
+    return process.running_pid(paths.services_pidfile, paths.process_marker, CMDLINE_MARK)
+
+
+def stop(paths: StackPaths) -> int | None:
+    return process.stop(paths.services_pidfile, paths.process_marker, CMDLINE_MARK)
+
+
+def is_serving(target: str, ca_file: Path, timeout: float = 2.0) -> bool:
+    """Whether the standard gRPC health check answers SERVING over TLS."""
+    credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
+    with grpc.secure_channel(target, credentials) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def wait_serving(target: str, ca_file: Path, *, timeout: float, still_running: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_serving(target, ca_file):
+            return
+        if not still_running():
+            raise RuntimeError("the services exited during start-up")
+        time.sleep(0.2)
+    raise TimeoutError(f"the services did not answer health checks within {timeout:.0f}s")

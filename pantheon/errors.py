@@ -1,0 +1,169 @@
+"""One error hierarchy for both transports.
+
+Each error knows its gRPC status code, its HTTP status and a stable
+snake_case reason (AIP-193). Services raise these; one gRPC interceptor turns
+them into a rich `google.rpc.Status` (ErrorInfo, BadRequest, RetryInfo) and
+the gateway maps the status back to HTTP. Messages are written for callers:
+they never contain exception text from a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from pantheon.validation import FieldViolation
+
+#: ErrorInfo domain of every Pantheon error.
+DOMAIN = "pantheon.scdt"
+
+
+class PantheonError(Exception):
+    """Base of every error Pantheon reports to a caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+    reason: str = "internal"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+    def details(self) -> list[any_pb2.Any]:
+        """The detail messages of the rich status: ErrorInfo first."""
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
+        return [info]
+
+    def to_status(self) -> status_pb2.Status:
+        """The `google.rpc.Status` callers receive."""
+        code: int = self.code.value[0]
+        return status_pb2.Status(code=code, message=self.message, details=self.details())
+
+
+class InvalidArgument(PantheonError):
+    """The request is malformed; nothing was stored or published."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+    reason = "invalid_argument"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        violations: Sequence[FieldViolation] = (),
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.violations = list(violations)
+
+    def details(self) -> list[any_pb2.Any]:
+        found = super().details()
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description, reason=v.rule_id
+                    )
+                    for v in self.violations
+                ]
+            )
+            packed = any_pb2.Any()
+            packed.Pack(bad)
+            found.append(packed)
+        return found
+
+    @classmethod
+    def from_violations(cls, violations: Iterable[FieldViolation], what: str = "request") -> InvalidArgument:
+        found = list(violations)
+        fields = ", ".join(sorted({v.field or what for v in found}))
+        return cls(f"invalid {what}: {fields}", reason="validation_failed", violations=found)
+
+
+class Unauthenticated(PantheonError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    reason = "unauthenticated"
+
+
+class PermissionDenied(PantheonError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    reason = "permission_denied"
+
+
+class NotFound(PantheonError):
+    code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    reason = "not_found"
+
+
+class AlreadyExists(PantheonError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    http_status = 409
+    reason = "already_exists"
+
+
+class FailedPrecondition(PantheonError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 409
+    reason = "failed_precondition"
+
+
+class Aborted(PantheonError):
+    """A concurrent call holds what this one needs; retrying is safe."""
+
+    code = grpc.StatusCode.ABORTED
+    http_status = 409
+    reason = "aborted"
+
+
+class OutOfRange(PantheonError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+    http_status = 416
+    reason = "out_of_range"
+
+
+class ResourceExhausted(PantheonError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+    reason = "resource_exhausted"
+
+
+class Unavailable(PantheonError):
+    """A backend cannot be reached; nothing was acknowledged; retry later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    reason = "backend_unavailable"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: int = 2) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[any_pb2.Any]:
+        found = super().details()
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=self.retry_after_s)))
+        found.append(retry)
+        return found
+
+
+class DeadlineExceeded(PantheonError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+    reason = "deadline_exceeded"
+
+
+class Internal(PantheonError):
+    """A bug; the caller sees only this generic message and the request id."""
+
+
+def ok_status() -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.OK)

@@ -1,0 +1,1 @@
+"""Ingestion: validate, normalise, name and store uploaded data."""

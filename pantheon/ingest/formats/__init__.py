@@ -1,0 +1,1 @@
+"""Per-format normalisers; `pantheon.ingest.normalise` picks one for an upload."""

@@ -1,0 +1,417 @@
+"""The IngestionService gRPC servicer: validate, normalise, store, announce.
+
+A call is acknowledged only after the storage service has the object and
+Kafka has acknowledged every event of the call. Idempotency keys are claimed
+in the index before anything is stored, so concurrent calls with one key
+produce one object, and a retry after a failure resumes under the same id:
+the object is stored at most once (conditional write) and the events keep
+their ids, so consumers see no second distinct event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from pantheon_api.events.v1 import events_pb2
+from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
+from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
+
+from pantheon import __version__
+from pantheon import context as ctx
+from pantheon.config import KafkaSettings
+from pantheon.errors import (
+    Aborted,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PantheonError,
+    Unavailable,
+)
+from pantheon.events.producer import Event, EventPublisher
+from pantheon.ingest import records as batch
+from pantheon.ingest.normalise import open_normaliser
+from pantheon.metadata.ulid import new_ulid
+
+log = logging.getLogger(__name__)
+
+# Subscripted only for the type checker: the runtime class is not generic.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+M = TypeVar("M", bound=Message)
+
+#: Chunk size of the stream to storage.
+CHUNK = 1 << 20
+#: A claim older than this belongs to a call that died; a retry resumes it.
+STALE_CLAIM = timedelta(seconds=60)
+
+
+def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
+    """A caller-safe error for a failed storage call, by status code only."""
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable("storage is unavailable, retry later")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(f"{what} was refused by storage", reason="storage_rejected")
+    log.error("storage %s failed: %s", what, code.name)
+    return Internal(f"{what} failed")
+
+
+def _digest(*messages: Message, extra: bytes = b"") -> str:
+    h = hashlib.sha256(extra)
+    for m in messages:
+        h.update(m.SerializeToString(deterministic=True))
+    return h.hexdigest()
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _unpack(packed: any_pb2.Any, cls: type[M]) -> M:
+    found = cls()
+    if not packed.Unpack(found):
+        raise FailedPrecondition(
+            "idempotency key was used for a different kind of call", reason="idempotency_key_reused"
+        )
+    return found
+
+
+class IngestionServicer(pb_grpc.IngestionServiceServicer):
+    """Serves the IngestionService contract on a storage stub and a publisher."""
+
+    def __init__(
+        self,
+        storage: spb_grpc.StorageServiceAsyncStub,
+        publisher: EventPublisher,
+        topics: KafkaSettings,
+        *,
+        max_object_bytes: int,
+        deadline_s: float,
+    ) -> None:
+        self._storage = storage
+        self._publisher = publisher
+        self._topics = topics
+        self._max_bytes = max_object_bytes
+        self._deadline_s = deadline_s
+
+    # -- shared steps ---------------------------------------------------------
+
+    def _require_events(self) -> None:
+        # Checked before storing anything: an object nobody hears of is worse
+        # than a fast, retryable refusal.
+        if not self._publisher.ready():
+            raise Unavailable("event backbone is unavailable, retry later")
+
+    async def _claim(self, source: str, key: str, digest: str, cls: type[M]) -> tuple[str, M | None]:
+        """The id to store under, or the first call's result to replay."""
+        if not key:
+            return new_ulid(), None
+        try:
+            claim = await self._storage.ClaimIdempotencyKey(
+                spb.ClaimIdempotencyKeyRequest(
+                    source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
+                ),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _storage_error(exc, "claiming the idempotency key") from exc
+        record = claim.record
+        if claim.claimed:
+            return record.id, None
+        if record.request_digest != digest:
+            raise FailedPrecondition(
+                "idempotency key was already used for a different request", reason="idempotency_key_reused"
+            )
+        if record.HasField("result"):
+            return record.id, _unpack(record.result, cls)
+        age = datetime.now(UTC) - record.claimed_at.ToDatetime(tzinfo=UTC)
+        if age < STALE_CLAIM:
+            raise Aborted(
+                "a call with this idempotency key is in progress, retry later", reason="in_progress"
+            )
+        log.info("resuming idempotency key of a call that died (id %s)", record.id)
+        return record.id, None
+
+    async def _complete(self, source: str, key: str, object_id: str, result: Message) -> None:
+        if not key:
+            return
+        try:
+            await self._storage.CompleteIdempotencyKey(
+                spb.CompleteIdempotencyKeyRequest(
+                    source=source, idempotency_key=key, id=object_id, result=_pack(result)
+                ),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _storage_error(exc, "recording the result") from exc
+
+    async def _store(self, meta: md.Metadata, content: AsyncIterator[bytes]) -> spb.PutObjectResponse:
+        """Stream `content` to storage; an error in `content` cancels the upload."""
+        call = self._storage.PutObject(timeout=self._deadline_s, metadata=ctx.outgoing_metadata())
+        try:
+            await call.write(spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta)))
+            async for piece in content:
+                await call.write(spb.PutObjectRequest(chunk=piece))
+            await call.done_writing()
+            response: spb.PutObjectResponse = await call
+            return response
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.ALREADY_EXISTS:
+                return await self._stored(meta.id)
+            raise _storage_error(exc, "storing the object") from exc
+        except BaseException:
+            # Invalid content found mid-stream: storage sees a cancelled
+            # upload and discards it, so nothing is stored.
+            call.cancel()
+            raise
+
+    async def _stored(self, object_id: str) -> spb.PutObjectResponse:
+        """The object a previous attempt under this id stored."""
+        try:
+            info = await self._storage.StatObject(
+                spb.StatObjectRequest(id=object_id),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _storage_error(exc, "reading the stored object") from exc
+        return spb.PutObjectResponse(object=info.object, metadata=info.metadata)
+
+    def _lineage(self, meta: md.Metadata, step: str) -> None:
+        meta.lineage.request_id = ctx.request_id.get()
+        s = meta.lineage.steps.add(name=step, version=__version__)
+        s.at.GetCurrentTime()
+
+    # -- IngestObject ---------------------------------------------------------
+
+    async def IngestObject(
+        self, request_iterator: AsyncIterator[pb.IngestObjectRequest], context: Context
+    ) -> pb.IngestObjectResponse:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument("the first message must carry the header", reason="missing_header")
+        header = first.header
+        meta = md.Metadata()
+        meta.CopyFrom(header.metadata)
+        for output_only in ("id", "sha256", "size_bytes", "geohash", "ingested_at", "record_count"):
+            meta.ClearField(output_only)
+        meta.classification = meta.classification or md.CLASSIFICATION_INTERNAL
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in requests:
+                if not message.HasField("chunk"):
+                    raise InvalidArgument(
+                        "only the first message may carry a header", reason="duplicate_header"
+                    )
+                if message.chunk:
+                    yield message.chunk
+
+        body = chunks()
+        head = await anext(body, b"")
+        normaliser = open_normaliser(header.declared_media_type, head)
+        meta.format = normaliser.format
+        meta.media_type = normaliser.media_type
+        self._require_events()
+        object_id, replay = await self._claim(
+            meta.source,
+            meta.idempotency_key,
+            _digest(header, extra=b"object"),
+            pb.IngestObjectResponse,
+        )
+        if replay is not None:
+            await _drain(body)
+            replay.replayed = True
+            return replay
+        meta.id = object_id
+        meta.ingested_at.GetCurrentTime()
+        self._lineage(meta, "ingest.object")
+
+        async def normalised() -> AsyncIterator[bytes]:
+            received = 0
+            sha = hashlib.sha256()
+            async for piece in _prepend(head, body):
+                received += len(piece)
+                if received > self._max_bytes:
+                    raise InvalidArgument(
+                        f"object is larger than {self._max_bytes} bytes", reason="too_large"
+                    )
+                sha.update(piece)
+                if out := normaliser.feed(piece):
+                    yield out
+            # Checked before the last piece is sent, so storage never
+            # completes an upload whose content turns out to be wrong.
+            if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
+                raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
+            if out := normaliser.finish():
+                yield out
+
+        stored = await self._store(meta, normalised())
+        meta = stored.metadata
+        event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
+        await self._publisher.publish(
+            [Event(self._topics.events_topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
+        )
+        result = pb.IngestObjectResponse(metadata=meta, object=stored.object, event_id=meta.id)
+        await self._complete(meta.source, meta.idempotency_key, meta.id, result)
+        log.info("ingested %s as %s/%s", meta.id, stored.object.bucket, stored.object.key)
+        return result
+
+    # -- IngestRecords --------------------------------------------------------
+
+    async def IngestRecords(
+        self, request: pb.IngestRecordsRequest, context: Context
+    ) -> pb.IngestRecordsResponse:
+        accepted, rejected = batch.triage(request.records)
+        if not accepted:
+            raise InvalidArgument.from_violations(
+                [v for r in rejected for v in r.violations], "records (every record is invalid)"
+            )
+        self._require_events()
+        batch_id, replay = await self._claim(
+            request.source,
+            request.idempotency_key,
+            _digest(request, extra=b"records"),
+            pb.IngestRecordsResponse,
+        )
+        if replay is not None:
+            replay.replayed = True
+            return replay
+        accepted = batch.identify(batch_id, accepted)
+        meta = batch.batch_metadata(request, batch_id, accepted)
+        meta.ingested_at.GetCurrentTime()
+        self._lineage(meta, "ingest.records")
+        csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
+        content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
+        stored = await self._store(meta, _pieces(content))
+        meta = stored.metadata
+
+        events = [self._record_event(meta, stored.object, item) for item in accepted]
+        events.append(
+            Event(
+                self._topics.events_topic,
+                meta.source,
+                events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object),
+                meta.id,
+                meta.source,
+                subject=meta.id,
+            )
+        )
+        events += [self._dead_letter(meta, item) for item in rejected]
+        await self._publisher.publish(events)
+
+        results = [
+            pb.RecordResult(index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK))
+            for i in accepted
+        ] + [
+            pb.RecordResult(
+                index=r.index, status=InvalidArgument.from_violations(r.violations, "record").to_status()
+            )
+            for r in rejected
+        ]
+        results.sort(key=lambda r: r.index)
+        result = pb.IngestRecordsResponse(
+            metadata=meta,
+            object=stored.object,
+            results=results,
+            accepted_count=len(accepted),
+            rejected_count=len(rejected),
+            event_id=meta.id,
+        )
+        await self._complete(request.source, request.idempotency_key, batch_id, result)
+        log.info("ingested batch %s: %d accepted, %d rejected", batch_id, len(accepted), len(rejected))
+        return result
+
+    def _record_event(self, meta: md.Metadata, ref: md.ObjectRef, item: batch.Accepted) -> Event:
+        record_meta = batch.record_metadata(meta, item)
+        payload = events_pb2.RecordIngested(
+            event_id=item.id,
+            metadata=record_meta,
+            payload=item.record.payload,
+            batch_object=ref,
+            batch_index=item.index,
+        )
+        key = f"{meta.source}/{item.record.entity_id}"
+        return Event(self._topics.records_topic, key, payload, item.id, meta.source, subject=item.id)
+
+    def _dead_letter(self, meta: md.Metadata, item: batch.Rejected) -> Event:
+        # Deterministic id, so a retried batch re-sends the same dead letter.
+        event_id = f"{meta.id}-rejected-{item.index}"
+        status = InvalidArgument.from_violations(item.violations, "record").to_status()
+        letter = events_pb2.DeadLetter(
+            event_id=event_id,
+            reason="invalid_record",
+            status=status,
+            metadata=md.Metadata(
+                data_type=meta.data_type,
+                source=meta.source,
+                entity_id=item.record.entity_id,
+                lineage=meta.lineage,
+            ),
+            original=item.record.SerializeToString()[: 900 * 1024],
+        )
+        return Event(
+            self._topics.dlq_topic,
+            meta.source,
+            letter,
+            event_id,
+            meta.source,
+            extra_headers=(("pantheon_reason", "invalid_record"),),
+        )
+
+    # -- GetIngestResult ------------------------------------------------------
+
+    async def GetIngestResult(
+        self, request: pb.GetIngestResultRequest, context: Context
+    ) -> pb.GetIngestResultResponse:
+        try:
+            found = await self._storage.GetIdempotencyKey(
+                spb.GetIdempotencyKeyRequest(source=request.source, idempotency_key=request.idempotency_key),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                raise NotFound("no call used this idempotency key", reason="key_not_found") from None
+            raise _storage_error(exc, "reading the result") from exc
+        record = found.record
+        if not record.HasField("result"):
+            raise NotFound("the call with this idempotency key has not completed", reason="in_progress")
+        response = pb.GetIngestResultResponse(completed_at=record.completed_at)
+        if record.result.Is(pb.IngestObjectResponse.DESCRIPTOR):
+            record.result.Unpack(response.object)
+        else:
+            record.result.Unpack(response.records)
+        return response
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for piece in rest:
+        yield piece
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    async for _ in stream:
+        pass
+
+
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        yield data[start : start + CHUNK]

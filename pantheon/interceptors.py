@@ -1,0 +1,133 @@
+"""The one server interceptor at the edge of every Pantheon gRPC service.
+
+For each call it sets the request context (request id, trace context), checks
+every incoming message against its protovalidate rules (streamed messages
+one by one, as they arrive), and turns errors into rich gRPC statuses:
+`PantheonError`s carry their own code and details; anything else is logged
+with the request id and reported as a bare INTERNAL, never with its text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+from google.protobuf.message import Message
+from grpc_status import rpc_status
+
+from pantheon import context as ctx
+from pantheon.errors import InvalidArgument, PantheonError
+from pantheon.validation import violations
+
+log = logging.getLogger(__name__)
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+# Subscripted only for the type checker: the runtime class is not generic.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+def check(message: Message) -> None:
+    """Raise InvalidArgument listing every rule `message` breaks."""
+    found = violations(message)
+    if found:
+        raise InvalidArgument.from_violations(found)
+
+
+async def _checked(requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    async for message in requests:
+        check(message)
+        yield message
+
+
+async def _abort(context: Context, exc: BaseException, method: str) -> NoReturn:
+    if not isinstance(exc, PantheonError):
+        log.exception("%s failed (request %s)", method, ctx.request_id.get())
+        exc = PantheonError(f"internal error; request id {ctx.request_id.get()}")
+    elif exc.code is grpc.StatusCode.INTERNAL:
+        log.error("%s failed: %s (request %s)", method, exc.reason, ctx.request_id.get())
+    await context.abort_with_status(rpc_status.to_status(exc.to_status()))
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+def _enter(context: Context) -> None:
+    metadata = dict(context.invocation_metadata() or ())
+    ctx.request_id.set(str(metadata.get(ctx.REQUEST_ID_HEADER) or ctx.new_request_id())[:128])
+    ctx.traceparent.set(str(metadata.get(ctx.TRACEPARENT_HEADER) or "")[:128])
+
+
+def _wrap(handler: Handler, method: str) -> Handler:
+    if handler.request_streaming and handler.response_streaming:
+        inner_ss: Any = handler.stream_stream
+
+        async def stream_stream(requests: AsyncIterator[Message], context: Any) -> AsyncIterator[Any]:
+            _enter(context)
+            try:
+                async for response in inner_ss(_checked(requests), context):
+                    yield response
+            except Exception as exc:
+                await _abort(context, exc, method)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.request_streaming:
+        inner_su: Any = handler.stream_unary
+
+        async def stream_unary(requests: AsyncIterator[Message], context: Any) -> Any:
+            _enter(context)
+            try:
+                return await inner_su(_checked(requests), context)
+            except Exception as exc:
+                await _abort(context, exc, method)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.response_streaming:
+        inner_us: Any = handler.unary_stream
+
+        async def unary_stream(request: Message, context: Any) -> AsyncIterator[Any]:
+            _enter(context)
+            try:
+                check(request)
+                async for response in inner_us(request, context):
+                    yield response
+            except Exception as exc:
+                await _abort(context, exc, method)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    inner_uu: Any = handler.unary_unary
+
+    async def unary_unary(request: Message, context: Any) -> Any:
+        _enter(context)
+        try:
+            check(request)
+            return await inner_uu(request, context)
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary_unary, handler.request_deserializer, handler.response_serializer
+    )
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):
+    """Request context, validation and error translation for Pantheon services.
+
+    Health and reflection services pass through untouched.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith("/pantheon_api."):
+            return handler
+        return _wrap(handler, method)

@@ -1,0 +1,131 @@
+"""Builds the gRPC server that hosts the ingestion and storage services.
+
+One TLS server hosts both services, the standard health service and server
+reflection (so `grpcurl` can list and call them). The ingestion service
+always reaches storage through its gRPC contract: over a channel to this
+very server by default (`PANTHEON_STORAGE_TARGET=local`), or to a remote
+storage service, so the two scale apart without code changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
+from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
+
+from pantheon.config import ServiceSettings, TLSSettings
+from pantheon.events.producer import EventPublisher, KafkaPublisher
+from pantheon.ingest.service import IngestionServicer
+from pantheon.interceptors import EdgeInterceptor
+from pantheon.storage.object_store import ObjectStore, S3ObjectStore
+from pantheon.storage.service import StorageServicer
+
+log = logging.getLogger(__name__)
+
+#: Largest message accepted: a 10000-record batch fits, anything bigger is
+#: refused by gRPC with RESOURCE_EXHAUSTED before it is parsed.
+MAX_MESSAGE_BYTES = 16 * 2**20
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+_SERVICES = (
+    ingest_service_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name,
+    storage_service_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name,
+)
+
+
+def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())])
+
+
+def secure_channel(target: str, ca_file: str) -> grpc.aio.Channel:
+    """A long-lived TLS channel with keepalive and the message size limit."""
+    credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+    options = [
+        *_KEEPALIVE,
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+@dataclass
+class Running:
+    """A started server and what must be closed with it."""
+
+    server: grpc.aio.Server
+    port: int
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    publisher: EventPublisher | None = None
+    health: health.aio.HealthServicer | None = None
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        for channel in self.channels:
+            await channel.close()
+        if isinstance(self.publisher, KafkaPublisher):
+            await asyncio.to_thread(self.publisher.close)
+
+
+async def create_server(
+    settings: ServiceSettings,
+    *,
+    store: ObjectStore | None = None,
+    publisher: EventPublisher | None = None,
+) -> Running:
+    """Start the server on `settings.listen`; collaborators may be handed in."""
+    server = grpc.aio.server(
+        interceptors=[EdgeInterceptor()],
+        options=[
+            *_KEEPALIVE,
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    port = server.add_secure_port(settings.listen, server_credentials(settings.tls))
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    running = Running(server, port)
+
+    storage_servicer = StorageServicer(store or S3ObjectStore(settings.s3))
+    storage_service_pb2_grpc.add_StorageServiceServicer_to_server(storage_servicer, server)
+
+    host = settings.listen.rsplit(":", 1)[0]
+    target = f"{host}:{port}" if settings.storage_target == "local" else settings.storage_target
+    channel = secure_channel(target, settings.tls.ca_file)
+    running.channels.append(channel)
+    running.publisher = publisher or KafkaPublisher(settings.kafka)
+    ingest_service_pb2_grpc.add_IngestionServiceServicer_to_server(
+        IngestionServicer(
+            storage_service_pb2_grpc.StorageServiceStub(channel),
+            running.publisher,
+            settings.kafka,
+            max_object_bytes=settings.max_object_bytes,
+            deadline_s=settings.backend_deadline_s,
+        ),
+        server,
+    )
+
+    running.health = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(running.health, server)
+    for name in (*_SERVICES, ""):
+        await running.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    await server.start()
+    log.info(
+        "gRPC services listening on %s", target if settings.storage_target == "local" else settings.listen
+    )
+    return running

@@ -1,0 +1,396 @@
+"""The object store the storage service writes to: a Protocol and its S3 adapter.
+
+The adapter speaks the S3 API through minio-py, so it works against MinIO and
+any S3-compatible store. minio-py is blocking; calls run in worker threads so
+the asyncio gRPC server keeps serving. Two things minio-py's public API lacks
+are done through its request layer (`_execute` and the multipart helpers, on
+the pinned minio version): conditional writes (`If-None-Match: *`) and
+multipart uploads fed part by part from a stream, so an upload of any size
+holds at most two parts in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import InvalidResponseError, S3Error, ServerError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from pantheon.config import S3Settings
+from pantheon.errors import AlreadyExists, Internal, NotFound, PantheonError, Unavailable
+
+log = logging.getLogger(__name__)
+
+#: SSE-S3 on every write, even where a bucket lacks default encryption.
+_SSE = {"X-Amz-Server-Side-Encryption": "AES256"}
+_META = "X-Amz-Meta-"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the store reports about a written or existing object."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str
+    encryption: str
+    sha256: str = ""
+    content_type: str = ""
+    user_metadata: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a prefix listing."""
+
+    keys: list[str]
+    prefixes: list[str]
+    truncated: bool
+
+
+class ObjectStore(Protocol):
+    """What the storage service needs from an object store."""
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        content_type: str,
+        user_metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """Write `chunks` to `key` unless it exists (AlreadyExists then)."""
+        ...
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
+        """Write a small object; with `if_absent`, only if it does not exist."""
+        ...
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        """Read a small object whole (NotFound when missing)."""
+        ...
+
+    def get_stream(self, bucket: str, key: str, offset: int = 0, length: int = 0) -> AsyncIterator[bytes]:
+        """Stream an object or a byte range of it."""
+        ...
+
+    async def stat(self, bucket: str, key: str) -> StoredObject:
+        """Describe an object without reading it."""
+        ...
+
+    async def list(
+        self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
+    ) -> Listing:
+        """One page of keys (and common prefixes) under `prefix`, in key order."""
+        ...
+
+
+def _translate(exc: Exception, what: str) -> PantheonError:
+    """A caller-safe error for a failed store call; details go to the log."""
+    if isinstance(exc, S3Error):
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            return NotFound(f"{what}: not found")
+        if exc.code == "PreconditionFailed":
+            return AlreadyExists(f"{what}: already exists")
+        if exc.code in ("SlowDown", "ServiceUnavailable", "XMinioServerNotInitialized", "InternalError"):
+            return Unavailable("object store is unavailable, retry later")
+        log.error("object store refused %s: %s", what, exc.code)
+        return Internal("object store refused the request")
+    if isinstance(exc, ServerError | InvalidResponseError):
+        return Unavailable("object store is unavailable, retry later")
+    log.warning("object store unreachable during %s: %s", what, type(exc).__name__)
+    return Unavailable("object store is unavailable, retry later")
+
+
+_TRANSIENT = (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, OSError)
+
+
+class S3ObjectStore:
+    """ObjectStore on the S3 API (MinIO or any S3-compatible store)."""
+
+    def __init__(self, settings: S3Settings, *, pool_size: int = 16) -> None:
+        url = urlparse(settings.endpoint)
+        context = ssl.create_default_context(cafile=settings.ca_file)
+        http = urllib3.PoolManager(
+            ssl_context=context,
+            maxsize=pool_size,
+            # Fail fast when the store is down: short connect timeout, and only
+            # connection attempts are retried here (a repeated PUT must never
+            # be confused with a conflicting one).
+            timeout=urllib3.Timeout(connect=2.0, read=30.0),
+            retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0),
+        )
+        self._client = Minio(
+            url.netloc,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=True,
+            region=settings.region,
+            http_client=http,
+        )
+        self._part_size = max(settings.part_size, 5 * 2**20)
+
+    # -- writes -------------------------------------------------------------
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        content_type: str,
+        user_metadata: Mapping[str, str],
+    ) -> StoredObject:
+        headers = {"Content-Type": content_type, **_SSE}
+        headers.update({_META + k: v for k, v in user_metadata.items()})
+        digest = hashlib.sha256()
+        parts = _parts(chunks, self._part_size, digest)
+        first = await anext(parts, None)
+        if first is None:
+            raise Internal("refusing to store an empty object")
+        second = await anext(parts, None)
+        if second is None:
+            # Small object: one conditional PUT.
+            result = await self._put(bucket, key, first, headers, if_absent=True)
+            return _with(result, sha256=digest.hexdigest(), size=len(first))
+        return await self._multipart(bucket, key, headers, first, second, parts, digest)
+
+    async def _multipart(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        first: bytes,
+        second: bytes,
+        rest: AsyncIterator[bytes],
+        digest: Any,
+    ) -> StoredObject:
+        what = f"upload {bucket}/{key}"
+        try:
+            upload_id = await asyncio.to_thread(
+                self._client._create_multipart_upload, bucket, key, _headers(headers)
+            )
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+        uploaded: list[Part] = []
+        size = 0
+        try:
+            # Upload part n while part n+1 streams in: two parts in memory.
+            pending: asyncio.Task[Part] | None = None
+            number = 0
+            block: bytes | None = first
+            nxt: bytes | None = second
+            while block is not None:
+                number += 1
+                size += len(block)
+                task = asyncio.create_task(self._upload_part(bucket, key, upload_id, number, block))
+                if pending is not None:
+                    uploaded.append(await pending)
+                pending = task
+                block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
+            if pending is not None:
+                uploaded.append(await pending)
+            result = await asyncio.to_thread(self._complete, bucket, key, upload_id, uploaded)
+        except BaseException as exc:
+            await asyncio.shield(self._abort(bucket, key, upload_id))
+            if isinstance(exc, PantheonError | asyncio.CancelledError):
+                raise
+            if isinstance(exc, Exception):
+                raise _translate(exc, what) from exc
+            raise
+        return _with(result, sha256=digest.hexdigest(), size=size)
+
+    async def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        etag = await asyncio.to_thread(self._client._upload_part, bucket, key, data, None, upload_id, number)
+        return Part(number, etag)
+
+    def _complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
+        # minio-py's complete call cannot send If-None-Match; this is the same
+        # request with that header, so a concurrent writer of the key loses.
+        body = "".join(
+            f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>' for p in parts
+        )
+        data = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
+        response = self._client._execute(
+            "POST",
+            bucket,
+            key,
+            body=data,
+            headers={"Content-Type": "application/xml", "If-None-Match": "*"},
+            query_params={"uploadId": upload_id},
+        )
+        # S3 may report a failed completion inside a 200 response.
+        if b"<Error>" in response.data[:512]:
+            raise ServerError("complete multipart upload failed", response.status)
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=0,
+            etag=response.headers.get("etag", "").strip('"'),
+            version_id=response.headers.get("x-amz-version-id", ""),
+            encryption=response.headers.get("x-amz-server-side-encryption", ""),
+        )
+
+    async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            await asyncio.to_thread(self._client._abort_multipart_upload, bucket, key, upload_id)
+        except Exception as exc:  # the store cleans up stale uploads itself
+            log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
+        headers = {"Content-Type": "application/octet-stream", **_SSE}
+        return await self._put(bucket, key, data, headers, if_absent=if_absent)
+
+    async def _put(
+        self, bucket: str, key: str, data: bytes, headers: dict[str, str], *, if_absent: bool
+    ) -> StoredObject:
+        if if_absent:
+            headers = {**headers, "If-None-Match": "*"}
+        try:
+            result = await asyncio.to_thread(self._client._put_object, bucket, key, data, _headers(headers))
+        except Exception as exc:
+            raise _translate(exc, f"write {bucket}/{key}") from exc
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=len(data),
+            etag=result.etag or "",
+            version_id=result.version_id or "",
+            encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+    # -- reads (idempotent: transient failures are retried, bounded) --------
+
+    async def _read(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_TRANSIENT),
+                stop=stop_after_attempt(3),
+                wait=wait_exponential(multiplier=0.1, max=1.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return await asyncio.to_thread(call, *args, **kwargs)
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        def read() -> bytes:
+            response = self._client.get_object(bucket, key)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        data: bytes = await self._read(f"read {bucket}/{key}", read)
+        return data
+
+    async def get_stream(
+        self, bucket: str, key: str, offset: int = 0, length: int = 0
+    ) -> AsyncIterator[bytes]:
+        response = await self._read(
+            f"read {bucket}/{key}", self._client.get_object, bucket, key, offset, length
+        )
+        try:
+            pieces: Iterator[bytes] = response.stream(256 * 1024)
+            while True:
+                try:
+                    piece = await asyncio.to_thread(next, pieces, None)
+                except Exception as exc:
+                    raise _translate(exc, f"read {bucket}/{key}") from exc
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def stat(self, bucket: str, key: str) -> StoredObject:
+        info = await self._read(f"stat {bucket}/{key}", self._client.stat_object, bucket, key)
+        meta = {
+            k[len(_META) :].lower(): v
+            for k, v in (info.metadata or {}).items()
+            if k.lower().startswith(_META.lower())
+        }
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=info.size or 0,
+            etag=info.etag or "",
+            version_id=info.version_id or "",
+            encryption=(info.metadata or {}).get("x-amz-server-side-encryption", ""),
+            content_type=info.content_type or "",
+            user_metadata=meta,
+        )
+
+    async def list(
+        self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
+    ) -> Listing:
+        def page() -> Listing:
+            keys: list[str] = []
+            prefixes: list[str] = []
+            found = self._client.list_objects(
+                bucket, prefix=prefix, recursive=not delimiter, start_after=start_after or None
+            )
+            for item in found:
+                if item.is_dir:
+                    prefixes.append(item.object_name or "")
+                else:
+                    keys.append(item.object_name or "")
+                if len(keys) + len(prefixes) >= limit:
+                    return Listing(keys, prefixes, truncated=True)
+            return Listing(keys, prefixes, truncated=False)
+
+        listing: Listing = await self._read(f"list {bucket}/{prefix}", page)
+        return listing
+
+
+async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
+    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        digest.update(chunk)
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
+def _with(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
+    return StoredObject(
+        bucket=result.bucket,
+        key=result.key,
+        size=size,
+        etag=result.etag,
+        version_id=result.version_id,
+        encryption=result.encryption,
+        sha256=sha256,
+        content_type=result.content_type,
+        user_metadata=result.user_metadata,
+    )
+
+
+def _headers(headers: Mapping[str, str]) -> dict[str, str | list[str] | tuple[str]]:
+    """A copy in the header type minio-py's request layer expects."""
+    return dict(headers)

@@ -1,0 +1,205 @@
+"""The StorageService gRPC servicer: named, encrypted objects and the index.
+
+Objects go to the bucket of their data type's domain under the v1 naming
+scheme. The metadata known before the upload travels as object user metadata
+(`x-amz-meta-pantheon-metadata`, base64 protobuf, plus readable copies of the
+fields people filter by); the complete metadata, with size and SHA-256, is
+written to the index once the bytes are stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as pb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
+
+from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
+from pantheon.metadata import geohash
+from pantheon.metadata.naming import EXTENSIONS, object_key
+from pantheon.storage.buckets import bucket_for_domain
+from pantheon.storage.index import Index
+from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.search import Searcher
+
+log = logging.getLogger(__name__)
+
+# Subscripted only for the type checker: the runtime class is not generic.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+#: Media type stored for each format.
+MEDIA_TYPES: dict[md.Format.ValueType, str] = {
+    md.FORMAT_JSON: "application/json",
+    md.FORMAT_NDJSON: "application/x-ndjson",
+    md.FORMAT_CSV: "text/csv",
+    md.FORMAT_GEOJSON: "application/geo+json",
+    md.FORMAT_PNG: "image/png",
+    md.FORMAT_JPEG: "image/jpeg",
+    md.FORMAT_TIFF: "image/tiff",
+}
+
+
+def bucket_of(data_type: str) -> str:
+    return bucket_for_domain(data_type.split(".", 1)[0])
+
+
+def user_metadata(m: md.Metadata) -> dict[str, str]:
+    """Object user metadata: the whole message, and the fields people filter by."""
+    found = {
+        "pantheon-metadata": base64.b64encode(m.SerializeToString(deterministic=True)).decode(),
+        "pantheon-data-type": m.data_type,
+        "pantheon-source": m.source,
+        "pantheon-observed-at": m.observed_at.ToJsonString(),
+        "pantheon-location": f"{m.location.latitude},{m.location.longitude}",
+    }
+    if m.entity_id:
+        found["pantheon-entity-id"] = m.entity_id
+    return found
+
+
+class StorageServicer(pb_grpc.StorageServiceServicer):
+    """Serves the StorageService contract from an ObjectStore."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._index = Index(store)
+
+    async def PutObject(
+        self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
+    ) -> pb.PutObjectResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument("the first message must carry the header", reason="missing_header")
+        meta = md.Metadata()
+        meta.CopyFrom(first.header.metadata)
+        if not meta.id or meta.format not in EXTENSIONS:
+            raise InvalidArgument(
+                "metadata.id and metadata.format are required", reason="incomplete_metadata"
+            )
+        meta.geohash = geohash.encode(meta.location.latitude, meta.location.longitude)
+        meta.ClearField("sha256")
+        meta.size_bytes = 0
+        if not meta.media_type:
+            meta.media_type = MEDIA_TYPES[meta.format]
+        bucket, key = bucket_of(meta.data_type), object_key(meta)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if not message.HasField("chunk"):
+                    raise InvalidArgument(
+                        "only the first message may carry a header", reason="duplicate_header"
+                    )
+                if message.chunk:
+                    yield message.chunk
+
+        content = chunks()
+        head = await anext(content, None)
+        if head is None:
+            raise InvalidArgument("the object is empty", reason="empty_body")
+
+        async def everything() -> AsyncIterator[bytes]:
+            yield head
+            async for chunk in content:
+                yield chunk
+
+        try:
+            stored = await self._store.put_stream(
+                bucket, key, everything(), meta.media_type, user_metadata(meta)
+            )
+        except AlreadyExists:
+            await self._ensure_indexed(bucket, key, meta)
+            raise AlreadyExists(f"object {meta.id} is already stored", reason="object_exists") from None
+        meta.sha256 = stored.sha256
+        meta.size_bytes = stored.size
+        ref = md.ObjectRef(
+            bucket=bucket,
+            key=key,
+            version_id=stored.version_id,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            etag=stored.etag,
+        )
+        await self._index.put_object_info(
+            pb.StatObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
+        )
+        log.info("stored %s/%s (%d bytes)", bucket, key, stored.size)
+        return pb.PutObjectResponse(object=ref, metadata=meta)
+
+    async def _ensure_indexed(self, bucket: str, key: str, meta: md.Metadata) -> None:
+        """Index an object a crashed call stored but never indexed.
+
+        Its id may then be resumed by a retry; reading the bytes back once is
+        the price of that rare path.
+        """
+        try:
+            await self._index.object_info(meta.id)
+            return
+        except NotFound:
+            pass
+        digest = hashlib.sha256()
+        size = 0
+        async for piece in self._store.get_stream(bucket, key):
+            digest.update(piece)
+            size += len(piece)
+        stat = await self._store.stat(bucket, key)
+        meta.sha256, meta.size_bytes = digest.hexdigest(), size
+        ref = md.ObjectRef(
+            bucket=bucket,
+            key=key,
+            version_id=stat.version_id,
+            sha256=meta.sha256,
+            size_bytes=size,
+            etag=stat.etag,
+        )
+        await self._index.put_object_info(
+            pb.StatObjectResponse(object=ref, metadata=meta, encryption=stat.encryption)
+        )
+
+    async def GetObject(
+        self, request: pb.GetObjectRequest, context: Context
+    ) -> AsyncIterator[pb.GetObjectResponse]:
+        info = await self._index.object_info(request.id)
+        size = info.object.size_bytes
+        if request.offset and request.offset >= size:
+            raise OutOfRange(
+                f"offset {request.offset} is past the end ({size} bytes)", reason="range_not_satisfiable"
+            )
+        yield pb.GetObjectResponse(info=info)
+        length = min(request.length, size - request.offset) if request.length else 0
+        async for piece in self._store.get_stream(
+            info.object.bucket, info.object.key, request.offset, length
+        ):
+            yield pb.GetObjectResponse(chunk=piece)
+
+    async def StatObject(self, request: pb.StatObjectRequest, context: Context) -> pb.StatObjectResponse:
+        return await self._index.object_info(request.id)
+
+    async def SearchObjects(
+        self, request: pb.SearchObjectsRequest, context: Context
+    ) -> pb.SearchObjectsResponse:
+        searcher = Searcher(self._store, self._index, bucket_of(request.data_type))
+        return await searcher.search(request)
+
+    async def ClaimIdempotencyKey(
+        self, request: pb.ClaimIdempotencyKeyRequest, context: Context
+    ) -> pb.ClaimIdempotencyKeyResponse:
+        return await self._index.claim(request)
+
+    async def CompleteIdempotencyKey(
+        self, request: pb.CompleteIdempotencyKeyRequest, context: Context
+    ) -> pb.CompleteIdempotencyKeyResponse:
+        response = pb.CompleteIdempotencyKeyResponse()
+        response.completed_at.FromDatetime(await self._index.complete(request))
+        return response
+
+    async def GetIdempotencyKey(
+        self, request: pb.GetIdempotencyKeyRequest, context: Context
+    ) -> pb.GetIdempotencyKeyResponse:
+        record = await self._index.record(request.source, request.idempotency_key)
+        return pb.GetIdempotencyKeyResponse(record=record)
