@@ -21,9 +21,11 @@ from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
 
 from pantheon.config import ServiceSettings, TLSSettings
+from pantheon.errors import PantheonError
 from pantheon.events.producer import EventPublisher, KafkaPublisher
 from pantheon.ingest.service import IngestionServicer
 from pantheon.interceptors import EdgeInterceptor
+from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.object_store import ObjectStore, S3ObjectStore
 from pantheon.storage.service import StorageServicer
 
@@ -69,8 +71,11 @@ class Running:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     publisher: EventPublisher | None = None
     health: health.aio.HealthServicer | None = None
+    watcher: asyncio.Task[None] | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
@@ -78,6 +83,32 @@ class Running:
             await channel.close()
         if isinstance(self.publisher, KafkaPublisher):
             await asyncio.to_thread(self.publisher.close)
+
+
+#: Health-check names of the backends; "" is SERVING only when both are.
+KAFKA_HEALTH = "pantheon.backend.kafka"
+OBJECT_STORE_HEALTH = "pantheon.backend.objectstore"
+
+
+async def _watch_backends(
+    checker: health.aio.HealthServicer,
+    publisher: EventPublisher,
+    store: ObjectStore,
+    every_s: float = 5.0,
+) -> None:
+    """Keep the health service's backend entries current."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    while True:
+        kafka_ok = await publisher.probe()
+        try:
+            await store.list(INDEX_BUCKET, "health/", limit=1)
+            store_ok = True
+        except PantheonError:
+            store_ok = False
+        await checker.set(KAFKA_HEALTH, serving if kafka_ok else not_serving)
+        await checker.set(OBJECT_STORE_HEALTH, serving if store_ok else not_serving)
+        await checker.set("", serving if kafka_ok and store_ok else not_serving)
+        await asyncio.sleep(every_s)
 
 
 async def create_server(
@@ -121,8 +152,11 @@ async def create_server(
 
     running.health = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(running.health, server)
-    for name in (*_SERVICES, ""):
+    for name in _SERVICES:
         await running.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running.watcher = asyncio.create_task(
+        _watch_backends(running.health, running.publisher, storage_servicer.store)
+    )
     reflection.enable_server_reflection((*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     await server.start()
     log.info(

@@ -51,6 +51,10 @@ class EventPublisher(Protocol):
         """Return once every event is acknowledged; raise Unavailable otherwise."""
         ...
 
+    async def probe(self) -> bool:
+        """Whether a broker answers now (for health checks)."""
+        ...
+
 
 class KafkaPublisher:
     """EventPublisher on confluent-kafka with idempotence and acks=all."""
@@ -86,14 +90,20 @@ class KafkaPublisher:
     def ready(self) -> bool:
         return not self._brokers_down
 
+    async def probe(self) -> bool:
+        try:
+            await asyncio.to_thread(self._producer.list_topics, timeout=2.0)
+        except KafkaException:
+            self._brokers_down = True
+            return False
+        self._brokers_down = False
+        return True
+
     async def publish(self, events: Sequence[Event]) -> None:
-        if self._brokers_down:
-            # Probe cheaply: a metadata request succeeds once a broker is back.
-            try:
-                await asyncio.to_thread(self._producer.list_topics, timeout=1.0)
-                self._brokers_down = False
-            except KafkaException:
-                raise Unavailable("event backbone is unavailable, retry later") from None
+        # While brokers are known down, a metadata request tells cheaply
+        # whether one is back, instead of queueing into the void.
+        if self._brokers_down and not await self.probe():
+            raise Unavailable("event backbone is unavailable, retry later")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
         for event in events:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
@@ -139,12 +140,32 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         if record.HasField("result"):
             return record.id, _unpack(record.result, cls)
         age = datetime.now(UTC) - record.claimed_at.ToDatetime(tzinfo=UTC)
-        if age < STALE_CLAIM:
+        if not record.released and age < STALE_CLAIM:
             raise Aborted(
                 "a call with this idempotency key is in progress, retry later", reason="in_progress"
             )
-        log.info("resuming idempotency key of a call that died (id %s)", record.id)
+        # The holder failed or died. Resuming under its id is safe even if
+        # two retries do it at once: the object is written at most once and
+        # the events keep their ids.
+        log.info("resuming idempotency key of a failed call (id %s)", record.id)
         return record.id, None
+
+    @asynccontextmanager
+    async def _holding(self, source: str, key: str, object_id: str) -> AsyncIterator[None]:
+        """Give the key up if the call fails, so a retry need not wait."""
+        try:
+            yield
+        except BaseException:
+            if key:
+                try:
+                    await self._storage.ReleaseIdempotencyKey(
+                        spb.ReleaseIdempotencyKeyRequest(source=source, idempotency_key=key, id=object_id),
+                        timeout=5.0,
+                        metadata=ctx.outgoing_metadata(),
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("could not release idempotency key: %s", exc.code().name)
+            raise
 
     async def _complete(self, source: str, key: str, object_id: str, result: Message) -> None:
         if not key:
@@ -238,39 +259,40 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             await _drain(body)
             replay.replayed = True
             return replay
-        meta.id = object_id
-        meta.ingested_at.GetCurrentTime()
-        self._lineage(meta, "ingest.object")
+        async with self._holding(meta.source, meta.idempotency_key, object_id):
+            meta.id = object_id
+            meta.ingested_at.GetCurrentTime()
+            self._lineage(meta, "ingest.object")
 
-        async def normalised() -> AsyncIterator[bytes]:
-            received = 0
-            sha = hashlib.sha256()
-            async for piece in _prepend(head, body):
-                received += len(piece)
-                if received > self._max_bytes:
-                    raise InvalidArgument(
-                        f"object is larger than {self._max_bytes} bytes", reason="too_large"
-                    )
-                sha.update(piece)
-                if out := normaliser.feed(piece):
+            async def normalised() -> AsyncIterator[bytes]:
+                received = 0
+                sha = hashlib.sha256()
+                async for piece in _prepend(head, body):
+                    received += len(piece)
+                    if received > self._max_bytes:
+                        raise InvalidArgument(
+                            f"object is larger than {self._max_bytes} bytes", reason="too_large"
+                        )
+                    sha.update(piece)
+                    if out := normaliser.feed(piece):
+                        yield out
+                # Checked before the last piece is sent, so storage never
+                # completes an upload whose content turns out to be wrong.
+                if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
+                    raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
+                if out := normaliser.finish():
                     yield out
-            # Checked before the last piece is sent, so storage never
-            # completes an upload whose content turns out to be wrong.
-            if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
-                raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
-            if out := normaliser.finish():
-                yield out
 
-        stored = await self._store(meta, normalised())
-        meta = stored.metadata
-        event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
-        await self._publisher.publish(
-            [Event(self._topics.events_topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
-        )
-        result = pb.IngestObjectResponse(metadata=meta, object=stored.object, event_id=meta.id)
-        await self._complete(meta.source, meta.idempotency_key, meta.id, result)
-        log.info("ingested %s as %s/%s", meta.id, stored.object.bucket, stored.object.key)
-        return result
+            stored = await self._store(meta, normalised())
+            meta = stored.metadata
+            event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
+            await self._publisher.publish(
+                [Event(self._topics.events_topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
+            )
+            result = pb.IngestObjectResponse(metadata=meta, object=stored.object, event_id=meta.id)
+            await self._complete(meta.source, meta.idempotency_key, meta.id, result)
+            log.info("ingested %s as %s/%s", meta.id, stored.object.bucket, stored.object.key)
+            return result
 
     # -- IngestRecords --------------------------------------------------------
 
@@ -292,50 +314,53 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         if replay is not None:
             replay.replayed = True
             return replay
-        accepted = batch.identify(batch_id, accepted)
-        meta = batch.batch_metadata(request, batch_id, accepted)
-        meta.ingested_at.GetCurrentTime()
-        self._lineage(meta, "ingest.records")
-        csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
-        content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
-        stored = await self._store(meta, _pieces(content))
-        meta = stored.metadata
+        async with self._holding(request.source, request.idempotency_key, batch_id):
+            accepted = batch.identify(batch_id, accepted)
+            meta = batch.batch_metadata(request, batch_id, accepted)
+            meta.ingested_at.GetCurrentTime()
+            self._lineage(meta, "ingest.records")
+            csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
+            content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
+            stored = await self._store(meta, _pieces(content))
+            meta = stored.metadata
 
-        events = [self._record_event(meta, stored.object, item) for item in accepted]
-        events.append(
-            Event(
-                self._topics.events_topic,
-                meta.source,
-                events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object),
-                meta.id,
-                meta.source,
-                subject=meta.id,
+            events = [self._record_event(meta, stored.object, item) for item in accepted]
+            events.append(
+                Event(
+                    self._topics.events_topic,
+                    meta.source,
+                    events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object),
+                    meta.id,
+                    meta.source,
+                    subject=meta.id,
+                )
             )
-        )
-        events += [self._dead_letter(meta, item) for item in rejected]
-        await self._publisher.publish(events)
+            events += [self._dead_letter(meta, item) for item in rejected]
+            await self._publisher.publish(events)
 
-        results = [
-            pb.RecordResult(index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK))
-            for i in accepted
-        ] + [
-            pb.RecordResult(
-                index=r.index, status=InvalidArgument.from_violations(r.violations, "record").to_status()
+            results = [
+                pb.RecordResult(
+                    index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK)
+                )
+                for i in accepted
+            ] + [
+                pb.RecordResult(
+                    index=r.index, status=InvalidArgument.from_violations(r.violations, "record").to_status()
+                )
+                for r in rejected
+            ]
+            results.sort(key=lambda r: r.index)
+            result = pb.IngestRecordsResponse(
+                metadata=meta,
+                object=stored.object,
+                results=results,
+                accepted_count=len(accepted),
+                rejected_count=len(rejected),
+                event_id=meta.id,
             )
-            for r in rejected
-        ]
-        results.sort(key=lambda r: r.index)
-        result = pb.IngestRecordsResponse(
-            metadata=meta,
-            object=stored.object,
-            results=results,
-            accepted_count=len(accepted),
-            rejected_count=len(rejected),
-            event_id=meta.id,
-        )
-        await self._complete(request.source, request.idempotency_key, batch_id, result)
-        log.info("ingested batch %s: %d accepted, %d rejected", batch_id, len(accepted), len(rejected))
-        return result
+            await self._complete(request.source, request.idempotency_key, batch_id, result)
+            log.info("ingested batch %s: %d accepted, %d rejected", batch_id, len(accepted), len(rejected))
+            return result
 
     def _record_event(self, meta: md.Metadata, ref: md.ObjectRef, item: batch.Accepted) -> Event:
         record_meta = batch.record_metadata(meta, item)

@@ -79,3 +79,13 @@ class Index:
         name = _idempotency_key(request.source, request.idempotency_key)
         await self._store.put_bytes(INDEX_BUCKET, name, held.SerializeToString(), if_absent=False)
         return held.completed_at.ToDatetime(tzinfo=UTC)
+
+    async def release(self, request: pb.ReleaseIdempotencyKeyRequest) -> None:
+        held = await self.record(request.source, request.idempotency_key)
+        if held.id != request.id or held.HasField("completed_at"):
+            raise FailedPrecondition("idempotency key is not held by this id", reason="key_held")
+        if held.released:
+            return
+        held.released = True
+        name = _idempotency_key(request.source, request.idempotency_key)
+        await self._store.put_bytes(INDEX_BUCKET, name, held.SerializeToString(), if_absent=False)

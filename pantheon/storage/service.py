@@ -67,7 +67,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     """Serves the StorageService contract from an ObjectStore."""
 
     def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+        self.store = store
         self._index = Index(store)
 
     async def PutObject(
@@ -109,7 +109,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                 yield chunk
 
         try:
-            stored = await self._store.put_stream(
+            stored = await self.store.put_stream(
                 bucket, key, everything(), meta.media_type, user_metadata(meta)
             )
         except AlreadyExists:
@@ -144,10 +144,10 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             pass
         digest = hashlib.sha256()
         size = 0
-        async for piece in self._store.get_stream(bucket, key):
+        async for piece in self.store.get_stream(bucket, key):
             digest.update(piece)
             size += len(piece)
-        stat = await self._store.stat(bucket, key)
+        stat = await self.store.stat(bucket, key)
         meta.sha256, meta.size_bytes = digest.hexdigest(), size
         ref = md.ObjectRef(
             bucket=bucket,
@@ -172,9 +172,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             )
         yield pb.GetObjectResponse(info=info)
         length = min(request.length, size - request.offset) if request.length else 0
-        async for piece in self._store.get_stream(
-            info.object.bucket, info.object.key, request.offset, length
-        ):
+        async for piece in self.store.get_stream(info.object.bucket, info.object.key, request.offset, length):
             yield pb.GetObjectResponse(chunk=piece)
 
     async def StatObject(self, request: pb.StatObjectRequest, context: Context) -> pb.StatObjectResponse:
@@ -183,7 +181,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def SearchObjects(
         self, request: pb.SearchObjectsRequest, context: Context
     ) -> pb.SearchObjectsResponse:
-        searcher = Searcher(self._store, self._index, bucket_of(request.data_type))
+        searcher = Searcher(self.store, self._index, bucket_of(request.data_type))
         return await searcher.search(request)
 
     async def ClaimIdempotencyKey(
@@ -203,3 +201,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     ) -> pb.GetIdempotencyKeyResponse:
         record = await self._index.record(request.source, request.idempotency_key)
         return pb.GetIdempotencyKeyResponse(record=record)
+
+    async def ReleaseIdempotencyKey(
+        self, request: pb.ReleaseIdempotencyKeyRequest, context: Context
+    ) -> pb.ReleaseIdempotencyKeyResponse:
+        await self._index.release(request)
+        return pb.ReleaseIdempotencyKeyResponse()

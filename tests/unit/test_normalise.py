@@ -10,11 +10,13 @@ import pickle
 import struct
 import zlib
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.errors import InvalidArgument
 from pantheon.ingest.normalise import (
     MAX_JSON_BYTES,
     CsvNormaliser,
@@ -215,10 +217,18 @@ def test_an_image_declared_as_text_is_a_mismatch(media_type: str, data: bytes) -
     assert reject(media_type, data).reason == "format_mismatch"
 
 
-def test_a_mismatch_found_after_a_short_head_is_still_a_mismatch() -> None:
-    # The head b"\x89" could start a PNG; the walker finds out later.
-    error = reject("image/png", b"\x89PNX\r\n\x1a\n" + PNG[8:], size=1)
-    assert error.reason == "format_mismatch"
+@pytest.mark.parametrize(
+    ("media_type", "data"),
+    [
+        ("image/png", b"\x89PNX\r\n\x1a\n" + PNG[8:]),
+        ("image/jpeg", b"\xff\xd9\xff\xe0"),
+        ("image/tiff", b"II*\x01\x08\x00"),
+        ("image/tiff", b"MI\x00*\x00\x08"),
+    ],
+)
+def test_a_mismatch_found_after_a_short_head_is_still_a_mismatch(media_type: str, data: bytes) -> None:
+    # A one-byte head could start the declared format; the walker finds out later.
+    assert reject(media_type, data, size=1).reason == "format_mismatch"
 
 
 @pytest.mark.parametrize(("media_type", "data", "fmt", "extension"), IMAGES)
@@ -273,6 +283,12 @@ def test_structurally_broken_pngs_are_corrupt(data: bytes) -> None:
 )
 def test_structurally_broken_jpegs_are_corrupt(data: bytes) -> None:
     assert reject("image/jpeg", data).reason == "corrupt_image"
+
+
+def test_jpeg_with_stray_bytes_between_segments_is_accepted_like_libjpeg_does() -> None:
+    at = JPEG.index(b"\xff\xdb")
+    data = JPEG[:at] + b"\x00\x12" + JPEG[at:]
+    assert run("image/jpeg", data, 1)[1] == data
 
 
 @pytest.mark.parametrize("size", CHUNK_SIZES)
@@ -372,9 +388,10 @@ def test_a_top_level_json_array_counts_its_items() -> None:
         b'{"a": "\xff"}',
         b"[" * 100_000 + b"]" * 100_000,
         b"1" * 5000,
+        b'["\\ud800"]',
     ],
     ids=["nan", "infinity", "overflow", "dup-key", "trailing-comma", "quotes", "two-docs",
-         "bad-utf8", "deep", "huge-int"],
+         "bad-utf8", "deep", "huge-int", "lone-surrogate"],
 )  # fmt: skip
 def test_invalid_json_is_rejected(data: bytes) -> None:
     assert reject("application/json", data, 7).reason == "invalid_json"
@@ -557,6 +574,29 @@ def test_empty_cells_do_not_change_a_column_type() -> None:
     assert normaliser.columns == [("n", "integer"), ("b", "boolean")]
 
 
+@pytest.mark.parametrize(
+    ("cells", "kind"),
+    [
+        (["1", "-20", "+3"], "integer"),
+        (["1", "2.5"], "number"),
+        (["2.5", "7"], "number"),
+        ([".5", "1e3", "-1E-2"], "number"),
+        (["true", "False", "TRUE"], "boolean"),
+        (["1", "true"], "string"),
+        (["true", "1"], "string"),
+        (["1.5", "x"], "string"),
+        (["٣"], "string"),  # a digit, but not an ASCII one
+        (["nan"], "string"),
+        (["1_000"], "string"),
+        ([" 1"], "string"),
+    ],
+)
+def test_csv_column_types_widen_to_fit_every_cell(cells: list[str], kind: str) -> None:
+    normaliser, _ = run("text/csv", ("v\n" + "\n".join(cells) + "\n").encode())
+    assert isinstance(normaliser, CsvNormaliser)
+    assert normaliser.columns == [("v", kind)]
+
+
 def test_csv_field_with_a_carriage_return_survives_a_second_pass() -> None:
     _, first = run("text/csv", b'a,b\n"x\ry",z\n')
     _, second = run("text/csv", first)
@@ -585,6 +625,13 @@ def test_invalid_csv_is_rejected_with_a_location(data: bytes, words: list[str], 
         assert word in error.message
 
 
+def test_an_oversized_csv_field_is_rejected_quoted_or_not() -> None:
+    # The csv module refuses fields over its limit (128 Ki characters by default).
+    big = b"x" * (2**17 + 1)
+    assert reject("text/csv", b"a,b\n1," + big + b"\n").reason == "invalid_csv"
+    assert reject("text/csv", b'a,b\n1,"' + big + b'"\n').reason == "invalid_csv"
+
+
 def test_a_csv_header_name_longer_than_64_characters_is_rejected() -> None:
     assert reject("text/csv", b"a" * 65 + b"\n1\n").reason == "invalid_csv"
     assert run("text/csv", b"a" * 64 + b"\n1\n")[0].record_count == 1
@@ -602,7 +649,8 @@ def test_csv_output_streams_row_by_row() -> None:
 
 def test_invalid_content_carries_reason_and_message() -> None:
     error = InvalidContent("invalid_csv", "Row 3 is ragged.")
-    assert isinstance(error, ValueError)
+    assert isinstance(error, InvalidArgument)
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert (error.reason, error.message, str(error)) == ("invalid_csv", *["Row 3 is ragged."] * 2)
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.reason, copy.message) == (error.reason, error.message)

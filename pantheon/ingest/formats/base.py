@@ -7,6 +7,8 @@ from typing import Protocol, TypeAlias
 
 from pantheon_api.metadata.v1 import metadata_pb2
 
+from pantheon.errors import InvalidArgument
+
 Format: TypeAlias = metadata_pb2.Format.ValueType
 
 # One line (NDJSON) or one record (CSV) is all a streaming normaliser holds, so
@@ -16,7 +18,7 @@ MAX_LINE_BYTES = 2**20
 _BOM = codecs.BOM_UTF8
 
 
-class InvalidContent(ValueError):
+class InvalidContent(InvalidArgument):
     """The uploaded bytes are not what they claim to be, or are broken.
 
     `reason` is a stable snake_case code for machines; `message` is a short
@@ -24,9 +26,7 @@ class InvalidContent(ValueError):
     """
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
 
     def __reduce__(self) -> tuple[type[InvalidContent], tuple[str, str]]:
         # The default reduce would replay only `args` (the message).

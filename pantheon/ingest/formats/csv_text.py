@@ -23,19 +23,18 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOLEAN = frozenset({"true", "false"})
 _SHOWN_NAME_CHARS = 32
 
-# Column types, from the most specific; a column keeps the first type all its
-# non-empty cells fit.
 INTEGER, NUMBER, BOOLEAN, STRING = "integer", "number", "boolean", "string"
 
 
-def _cell_types(cell: str) -> frozenset[str]:
-    if _INTEGER.fullmatch(cell):
-        return frozenset({INTEGER, NUMBER})
-    if _NUMBER.fullmatch(cell):
-        return frozenset({NUMBER})
-    if cell.lower() in _BOOLEAN:
-        return frozenset({BOOLEAN})
-    return frozenset()
+def _widen(kind: str | None, cell: str) -> str:
+    """The narrowest column type fitting both the cells so far (`kind`) and `cell`."""
+    if kind in (None, INTEGER) and _INTEGER.fullmatch(cell):
+        return INTEGER
+    if kind in (None, INTEGER, NUMBER) and _NUMBER.fullmatch(cell):
+        return NUMBER
+    if kind in (None, BOOLEAN) and cell.lower() in _BOOLEAN:
+        return BOOLEAN
+    return STRING
 
 
 class CsvNormaliser:
@@ -58,8 +57,10 @@ class CsvNormaliser:
         self._record_line = 0
         self._quote_open = False
         self._header: list[str] | None = None
-        self._candidates: list[frozenset[str]] = []
-        self._seen_value: list[bool] = []
+        # Per column: its type so far, None until a non-empty cell is seen.
+        self._types: list[str | None] = []
+        # Columns not yet widened to string: the only ones whose cells need a look.
+        self._open_columns: list[int] = []
         self._out = io.StringIO()
         self._writer = csv.writer(self._out, lineterminator="\n")
         # csv.writer quotes a field for the "\n" of the terminator but not for a
@@ -84,10 +85,7 @@ class CsvNormaliser:
             raise empty_body()
         if self.record_count == 0:
             raise InvalidContent("empty_body", "The CSV has a header but no rows.")
-        self.columns = [
-            (name, _column_type(types, seen))
-            for name, types, seen in zip(self._header, self._candidates, self._seen_value, strict=True)
-        ]
+        self.columns = [(name, kind or STRING) for name, kind in zip(self._header, self._types, strict=True)]
         return self._drain()
 
     def _drain(self) -> bytes:
@@ -95,6 +93,17 @@ class CsvNormaliser:
         self._out.seek(0)
         self._out.truncate()
         return text.encode("utf-8")
+
+    def _infer_types(self, fields: list[str]) -> None:
+        widened = False
+        for index in self._open_columns:
+            cell = fields[index]
+            if cell:
+                kind = _widen(self._types[index], cell)
+                self._types[index] = kind
+                widened = widened or kind == STRING
+        if widened:
+            self._open_columns = [i for i in self._open_columns if self._types[i] != STRING]
 
     def _physical_line(self, number: int, raw: bytes) -> None:
         if not self._record:
@@ -107,6 +116,15 @@ class CsvNormaliser:
             raise InvalidContent(
                 "invalid_csv", f"Line {number} is not valid UTF-8 (byte {exc.start})."
             ) from None
+        if not self._record and '"' not in text:
+            # Most rows hold no quotes: for those, splitting on commas is exactly
+            # what csv.reader does, and the line is already its canonical form.
+            # Long lines go the slow way so the reader's field size limit applies
+            # whether a field is quoted or not.
+            line = text[:-1] if text.endswith("\r") else text
+            if "\r" not in line and len(line) <= csv.field_size_limit():
+                self._row(line.split(","), line)
+                return
         self._record_bytes += len(raw) + 1
         if self._record_bytes > MAX_LINE_BYTES:
             raise InvalidContent(
@@ -131,12 +149,12 @@ class CsvNormaliser:
             )
         return rows[0]
 
-    def _row(self, fields: list[str]) -> None:
+    def _row(self, fields: list[str], canonical: str | None = None) -> None:
         if self._header is None:
             _check_header(fields, self._record_line)
             self._header = fields
-            self._candidates = [frozenset({INTEGER, NUMBER, BOOLEAN})] * len(fields)
-            self._seen_value = [False] * len(fields)
+            self._types = [None] * len(fields)
+            self._open_columns = list(range(len(fields)))
         elif len(fields) != len(self._header):
             raise InvalidContent(
                 "invalid_csv",
@@ -145,11 +163,10 @@ class CsvNormaliser:
             )
         else:
             self.record_count += 1
-            for index, cell in enumerate(fields):
-                if cell and self._candidates[index]:
-                    self._candidates[index] &= _cell_types(cell)
-                self._seen_value[index] = self._seen_value[index] or bool(cell)
-        if any("\r" in field and "\n" not in field for field in fields):
+            self._infer_types(fields)
+        if canonical is not None:
+            self._out.write(canonical + "\n")
+        elif "\r" in "".join(fields) and any("\r" in f and "\n" not in f for f in fields):
             self._quoting_writer.writerow(fields)
         else:
             self._writer.writerow(fields)
@@ -170,12 +187,3 @@ def _check_header(names: list[str], line: int) -> None:
         if name in seen:
             raise InvalidContent("invalid_csv", f"Header column {index} ({shown!r}) is repeated.")
         seen.add(name)
-
-
-def _column_type(candidates: frozenset[str], seen_value: bool) -> str:
-    if not seen_value:
-        return STRING
-    for kind in (INTEGER, NUMBER, BOOLEAN):
-        if kind in candidates:
-            return kind
-    return STRING

@@ -223,9 +223,10 @@ class _Jpeg(_ImageStream):
 
     def _marker_byte(self, byte: int) -> None:
         if self._state == _MARKER:
-            if byte != 0xFF:
-                raise _corrupt("a segment is not followed by a marker")
-            self._state = _MARKER_CODE
+            # Stray bytes between segments are skipped, as libjpeg does (with a
+            # warning): some encoders write them and the image still decodes.
+            if byte == 0xFF:
+                self._state = _MARKER_CODE
         elif byte == 0xFF:
             pass  # fill bytes may pad any marker
         elif self._state == _SCAN_FF and (byte == 0 or byte in _RST_CODES):
@@ -309,9 +310,9 @@ class _Tiff(_ImageStream):
             part = chunk[pos : pos + self._header_size - len(self._header)]
             self._header += part
             pos += len(part)
-            if len(self._header) == 8 and not self._header.startswith(_TIFF_MAGICS):
+            if len(self._header) >= 4 and not self._header.startswith(_TIFF_MAGICS):
                 raise self._mismatch()
-            if len(self._header) == 8 and self._header[:4] in _TIFF_MAGICS[2:]:  # BigTIFF
+            if len(self._header) >= 4 and self._header[:4] in _TIFF_MAGICS[2:]:  # BigTIFF
                 self._big, self._header_size = True, 16
             if len(self._header) == self._header_size:
                 self._parse_header(bytes(self._header))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from pantheon_api.metadata.v1 import metadata_pb2
@@ -31,14 +30,6 @@ def _reject_constant(_name: str) -> Any:
     raise _JsonProblem("NaN and Infinity are not allowed")
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # 1e400 parses to inf, which has no JSON spelling to write back.
-        raise _JsonProblem("a number is out of range")
-    return value
-
-
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -51,15 +42,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Built once: json.loads and json.dumps with options build a new coder per call,
+# a cost that shows when NDJSON runs them for every line.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def parse_json(text: str) -> Any:
     """Parse strictly: no NaN/Infinity, no duplicate keys; raise `_JsonProblem`."""
     try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
-        )
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise _JsonProblem("not valid JSON", exc.lineno, exc.colno) from None
     except RecursionError:
@@ -72,10 +64,17 @@ def parse_json(text: str) -> Any:
 def canonical_json(obj: Any) -> bytes:
     """Serialise `obj` in the one canonical form: sorted keys, no spaces, UTF-8."""
     try:
-        text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(obj)
     except RecursionError:
         raise _JsonProblem("nested too deeply") from None
-    return text.encode("utf-8") + b"\n"
+    except ValueError:
+        # A literal such as 1e400 parses to inf, which JSON cannot spell.
+        raise _JsonProblem("a number is out of range") from None
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # "\ud800" is a legal JSON escape, but a lone surrogate has no UTF-8 form.
+        raise _JsonProblem("a string holds an unpaired surrogate escape") from None
 
 
 class JsonNormaliser:

@@ -395,10 +395,15 @@ class IdempotencyRecord(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     CLAIMED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id the key is held by."""
     request_digest: _builtins.str
     """Digest of the input the holder ingests."""
+    released: _builtins.bool
+    """True when the holder failed and gave the key up; the next claim
+    resumes under the same id.
+    """
     @_builtins.property
     def result(self) -> _any_pb2.Any:
         """The holder's final result once completed; unset while in progress."""
@@ -421,10 +426,11 @@ class IdempotencyRecord(_message.Message):
         result: _any_pb2.Any | None = ...,
         claimed_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        released: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "id", b"id", "request_digest", b"request_digest", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "id", b"id", "released", b"released", "request_digest", b"request_digest", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -539,3 +545,50 @@ class GetIdempotencyKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetIdempotencyKeyResponse: _TypeAlias = GetIdempotencyKeyResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseIdempotencyKeyRequest(_message.Message):
+    """ReleaseIdempotencyKeyRequest gives up a held key after a failed call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """Source the key belongs to."""
+    idempotency_key: _builtins.str
+    """The idempotency key."""
+    id: _builtins.str
+    """Id that holds the key."""
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "idempotency_key", b"idempotency_key", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseIdempotencyKeyRequest: _TypeAlias = ReleaseIdempotencyKeyRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseIdempotencyKeyResponse(_message.Message):
+    """ReleaseIdempotencyKeyResponse acknowledges a released key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseIdempotencyKeyResponse: _TypeAlias = ReleaseIdempotencyKeyResponse  # noqa: Y015

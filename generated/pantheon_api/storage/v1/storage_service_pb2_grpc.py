@@ -66,6 +66,11 @@ class StorageServiceStub:
                 request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyRequest.SerializeToString,
                 response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyResponse.FromString,
                 _registered_method=True)
+        self.ReleaseIdempotencyKey = channel.unary_unary(
+                '/pantheon_api.storage.v1.StorageService/ReleaseIdempotencyKey',
+                request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyResponse.FromString,
+                _registered_method=True)
         self.GetIdempotencyKey = channel.unary_unary(
                 '/pantheon_api.storage.v1.StorageService/GetIdempotencyKey',
                 request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyRequest.SerializeToString,
@@ -147,6 +152,19 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseIdempotencyKey(self, request, context):
+        """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
+        call that failed, so a retry resumes it at once (under the same id)
+        instead of waiting for the claim to go stale.
+
+        Returns OK (also when already released); INVALID_ARGUMENT; NOT_FOUND
+        when the key was never claimed; FAILED_PRECONDITION when the key is held
+        by another id or already completed; UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetIdempotencyKey(self, request, context):
         """GetIdempotencyKey reads the record of an idempotency key without
         claiming it.
@@ -190,6 +208,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.CompleteIdempotencyKey,
                     request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyRequest.FromString,
                     response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyResponse.SerializeToString,
+            ),
+            'ReleaseIdempotencyKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseIdempotencyKey,
+                    request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyRequest.FromString,
+                    response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyResponse.SerializeToString,
             ),
             'GetIdempotencyKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetIdempotencyKey,
@@ -361,6 +384,33 @@ class StorageService:
             '/pantheon_api.storage.v1.StorageService/CompleteIdempotencyKey',
             pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyRequest.SerializeToString,
             pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CompleteIdempotencyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseIdempotencyKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.storage.v1.StorageService/ReleaseIdempotencyKey',
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyRequest.SerializeToString,
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ReleaseIdempotencyKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,15 @@ class StorageServiceStub:
     INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
     FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
     """
+    ReleaseIdempotencyKey: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.ReleaseIdempotencyKeyRequest, _storage_service_pb2.ReleaseIdempotencyKeyResponse]
+    """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
+    call that failed, so a retry resumes it at once (under the same id)
+    instead of waiting for the claim to go stale.
+
+    Returns OK (also when already released); INVALID_ARGUMENT; NOT_FOUND
+    when the key was never claimed; FAILED_PRECONDITION when the key is held
+    by another id or already completed; UNAVAILABLE.
+    """
     GetIdempotencyKey: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.GetIdempotencyKeyRequest, _storage_service_pb2.GetIdempotencyKeyResponse]
     """GetIdempotencyKey reads the record of an idempotency key without
     claiming it.
@@ -150,6 +159,15 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Returns OK (also when already completed with the same id);
     INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
     FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+    """
+    ReleaseIdempotencyKey: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.ReleaseIdempotencyKeyRequest, _storage_service_pb2.ReleaseIdempotencyKeyResponse]  # type: ignore[assignment]
+    """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
+    call that failed, so a retry resumes it at once (under the same id)
+    instead of waiting for the claim to go stale.
+
+    Returns OK (also when already released); INVALID_ARGUMENT; NOT_FOUND
+    when the key was never claimed; FAILED_PRECONDITION when the key is held
+    by another id or already completed; UNAVAILABLE.
     """
     GetIdempotencyKey: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.GetIdempotencyKeyRequest, _storage_service_pb2.GetIdempotencyKeyResponse]  # type: ignore[assignment]
     """GetIdempotencyKey reads the record of an idempotency key without
@@ -243,6 +261,21 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns OK (also when already completed with the same id);
         INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
         FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseIdempotencyKey(
+        self,
+        request: _storage_service_pb2.ReleaseIdempotencyKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_service_pb2.ReleaseIdempotencyKeyResponse, _abc.Awaitable[_storage_service_pb2.ReleaseIdempotencyKeyResponse]]:
+        """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
+        call that failed, so a retry resumes it at once (under the same id)
+        instead of waiting for the claim to go stale.
+
+        Returns OK (also when already released); INVALID_ARGUMENT; NOT_FOUND
+        when the key was never claimed; FAILED_PRECONDITION when the key is held
+        by another id or already completed; UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
