@@ -102,6 +102,15 @@ class EventConsumer:
         self._process(message)
         return True
 
+    def wait_until_assigned(self, timeout_s: float = 30.0) -> None:
+        """Join the group (processing whatever arrives meanwhile) until
+        partitions are assigned, so events published next are not missed."""
+        deadline = datetime.now(UTC).timestamp() + timeout_s
+        while not self._consumer.assignment():
+            if datetime.now(UTC).timestamp() > deadline:
+                raise TimeoutError("no partitions assigned")
+            self.poll_once(0.1)
+
     def run(self, *, max_messages: int | None = None, idle_timeout_s: float | None = None) -> int:
         """Process records until `max_messages` or `idle_timeout_s` without any."""
         handled = 0

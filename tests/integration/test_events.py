@@ -1,0 +1,132 @@
+"""The events library against the real Kafka: typed protobuf events in
+CloudEvents binary mode, the consumer helper's commit, dead-letter and
+duplicate handling, and `pantheon tail`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pantheon_api.events.v1 import events_pb2
+
+from pantheon.config import KafkaSettings
+from pantheon.events.consumer import EventConsumer, Received
+from pantheon.events.producer import Event, KafkaPublisher
+from pantheon.events.topics import DATA_STORED, DEAD_LETTER
+from pantheon.metadata.ulid import new_ulid
+from tests.integration.support import EventWatcher, from_source, metadata, unique_source
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def publisher(stack_env: dict[str, str]) -> Any:
+    p = KafkaPublisher(KafkaSettings.from_env(stack_env))
+    yield p
+    p.close()
+
+
+def _event(source: str) -> Event:
+    meta = metadata(source)
+    meta.id = new_ulid()
+    payload = events_pb2.DataStored(event_id=meta.id, metadata=meta)
+    payload.object.bucket, payload.object.key = "pantheon-sensor", f"v1/x/{meta.id}"
+    return Event(DATA_STORED.name, source, payload, meta.id, source, subject=meta.id)
+
+
+async def test_a_protobuf_event_round_trips_over_sasl_ssl(
+    publisher: KafkaPublisher, kafka_config: Any
+) -> None:
+    source = unique_source()
+    event = _event(source)
+    watcher = EventWatcher(kafka_config(), [DATA_STORED.name])
+    await publisher.publish([event])
+    (seen,) = watcher.collect(from_source(source), count=1)
+    watcher.close()
+    assert seen.payload == event.payload
+    assert seen.key == source
+    assert seen.headers["ce_id"] == event.event_id
+    assert seen.headers["ce_type"] == "pantheon.data.stored.v1"
+    assert seen.headers["ce_subject"] == event.event_id
+
+
+def _consumer(kafka_config: Any, handler: Any) -> EventConsumer:
+    consumer = EventConsumer(
+        kafka_config(),
+        f"pantheon-test-{uuid.uuid4().hex[:8]}",
+        [DATA_STORED.name],
+        handler,
+        dlq_topic=DEAD_LETTER.name,
+        from_beginning=False,
+    )
+    consumer.wait_until_assigned()
+    return consumer
+
+
+async def test_a_failing_handler_sends_the_event_to_the_dead_letter_topic(
+    publisher: KafkaPublisher, kafka_config: Any
+) -> None:
+    source = unique_source()
+
+    def handler(received: Received) -> None:
+        if received.attributes.source == f"/pantheon/{source}":
+            raise RuntimeError("simulation engine rejected it")
+
+    consumer = _consumer(kafka_config, handler)
+    dlq = EventWatcher(kafka_config(), [DEAD_LETTER.name])
+    event = _event(source)
+    await publisher.publish([event])
+    consumer.run(idle_timeout_s=3)
+    consumer.close()
+    (letter,) = dlq.collect(from_source(source), count=1)
+    dlq.close()
+    assert letter.headers["pantheon_reason"] == "handler_failed"
+    assert letter.headers["pantheon_error"] == "RuntimeError"
+    assert letter.headers["pantheon_original_topic"] == DATA_STORED.name
+    assert letter.headers["ce_subject"] == event.event_id
+    assert isinstance(letter.payload, events_pb2.DeadLetter)
+    assert events_pb2.DataStored.FromString(letter.payload.original) == event.payload
+
+
+async def test_a_redelivered_event_is_handled_once(publisher: KafkaPublisher, kafka_config: Any) -> None:
+    source = unique_source()
+    handled: list[str] = []
+
+    def handler(received: Received) -> None:
+        if received.attributes.source == f"/pantheon/{source}":
+            handled.append(received.attributes.id)
+
+    consumer = _consumer(kafka_config, handler)
+    event = _event(source)
+    await publisher.publish([event])
+    await publisher.publish([event])  # a producer retry after a lost acknowledgement
+    consumer.run(idle_timeout_s=3)
+    consumer.close()
+    assert handled == [event.event_id]
+
+
+async def test_pantheon_tail_prints_decoded_events(
+    publisher: KafkaPublisher, stack_env: dict[str, str]
+) -> None:
+    source = unique_source()
+    await publisher.publish([_event(source)])
+    done = subprocess.run(
+        [sys.executable, "-m", "pantheon", "tail", "--json", "--from-beginning", "--max", "1"],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    event = json.loads(line)
+    assert event["type"] == "pantheon.data.stored.v1"
+    assert event["data"]["metadata"]["data_type"]
