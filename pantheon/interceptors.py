@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
+from buf.validate import validate_pb2
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
 from pantheon import context as ctx
 from pantheon.errors import InvalidArgument, PantheonError
-from pantheon.validation import violations
+from pantheon.validation import FieldViolation, violations
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,34 @@ def check(message: Message) -> None:
         raise InvalidArgument.from_violations(found)
 
 
+def _chunk_limit(message: Message) -> int | None:
+    """The proto's size cap of a stream's content chunk, if `message` is one."""
+    if "part" not in message.DESCRIPTOR.oneofs_by_name or message.WhichOneof("part") != "chunk":
+        return None
+    field = message.DESCRIPTOR.fields_by_name["chunk"]
+    return int(field.GetOptions().Extensions[validate_pb2.field].bytes.max_len)
+
+
+def check_streamed(message: Message) -> None:
+    """`check` for one message of a request stream.
+
+    Content chunks carry nothing but bytes under a length rule; checking the
+    length directly spares copying every chunk into the validator, which was
+    a tenth of the CPU of a large upload. The cap is read from the proto, so
+    the rule still lives there.
+    """
+    limit = _chunk_limit(message)
+    if limit is None:
+        check(message)
+    elif len(message.chunk) > limit:  # type: ignore[attr-defined]
+        raise InvalidArgument.from_violations(
+            [FieldViolation("chunk", "bytes.max_len", f"must be at most {limit} bytes")]
+        )
+
+
 async def _checked(requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
     async for message in requests:
-        check(message)
+        check_streamed(message)
         yield message
 
 

@@ -2,9 +2,10 @@
 
 One TLS server hosts both services, the standard health service and server
 reflection (so `grpcurl` can list and call them). The ingestion service
-always reaches storage through its gRPC contract: over a channel to this
-very server by default (`PANTHEON_STORAGE_TARGET=local`), or to a remote
-storage service, so the two scale apart without code changes.
+always reaches storage through its gRPC contract: in-process by default
+(`PANTHEON_STORAGE_TARGET=local`, the same messages without the network
+hop), or over TLS to a remote storage service (`host:port`), so the two
+scale apart without code changes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +28,7 @@ from pantheon.events.producer import EventPublisher, KafkaPublisher
 from pantheon.ingest.service import IngestionServicer
 from pantheon.interceptors import EdgeInterceptor
 from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.local import LocalStorageStub
 from pantheon.storage.object_store import ObjectStore, S3ObjectStore
 from pantheon.storage.service import StorageServicer
 
@@ -122,6 +125,7 @@ async def create_server(
         interceptors=[EdgeInterceptor()],
         options=[
             *_KEEPALIVE,
+            ("grpc.http2.bdp_probe", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
@@ -134,14 +138,18 @@ async def create_server(
     storage_servicer = StorageServicer(store or S3ObjectStore(settings.s3))
     storage_service_pb2_grpc.add_StorageServiceServicer_to_server(storage_servicer, server)
 
-    host = settings.listen.rsplit(":", 1)[0]
-    target = f"{host}:{port}" if settings.storage_target == "local" else settings.storage_target
-    channel = secure_channel(target, settings.tls.ca_file)
-    running.channels.append(channel)
+    storage: storage_service_pb2_grpc.StorageServiceAsyncStub
+    if settings.storage_target == "local":
+        # Same calls and messages as the generated stub, without the network.
+        storage = cast("storage_service_pb2_grpc.StorageServiceAsyncStub", LocalStorageStub(storage_servicer))
+    else:
+        channel = secure_channel(settings.storage_target, settings.tls.ca_file)
+        running.channels.append(channel)
+        storage = storage_service_pb2_grpc.StorageServiceStub(channel)
     running.publisher = publisher or KafkaPublisher(settings.kafka)
     ingest_service_pb2_grpc.add_IngestionServiceServicer_to_server(
         IngestionServicer(
-            storage_service_pb2_grpc.StorageServiceStub(channel),
+            storage,
             running.publisher,
             settings.kafka,
             max_object_bytes=settings.max_object_bytes,
@@ -159,7 +167,5 @@ async def create_server(
     )
     reflection.enable_server_reflection((*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     await server.start()
-    log.info(
-        "gRPC services listening on %s", target if settings.storage_target == "local" else settings.listen
-    )
+    log.info("gRPC services listening on %s (storage: %s)", settings.listen, settings.storage_target)
     return running

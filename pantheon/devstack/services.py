@@ -25,7 +25,9 @@ def start(paths: StackPaths, env: Mapping[str, str], listen: str) -> int:
         pidfile=paths.services_pidfile,
         # The services' own output (tracebacks at start-up) lands beside the log.
         log_file=paths.services / "stdout.log",
-        env={**env, "PANTHEON_GRPC_LISTEN": listen},
+        # Two malloc arenas instead of one per thread: large uploads pass
+        # through worker threads, and per-thread arenas keep their peaks.
+        env={"MALLOC_ARENA_MAX": "2", **env, "PANTHEON_GRPC_LISTEN": listen},
         cwd=Path(__file__).resolve().parents[2],
     )
 

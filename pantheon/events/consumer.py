@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from google.protobuf.message import Message as ProtoMessage
 from google.rpc import code_pb2, status_pb2
 from pantheon_api.events.v1 import events_pb2
@@ -87,7 +87,21 @@ class EventConsumer:
         self._dlq_topic = dlq_topic
         self._handler = handler
         self._seen = _SeenIds(remember)
-        self._consumer.subscribe(list(topics))
+        self._from_beginning = from_beginning
+        self._consumer.subscribe(list(topics), on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A new group starting "at the end" must start at the end as of its
+        # assignment; librdkafka resolves "latest" lazily, at the first
+        # fetch, and would skip events published in between.
+        if self._from_beginning:
+            return
+        committed = consumer.committed(partitions, timeout=10)
+        for partition, done in zip(partitions, committed, strict=True):
+            if done.offset < 0:
+                _, high = consumer.get_watermark_offsets(partition, timeout=10)
+                partition.offset = high
+        consumer.assign(partitions)
 
     def poll_once(self, timeout_s: float = 1.0) -> bool:
         """Process at most one record; False when none arrived in time."""

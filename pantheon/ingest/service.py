@@ -273,7 +273,8 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                         raise InvalidArgument(
                             f"object is larger than {self._max_bytes} bytes", reason="too_large"
                         )
-                    sha.update(piece)
+                    if header.expected_sha256:
+                        sha.update(piece)
                     if out := normaliser.feed(piece):
                         yield out
                 # Checked before the last piece is sent, so storage never

@@ -366,15 +366,23 @@ class S3ObjectStore:
 
 async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
     """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
-    buffer = bytearray()
+    pending: list[bytes] = []
+    held = 0
     async for chunk in chunks:
         digest.update(chunk)
-        buffer += chunk
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            # One copy per part: join, then cut off the overhang for the next.
+            joined = b"".join(pending)
+            yield joined[:size]
+            pending, held = [joined[size:]], held - size
+            while held >= size:
+                joined = pending[0]
+                yield joined[:size]
+                pending, held = [joined[size:]], held - size
+    if held:
+        yield b"".join(pending)
 
 
 def _with(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
