@@ -94,9 +94,10 @@ class S3Settings:
     secret_key: str = field(repr=False)
     ca_file: str | None
     region: str = "us-east-1"
-    #: Multipart part size: the storage service holds about two parts per
-    #: upload in memory, so this bounds memory per concurrent upload.
-    part_size: int = 8 * 2**20
+    #: Multipart part size (S3's minimum, 5 MiB, by default): the storage
+    #: service holds about three parts per upload in memory, so this bounds
+    #: memory per concurrent upload. Objects may have up to 10000 parts.
+    part_size: int = 5 * 2**20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> S3Settings:
@@ -109,7 +110,7 @@ class S3Settings:
             secret_key=_get(env, "PANTHEON_S3_SECRET_KEY"),
             ca_file=env.get("PANTHEON_S3_CA_FILE") or env.get("PANTHEON_CA_FILE") or None,
             region=_get(env, "PANTHEON_S3_REGION", "us-east-1"),
-            part_size=int(_get(env, "PANTHEON_S3_PART_SIZE", str(8 * 2**20))),
+            part_size=int(_get(env, "PANTHEON_S3_PART_SIZE", str(5 * 2**20))),
         )
 
 
