@@ -28,12 +28,8 @@ def unique_source() -> str:
 
 
 def metadata(source: str, data_type: str = "sensor.temperature", **fields: Any) -> md.Metadata:
-    m = md.Metadata(
-        data_type=data_type,
-        source=source,
-        location=md.GeoPoint(latitude=48.2082, longitude=16.3738),
-        **fields,
-    )
+    fields.setdefault("location", md.GeoPoint(latitude=48.2082, longitude=16.3738))
+    m = md.Metadata(data_type=data_type, source=source, **fields)
     m.observed_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
     return m
 

@@ -1,0 +1,116 @@
+"""Reading back through the storage service: stat, ranged gets, search by
+data type, source, time and area with paging; reflection and health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
+
+from pantheon.server import secure_channel
+from tests.integration.support import ingest, ingest_stub, metadata, unique_source
+
+pytestmark = pytest.mark.timeout(120)
+
+VIENNA, ATHENS = (48.2082, 16.3738), (37.9838, 23.7275)
+
+
+async def _seed(env: dict[str, str], source: str) -> tuple[list[md.Metadata], datetime]:
+    """Five objects: three in Vienna, two in Athens, an hour apart each."""
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    stored = []
+    channel, stub = ingest_stub(env)
+    async with channel:
+        for i, (lat, lon) in enumerate([VIENNA, ATHENS, VIENNA, ATHENS, VIENNA]):
+            meta = metadata(source, "weather.observation", location=md.GeoPoint(latitude=lat, longitude=lon))
+            meta.observed_at.FromDatetime(base + timedelta(hours=i, minutes=10))
+            result = await ingest(stub, meta, b'{"i": %d}' % i, "application/json")
+            stored.append(result.metadata)
+    return stored, base
+
+
+def _query(source: str, after: datetime, before: datetime, **extra: object) -> spb.SearchObjectsRequest:
+    q = spb.SearchObjectsRequest(data_type="weather.observation", source=source, **extra)  # type: ignore[arg-type]
+    q.observed_after.FromDatetime(after)
+    q.observed_before.FromDatetime(before)
+    return q
+
+
+async def test_search_pages_filters_and_reads_back(stack_env: dict[str, str]) -> None:
+    source = unique_source()
+    stored, base = await _seed(stack_env, source)
+    channel = secure_channel(stack_env["PANTHEON_GRPC_TARGET"], stack_env["PANTHEON_CA_FILE"])
+    async with channel:
+        storage = spb_grpc.StorageServiceStub(channel)
+        everything = _query(source, base, base + timedelta(hours=6), page_size=2)
+        pages, ids = 0, []
+        while True:
+            page = await storage.SearchObjects(everything, timeout=10)
+            pages += 1
+            ids += [o.metadata.id for o in page.objects]
+            if not page.next_page_token:
+                break
+            everything.page_token = page.next_page_token
+        # Newest hour first, every object once, three pages of at most two.
+        assert ids == [m.id for m in reversed(stored)]
+        assert pages == 3
+
+        vienna = md.BoundingBox(min_latitude=48.0, min_longitude=16.0, max_latitude=48.5, max_longitude=16.6)
+        in_vienna = await storage.SearchObjects(_query(source, base, base + timedelta(hours=6), bbox=vienna))
+        assert [o.metadata.id for o in in_vienna.objects] == [stored[4].id, stored[2].id, stored[0].id]
+
+        window = await storage.SearchObjects(
+            _query(source, base + timedelta(hours=1), base + timedelta(hours=3))
+        )
+        assert [o.metadata.id for o in window.objects] == [stored[2].id, stored[1].id]
+
+        info = await storage.StatObject(spb.StatObjectRequest(id=stored[0].id))
+        assert info.encryption == "AES256" and info.metadata.sha256 == stored[0].sha256
+        parts = [
+            p async for p in storage.GetObject(spb.GetObjectRequest(id=stored[0].id, offset=1, length=4))
+        ]
+        assert parts[0].HasField("info")
+        assert b"".join(p.chunk for p in parts[1:]) == b'{"i":0}\n'[1:5]
+
+        bad_token = _query(source, base, base + timedelta(hours=6), page_token="bm90LWEtdG9rZW4")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await storage.SearchObjects(bad_token)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        too_long = _query(source, base - timedelta(days=40), base)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await storage.SearchObjects(too_long)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await storage.StatObject(spb.StatObjectRequest(id="01ARZ3NDEKTSV4RRFFQ69G5FAV"))
+        assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await storage.GetObject(spb.GetObjectRequest(id="../../etc/passwd")).read()
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_health_and_reflection(stack_env: dict[str, str]) -> None:
+    credentials = grpc.ssl_channel_credentials(Path(stack_env["PANTHEON_CA_FILE"]).read_bytes())
+    with grpc.secure_channel(stack_env["PANTHEON_GRPC_TARGET"], credentials) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "pantheon.backend.kafka", "pantheon.backend.objectstore"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert "pantheon_api.ingest.v1.IngestionService" in services
+    assert "pantheon_api.storage.v1.StorageService" in services
+
+
+def test_plaintext_grpc_is_refused(stack_env: dict[str, str]) -> None:
+    with (
+        grpc.insecure_channel(stack_env["PANTHEON_GRPC_TARGET"]) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
