@@ -1,0 +1,106 @@
+"""In-memory collaborators for unit tests: an object store and a publisher.
+
+Integration tests never use these; they run against the real stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pantheon.errors import AlreadyExists, NotFound, PantheonError
+from pantheon.events.producer import Event
+from pantheon.storage.object_store import Listing, StoredObject
+
+
+@dataclass
+class MemoryObjectStore:
+    """ObjectStore in a dict; `fail` makes every call raise it."""
+
+    objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    fail: PantheonError | None = None
+    aborted_uploads: int = 0
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        content_type: str,
+        user_metadata: Mapping[str, str],
+    ) -> StoredObject:
+        self._check()
+        parts = []
+        try:
+            async for chunk in chunks:
+                parts.append(chunk)
+        except BaseException:
+            self.aborted_uploads += 1
+            raise
+        return await self.put_bytes(bucket, key, b"".join(parts), if_absent=True)
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
+        self._check()
+        if if_absent and (bucket, key) in self.objects:
+            raise AlreadyExists("exists")
+        self.objects[(bucket, key)] = data
+        return self._info(bucket, key)
+
+    def _info(self, bucket: str, key: str) -> StoredObject:
+        data = self.objects[(bucket, key)]
+        return StoredObject(bucket, key, len(data), "etag", "", "AES256", hashlib.sha256(data).hexdigest())
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        self._check()
+        if (bucket, key) not in self.objects:
+            raise NotFound("missing")
+        return self.objects[(bucket, key)]
+
+    async def get_stream(
+        self, bucket: str, key: str, offset: int = 0, length: int = 0
+    ) -> AsyncIterator[bytes]:
+        data = await self.get_bytes(bucket, key)
+        yield data[offset : offset + length if length else None]
+
+    async def stat(self, bucket: str, key: str) -> StoredObject:
+        await self.get_bytes(bucket, key)
+        return self._info(bucket, key)
+
+    async def list(
+        self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
+    ) -> Listing:
+        self._check()
+        keys = sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix) and k > start_after)
+        if delimiter:
+            prefixes = sorted({prefix + k[len(prefix) :].split(delimiter)[0] + delimiter for k in keys})
+            return Listing([], prefixes, truncated=False)
+        return Listing(keys[:limit], [], truncated=len(keys) > limit)
+
+    def stored(self, bucket_prefix: str = "pantheon-") -> list[str]:
+        """Keys of data objects (the index bucket left out)."""
+        return sorted(k for b, k in self.objects if b.startswith(bucket_prefix) and b != "pantheon-index")
+
+
+@dataclass
+class RecordingPublisher:
+    """EventPublisher that keeps what it is given; `fail` makes publish raise it."""
+
+    events: list[Event] = field(default_factory=list)
+    up: bool = True
+    fail: Exception | None = None
+
+    def ready(self) -> bool:
+        return self.up
+
+    async def probe(self) -> bool:
+        return self.up
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.events.extend(events)

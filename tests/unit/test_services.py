@@ -1,0 +1,149 @@
+"""The gRPC services in-process (port 0, TLS) with an in-memory store and
+publisher: the branches that are hard to reach against real backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
+from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+
+from pantheon.config import KafkaSettings, S3Settings, ServiceSettings, TLSSettings
+from pantheon.devstack.certs import ensure_certs
+from pantheon.errors import Unavailable
+from pantheon.server import Running, create_server, secure_channel
+from tests.integration.support import metadata, object_requests
+from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
+
+CSV = b"entity_id,temp\nvie-1,21.5\n"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> TLSSettings:
+    files = ensure_certs(tmp_path_factory.mktemp("certs"))
+    return TLSSettings(str(files.ca_cert), str(files.server_cert), str(files.server_key))
+
+
+@pytest.fixture
+async def served(
+    certs: TLSSettings,
+) -> AsyncIterator[tuple[Running, pb_grpc.IngestionServiceAsyncStub, MemoryObjectStore, RecordingPublisher]]:
+    settings = ServiceSettings(
+        listen="127.0.0.1:0",
+        tls=certs,
+        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
+        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
+        max_object_bytes=64 * 1024,
+    )
+    store, publisher = MemoryObjectStore(), RecordingPublisher()
+    running = await create_server(settings, store=store, publisher=publisher)
+    channel = secure_channel(f"localhost:{running.port}", certs.ca_file)
+    yield running, pb_grpc.IngestionServiceStub(channel), store, publisher  # type: ignore[misc]
+    await channel.close()
+    await running.stop(0)
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    raise AssertionError("no ErrorInfo")
+
+
+async def test_an_object_is_stored_and_announced(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    result = await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert store.stored() == [result.object.key]
+    assert [e.event_id for e in publisher.events] == [result.metadata.id]
+
+
+async def test_events_down_refuses_before_storing(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    publisher.up = False
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert store.stored() == []
+
+
+async def test_store_down_is_unavailable(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    store.fail = Unavailable("object store is unavailable, retry later")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a", idempotency_key="k1"), CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert publisher.events == []
+
+
+async def test_a_failed_publish_releases_the_key_and_the_retry_resumes_once(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    meta = metadata("src-a", idempotency_key="retry-me")
+    publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    (first_key,) = store.stored()  # stored, but not acknowledged
+
+    publisher.fail = None
+    result = await stub.IngestObject(object_requests(meta, CSV, "text/csv"))  # no wait: the key was released
+    assert store.stored() == [first_key] == [result.object.key]
+    assert [e.event_id for e in publisher.events] == [result.metadata.id]
+    again = await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    assert again.replayed and len(publisher.events) == 1
+
+
+async def test_content_found_bad_mid_stream_is_never_stored(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    ragged = b"a,b\n" + b"1,2\n" * 5000 + b"3\n"  # the bad row comes after many chunks
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a"), ragged, "text/csv", chunk=1024))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert _reason(caught.value) == "invalid_csv"
+    assert store.stored() == [] and store.aborted_uploads == 1 and publisher.events == []
+
+
+async def test_an_object_over_the_size_limit_is_refused(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, _ = served
+    big = b"a\n" + b"1\n" * 40_000  # 80 KB over a 64 KiB limit
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a"), big, "text/csv"))
+    assert _reason(caught.value) == "too_large"
+    assert store.stored() == []
+
+
+async def test_unexpected_errors_are_internal_without_details(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, _, publisher = served
+    publisher.fail = RuntimeError("secret connection string user:pass@host")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.INTERNAL
+    assert "secret" not in (caught.value.details() or "")
+    assert "request id" in (caught.value.details() or "")
+
+
+async def test_a_header_in_the_middle_of_the_stream_is_refused(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, _ = served
+
+    async def twice() -> AsyncIterator[pb.IngestObjectRequest]:
+        header = pb.ObjectHeader(metadata=metadata("src-a"), declared_media_type="text/csv")
+        yield pb.IngestObjectRequest(header=header)
+        yield pb.IngestObjectRequest(chunk=CSV)
+        yield pb.IngestObjectRequest(header=header)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(twice())
+    assert _reason(caught.value) == "duplicate_header"
+    assert store.stored() == []
+
+
+def test_fakes_are_not_used_by_integration_tests() -> None:
+    integration = Path(__file__).resolve().parents[1] / "integration"
+    assert not any("fakes" in p.read_text() for p in integration.glob("*.py"))
