@@ -4,6 +4,7 @@ publisher: the branches that are hard to reach against real backends."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -147,3 +148,28 @@ async def test_a_header_in_the_middle_of_the_stream_is_refused(served: tuple) ->
 def test_fakes_are_not_used_by_integration_tests() -> None:
     integration = Path(__file__).resolve().parents[1] / "integration"
     assert not any("fakes" in p.read_text() for p in integration.glob("*.py"))
+
+
+async def test_ingestion_can_use_a_remote_storage_service(certs: TLSSettings) -> None:
+    """Ingestion in one server, storage in another, over TLS gRPC."""
+    base = ServiceSettings(
+        listen="127.0.0.1:0",
+        tls=certs,
+        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
+        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
+    )
+    storage_store, unused_store, publisher = MemoryObjectStore(), MemoryObjectStore(), RecordingPublisher()
+    storage_side = await create_server(base, store=storage_store, publisher=RecordingPublisher())
+    remote = replace(base, storage_target=f"localhost:{storage_side.port}")
+    ingest_side = await create_server(remote, store=unused_store, publisher=publisher)
+    channel = secure_channel(f"localhost:{ingest_side.port}", certs.ca_file)
+    try:
+        stub = pb_grpc.IngestionServiceStub(channel)
+        result = await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    finally:
+        await channel.close()
+        await ingest_side.stop(0)
+        await storage_side.stop(0)
+    assert storage_store.stored() == [result.object.key]
+    assert unused_store.objects == {}
+    assert [e.event_id for e in publisher.events] == [result.metadata.id]
