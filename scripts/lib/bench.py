@@ -54,7 +54,9 @@ def tiff(size: int) -> bytes:
     pixels = size - 8 - 2 - 8 * 12 - 4
     tags = [(256, 1024), (257, pixels // 1024), (258, 8), (259, 1), (262, 1), (273, 8 + 2 + 8 * 12 + 4)]
     tags += [(278, pixels // 1024), (279, pixels)]
-    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, 4, 1, v) for t, v in tags) + b"\0" * 4
+    ifd = (
+        struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, 4, 1, v) for t, v in tags) + b"\0" * 4
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + os.urandom(pixels)
 
 
@@ -98,12 +100,16 @@ class Bench:
     async def large_object(self, size: int) -> Scenario:
         data = tiff(size)
         meta = md.Metadata(
-            data_type="imagery.satellite", source="bench", location=md.GeoPoint(latitude=37.98, longitude=23.72)
+            data_type="imagery.satellite",
+            source="bench",
+            location=md.GeoPoint(latitude=37.98, longitude=23.72),
         )
         meta.observed_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=5))
 
         async def stream() -> AsyncIterator[pb.IngestObjectRequest]:
-            yield pb.IngestObjectRequest(header=pb.ObjectHeader(metadata=meta, declared_media_type="image/tiff"))
+            yield pb.IngestObjectRequest(
+                header=pb.ObjectHeader(metadata=meta, declared_media_type="image/tiff")
+            )
             view = memoryview(data)
             for start in range(0, len(data), MiB):
                 yield pb.IngestObjectRequest(chunk=bytes(view[start : start + MiB]))
@@ -137,7 +143,8 @@ class Bench:
             started = time.perf_counter()
             for batch in prepared:
                 await stub.IngestRecords(
-                    pb.IngestRecordsRequest(data_type="sensor.temperature", source="bench", records=batch), timeout=60
+                    pb.IngestRecordsRequest(data_type="sensor.temperature", source="bench", records=batch),
+                    timeout=60,
                 )
             ours = time.perf_counter() - started
         raw = await asyncio.to_thread(self._raw_batches, prepared)
@@ -168,7 +175,9 @@ class Bench:
                 producer.poll(0)
                 lines.append(payload.SerializeToString())
             body = b"\n".join(lines)
-            self.minio.put_object("pantheon-sensor", f"bench/raw/{new_ulid()}.ndjson", io.BytesIO(body), len(body))
+            self.minio.put_object(
+                "pantheon-sensor", f"bench/raw/{new_ulid()}.ndjson", io.BytesIO(body), len(body)
+            )
             producer.flush(60)
         return time.perf_counter() - started
 
@@ -218,7 +227,9 @@ def main() -> int:
         return 0
     print(f"{'scenario':<26} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
     for s in result["scenarios"]:
-        print(f"{s['name']:<26} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}")
+        print(
+            f"{s['name']:<26} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
+        )
     for process, mib in result["peak_rss_mib"].items():
         print(f"peak RSS {process}: {mib} MiB")
     return 0
