@@ -44,6 +44,7 @@ from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import records as batch
 from pantheon.ingest.normalise import open_normaliser
 from pantheon.metadata.ulid import new_ulid
+from pantheon.streams import drain, pieces, prepend, split_upload
 
 log = logging.getLogger(__name__)
 
@@ -223,27 +224,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def IngestObject(
         self, request_iterator: AsyncIterator[pb.IngestObjectRequest], context: Context
     ) -> pb.IngestObjectResponse:
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
-        if first is None or not first.HasField("header"):
-            raise InvalidArgument("the first message must carry the header", reason="missing_header")
-        header = first.header
+        header, body = await split_upload(request_iterator)
         meta = md.Metadata()
         meta.CopyFrom(header.metadata)
         for output_only in ("id", "sha256", "size_bytes", "geohash", "ingested_at", "record_count"):
             meta.ClearField(output_only)
         meta.classification = meta.classification or md.CLASSIFICATION_INTERNAL
 
-        async def chunks() -> AsyncIterator[bytes]:
-            async for message in requests:
-                if not message.HasField("chunk"):
-                    raise InvalidArgument(
-                        "only the first message may carry a header", reason="duplicate_header"
-                    )
-                if message.chunk:
-                    yield message.chunk
-
-        body = chunks()
         head = await anext(body, b"")
         normaliser = open_normaliser(header.declared_media_type, head)
         meta.format = normaliser.format
@@ -256,7 +243,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             pb.IngestObjectResponse,
         )
         if replay is not None:
-            await _drain(body)
+            await drain(body)
             replay.replayed = True
             return replay
         async with self._holding(meta.source, meta.idempotency_key, object_id):
@@ -267,7 +254,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             async def normalised() -> AsyncIterator[bytes]:
                 received = 0
                 sha = hashlib.sha256()
-                async for piece in _prepend(head, body):
+                async for piece in prepend(head, body):
                     received += len(piece)
                     if received > self._max_bytes:
                         raise InvalidArgument(
@@ -322,7 +309,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             self._lineage(meta, "ingest.records")
             csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
             content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
-            stored = await self._store(meta, _pieces(content))
+            stored = await self._store(meta, pieces(content, CHUNK))
             meta = stored.metadata
 
             events = [self._record_event(meta, stored.object, item) for item in accepted]
@@ -424,20 +411,3 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         else:
             record.result.Unpack(response.records)
         return response
-
-
-async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if head:
-        yield head
-    async for piece in rest:
-        yield piece
-
-
-async def _drain(stream: AsyncIterator[bytes]) -> None:
-    async for _ in stream:
-        pass
-
-
-async def _pieces(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), CHUNK):
-        yield data[start : start + CHUNK]

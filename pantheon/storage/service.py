@@ -27,6 +27,7 @@ from pantheon.storage.buckets import bucket_for_domain
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.search import Searcher
+from pantheon.streams import prepend, split_upload
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def PutObject(
         self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
     ) -> pb.PutObjectResponse:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or not first.HasField("header"):
-            raise InvalidArgument("the first message must carry the header", reason="missing_header")
+        header, content = await split_upload(request_iterator)
         meta = md.Metadata()
-        meta.CopyFrom(first.header.metadata)
+        meta.CopyFrom(header.metadata)
         if not meta.id or meta.format not in EXTENSIONS:
             raise InvalidArgument(
                 "metadata.id and metadata.format are required", reason="incomplete_metadata"
@@ -89,28 +88,13 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             meta.media_type = MEDIA_TYPES[meta.format]
         bucket, key = bucket_of(meta.data_type), object_key(meta)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            async for message in request_iterator:
-                if not message.HasField("chunk"):
-                    raise InvalidArgument(
-                        "only the first message may carry a header", reason="duplicate_header"
-                    )
-                if message.chunk:
-                    yield message.chunk
-
-        content = chunks()
         head = await anext(content, None)
         if head is None:
             raise InvalidArgument("the object is empty", reason="empty_body")
 
-        async def everything() -> AsyncIterator[bytes]:
-            yield head
-            async for chunk in content:
-                yield chunk
-
         try:
             stored = await self.store.put_stream(
-                bucket, key, everything(), meta.media_type, user_metadata(meta)
+                bucket, key, prepend(head, content), meta.media_type, user_metadata(meta)
             )
         except AlreadyExists:
             await self._ensure_indexed(bucket, key, meta)

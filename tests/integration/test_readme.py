@@ -23,11 +23,11 @@ def test_the_readme_has_examples() -> None:
     assert len(BLOCKS) >= 2 and len(COMMANDS) >= 2
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"python-{i}" for i in range(len(BLOCKS))])
-def test_python_example_runs(code: str, stack_env: dict[str, str]) -> None:
+def _runs(command: str | list[str], env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **stack_env},
+        command,
+        shell=isinstance(command, str),
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=90,
@@ -35,18 +35,13 @@ def test_python_example_runs(code: str, stack_env: dict[str, str]) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip()
+
+
+@pytest.mark.parametrize("code", BLOCKS, ids=[f"python-{i}" for i in range(len(BLOCKS))])
+def test_python_example_runs(code: str, stack_env: dict[str, str]) -> None:
+    _runs([sys.executable, "-c", code], stack_env)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_shell_example_runs(command: str, stack_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        command,
-        shell=True,
-        env={**os.environ, **stack_env},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip()
+    _runs(command, stack_env)
