@@ -224,7 +224,7 @@ def _stack(
 @pytest.mark.timeout(600)
 def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_env: dict[str, str]) -> None:
     state = tmp_path / "stack"
-    kafka_port, controller_port, minio_port, console_port = _free_ports(4)
+    kafka_port, controller_port, minio_port, console_port, grpc_port, gateway_port = _free_ports(6)
     env = {
         **os.environ,
         "PANTHEON_STACK_DIR": str(state),
@@ -232,6 +232,8 @@ def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_
         "PANTHEON_KAFKA_CONTROLLER_PORT": str(controller_port),
         "PANTHEON_MINIO_PORT": str(minio_port),
         "PANTHEON_MINIO_CONSOLE_PORT": str(console_port),
+        "PANTHEON_GRPC_PORT": str(grpc_port),
+        "PANTHEON_GATEWAY_PORT": str(gateway_port),
     }
     marker = str(state) + "/"
     try:
@@ -244,7 +246,8 @@ def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_
 
         status, _ = _stack(env, "status")
         assert status.returncode == 0, status.stdout + status.stderr
-        assert len(process.pids_referencing(marker)) == 2
+        # One process per component, each started from this state dir.
+        assert len(process.pids_referencing(marker)) == len(status.stdout.splitlines())
 
         env_out, _ = _stack(env, "env")
         assert f"KAFKA_BOOTSTRAP=127.0.0.1:{kafka_port}" in env_out.stdout
