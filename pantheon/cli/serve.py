@@ -8,8 +8,8 @@ import logging
 import signal
 from typing import Any
 
+from pantheon import logs
 from pantheon.config import ConfigError, ServiceSettings
-from pantheon.context import RequestIdFilter
 from pantheon.server import create_server
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,6 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _configure_logging(log_file: str | None) -> None:
-    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-
-
 async def _serve(settings: ServiceSettings) -> None:
     running = await create_server(settings)
     stop = asyncio.Event()
@@ -46,7 +39,7 @@ async def _serve(settings: ServiceSettings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_file)
+    logs.configure(args.log_file)
     try:
         settings = ServiceSettings.from_env()
     except ConfigError as exc:
