@@ -129,6 +129,8 @@ class ServiceSettings:
     max_object_bytes: int = 5 * 2**30
     #: Deadline the ingestion service gives its own calls to storage.
     backend_deadline_s: float = 30.0
+    #: Where Prometheus metrics are served (HTTPS); empty turns them off.
+    metrics_listen: str = "127.0.0.1:9464"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
@@ -140,4 +142,5 @@ class ServiceSettings:
             storage_target=_get(env, "PANTHEON_STORAGE_TARGET", "local"),
             max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
+            metrics_listen=env.get("PANTHEON_METRICS_LISTEN", "127.0.0.1:9464"),
         )

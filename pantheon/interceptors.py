@@ -10,7 +10,9 @@ with the request id and reported as a bare INTERNAL, never with its text.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -19,6 +21,7 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 
 from pantheon import context as ctx
+from pantheon import metrics
 from pantheon.errors import InvalidArgument, PantheonError
 from pantheon.validation import FieldViolation, violations
 
@@ -68,6 +71,7 @@ async def _checked(requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
 
 
 async def _abort(context: Context, exc: BaseException, method: str) -> NoReturn:
+    metrics.REJECTS.labels(exc.reason if isinstance(exc, PantheonError) else "internal").inc()
     if not isinstance(exc, PantheonError):
         log.exception("%s failed (request %s)", method, ctx.request_id.get())
         exc = PantheonError(f"internal error; request id {ctx.request_id.get()}")
@@ -83,28 +87,34 @@ def _enter(context: Context) -> None:
     ctx.traceparent.set(str(metadata.get(ctx.TRACEPARENT_HEADER) or "")[:128])
 
 
+@contextmanager
+def _observed(method: str) -> Iterator[None]:
+    """Count the call and time it, by the status code it ends with."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except PantheonError as exc:
+        code = exc.code.name
+        raise
+    except Exception:
+        code = "INTERNAL"
+        raise
+    finally:
+        metrics.RPCS.labels(method, code).inc()
+        metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
 def _wrap(handler: Handler, method: str) -> Handler:
-    if handler.request_streaming and handler.response_streaming:
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(requests: AsyncIterator[Message], context: Any) -> AsyncIterator[Any]:
-            _enter(context)
-            try:
-                async for response in inner_ss(_checked(requests), context):
-                    yield response
-            except Exception as exc:
-                await _abort(context, exc, method)
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
+    # Pantheon has client-streaming, server-streaming and unary RPCs.
     if handler.request_streaming:
         inner_su: Any = handler.stream_unary
 
         async def stream_unary(requests: AsyncIterator[Message], context: Any) -> Any:
             _enter(context)
             try:
-                return await inner_su(_checked(requests), context)
+                with _observed(method):
+                    return await inner_su(_checked(requests), context)
             except Exception as exc:
                 await _abort(context, exc, method)
 
@@ -117,9 +127,10 @@ def _wrap(handler: Handler, method: str) -> Handler:
         async def unary_stream(request: Message, context: Any) -> AsyncIterator[Any]:
             _enter(context)
             try:
-                check(request)
-                async for response in inner_us(request, context):
-                    yield response
+                with _observed(method):
+                    check(request)
+                    async for response in inner_us(request, context):
+                        yield response
             except Exception as exc:
                 await _abort(context, exc, method)
 
@@ -131,8 +142,9 @@ def _wrap(handler: Handler, method: str) -> Handler:
     async def unary_unary(request: Message, context: Any) -> Any:
         _enter(context)
         try:
-            check(request)
-            return await inner_uu(request, context)
+            with _observed(method):
+                check(request)
+                return await inner_uu(request, context)
         except Exception as exc:
             await _abort(context, exc, method)
 

@@ -1,9 +1,15 @@
 """The `pantheon` command.
 
+    pantheon ingest PATH...        upload files and folders (REST, resumable)
+    pantheon records FILE          send a CSV or NDJSON file of records
+    pantheon search                find objects by data type, source, time, area
+    pantheon get ID                download an object or its metadata
+    pantheon tail [TOPIC]          follow a topic and print decoded events
+    pantheon stack ...             the local dev stack: up, down, status, env
     pantheon serve                 run the ingestion and storage gRPC services
-    pantheon tail [TOPIC] [--json] follow a topic and print decoded events
 
 Settings come from `PANTHEON_*` variables: `eval "$(scripts/stack env)"`.
+Each command has --help with examples.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pantheon.cli import serve, tail
+from pantheon.cli import ingest, query, serve, stack, tail
+from pantheon.cli.rest import CliError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +28,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve.add_parser(commands)
+    ingest.add_parsers(commands)
+    query.add_parsers(commands)
     tail.add_parser(commands)
+    stack.add_parser(commands)
+    serve.add_parser(commands)
     args = parser.parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except CliError as exc:
+        print(f"pantheon {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return result
 
 

@@ -8,7 +8,7 @@ import logging
 import signal
 from typing import Any
 
-from pantheon import logs
+from pantheon import logs, metrics
 from pantheon.config import ConfigError, ServiceSettings
 from pantheon.server import create_server
 
@@ -27,6 +27,8 @@ def add_parser(commands: Any) -> None:
 
 
 async def _serve(settings: ServiceSettings) -> None:
+    if settings.metrics_listen:
+        metrics.serve(settings.metrics_listen, settings.tls)
     running = await create_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from pantheon.devstack.files import write_private
@@ -24,6 +24,17 @@ KAFKA_INGEST_USER = "pantheon-ingest"
 KAFKA_READER_USER = "pantheon-reader"
 MINIO_STORAGE_USER = "pantheon-storage"
 MINIO_KMS_KEY_NAME = "pantheon-dev"
+
+#: The demo principals of the REST gateway (each a source), in the order of
+#: PANTHEON_API_KEY, PANTHEON_API_KEY_B and PANTHEON_API_KEY_READONLY.
+API_CITY = "demo-city"
+API_AGENCY = "demo-agency"
+API_VIEWER = "demo-viewer"
+
+
+def _api_key() -> str:
+    # A recognisable prefix helps secret scanners; 32 random bytes follow.
+    return "pantheon_" + secrets.token_urlsafe(32)
 
 
 def _password() -> str:
@@ -41,6 +52,11 @@ class Credentials:
     minio_root_password: str
     minio_storage_secret: str
     minio_kms_secret_key: str  # "<name>:<base64 of 32 bytes>", MinIO's MINIO_KMS_SECRET_KEY
+    # API keys of the gateway's demo principals. Added after the first
+    # release of this file: an older credentials.json gets them on `up`.
+    api_key_city: str = ""
+    api_key_agency: str = ""
+    api_key_viewer: str = ""
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -53,6 +69,22 @@ class Credentials:
             minio_root_password=_password(),
             minio_storage_secret=_password(),
             minio_kms_secret_key=f"{MINIO_KMS_KEY_NAME}:{kms}",
+            api_key_city=_api_key(),
+            api_key_agency=_api_key(),
+            api_key_viewer=_api_key(),
+        )
+
+    def api_keys(self) -> dict[str, str]:
+        """Demo principal -> its API key (plaintext; only its hash goes to the gateway)."""
+        return {API_CITY: self.api_key_city, API_AGENCY: self.api_key_agency, API_VIEWER: self.api_key_viewer}
+
+    def with_api_keys(self) -> Credentials:
+        """These credentials with any missing API key generated."""
+        return replace(
+            self,
+            api_key_city=self.api_key_city or _api_key(),
+            api_key_agency=self.api_key_agency or _api_key(),
+            api_key_viewer=self.api_key_viewer or _api_key(),
         )
 
     def kafka_scram_users(self) -> dict[str, str]:
@@ -70,18 +102,23 @@ def load(path: Path) -> Credentials | None:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    names = {f.name for f in fields(Credentials)}
-    missing = names - raw.keys()
+    required = {f.name for f in fields(Credentials) if f.default is MISSING}
+    missing = required - raw.keys()
     if missing:
         raise RuntimeError(f"{path} lacks {sorted(missing)}; remove the state dir and run `up` again")
-    return Credentials(**{k: raw[k] for k in names})
+    names = {f.name for f in fields(Credentials)}
+    return Credentials(**{k: raw[k] for k in names if k in raw})
 
 
 def load_or_create(path: Path) -> Credentials:
     """Load the stack's credentials, generating them on the first call."""
     existing = load(path)
     if existing is not None:
-        return existing
+        upgraded = existing.with_api_keys()
+        if upgraded != existing:
+            log.info("adding the gateway's demo API keys to %s", path)
+            write_private(path, json.dumps(asdict(upgraded), indent=2).encode() + b"\n")
+        return upgraded
     log.info("generating dev credentials in %s", path)
     creds = Credentials.generate()
     write_private(path, json.dumps(asdict(creds), indent=2).encode() + b"\n")

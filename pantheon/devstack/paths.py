@@ -115,3 +115,22 @@ class StackPaths:
     @property
     def services_log(self) -> Path:
         return self.services / "services.log"
+
+    # -- the REST gateway --------------------------------------------------------
+
+    @property
+    def gateway(self) -> Path:
+        return self.state / "gateway"
+
+    @property
+    def gateway_pidfile(self) -> Path:
+        return self.gateway / "gateway.pid"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.gateway / "gateway.log"
+
+    @property
+    def api_keys_file(self) -> Path:
+        """The gateway's API keys: SHA-256 hashes only, never the keys."""
+        return self.gateway / "api-keys.json"

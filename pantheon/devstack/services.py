@@ -17,7 +17,7 @@ from pantheon.devstack.paths import StackPaths
 CMDLINE_MARK = "pantheon serve"
 
 
-def start(paths: StackPaths, env: Mapping[str, str], listen: str) -> int:
+def start(paths: StackPaths, env: Mapping[str, str], listen: str, metrics_listen: str) -> int:
     paths.services.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "pantheon", "serve", "--log-file", str(paths.services_log)]
     return process.start(
@@ -27,7 +27,12 @@ def start(paths: StackPaths, env: Mapping[str, str], listen: str) -> int:
         log_file=paths.services / "stdout.log",
         # Two malloc arenas instead of one per thread: large uploads pass
         # through worker threads, and per-thread arenas keep their peaks.
-        env={"MALLOC_ARENA_MAX": "2", **env, "PANTHEON_GRPC_LISTEN": listen},
+        env={
+            "MALLOC_ARENA_MAX": "2",
+            **env,
+            "PANTHEON_GRPC_LISTEN": listen,
+            "PANTHEON_METRICS_LISTEN": metrics_listen,
+        },
         cwd=Path(__file__).resolve().parents[2],
     )
 

@@ -34,6 +34,8 @@ class Settings:
     minio_port: int
     minio_console_port: int
     grpc_port: int
+    gateway_port: int = 8443
+    metrics_port: int = 9464
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
             minio_port=_port("PANTHEON_MINIO_PORT", 9000),
             minio_console_port=_port("PANTHEON_MINIO_CONSOLE_PORT", 9001),
             grpc_port=_port("PANTHEON_GRPC_PORT", 50051),
+            gateway_port=_port("PANTHEON_GATEWAY_PORT", 8443),
+            metrics_port=_port("PANTHEON_METRICS_PORT", 9464),
         )
 
     @property
@@ -61,3 +65,15 @@ class Settings:
     @property
     def grpc_target(self) -> str:
         return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def gateway_listen(self) -> str:
+        return f"{HOST}:{self.gateway_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"https://{self.gateway_listen}"
+
+    @property
+    def metrics_listen(self) -> str:
+        return f"{HOST}:{self.metrics_port}"

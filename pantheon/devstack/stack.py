@@ -1,4 +1,4 @@
-"""up / down / status / env for the whole dev stack (Kafka + MinIO)."""
+"""up / down / status / env for the whole dev stack (Kafka, MinIO, the services, the gateway)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pantheon.devstack import kafka, kafka_admin, minio, minio_admin, process, services
+from pantheon.devstack import gateway, kafka, kafka_admin, minio, minio_admin, process, services
 from pantheon.devstack.certs import CertFiles, ensure_certs
 from pantheon.devstack.credentials import (
     KAFKA_INGEST_USER,
@@ -59,7 +59,7 @@ def _require_free(*ports: int) -> None:
         raise StackError(
             f"port(s) {busy} on {HOST} are in use by another process; stop it or choose other "
             "ports (PANTHEON_KAFKA_PORT, PANTHEON_KAFKA_CONTROLLER_PORT, PANTHEON_MINIO_PORT, "
-            "PANTHEON_MINIO_CONSOLE_PORT)"
+            "PANTHEON_MINIO_CONSOLE_PORT, PANTHEON_GRPC_PORT, PANTHEON_GATEWAY_PORT)"
         )
 
 
@@ -152,6 +152,17 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
     if created_buckets:
         log.info("created buckets %s", ", ".join(created_buckets))
     _start_services(s, certs, timeout=max(10.0, deadline - time.monotonic()))
+    _start_gateway(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
+
+
+#: Plaintext demo API keys are for clients: no server process gets them (the
+#: gateway reads their hashes from PANTHEON_API_KEYS_FILE).
+_CLIENT_ONLY = frozenset({"PANTHEON_API_KEY", "PANTHEON_API_KEY_B", "PANTHEON_API_KEY_READONLY"})
+
+
+def _server_env(s: Settings) -> dict[str, str]:
+    merged = {**os.environ, **environment(s)}
+    return {k: v for k, v in merged.items() if k not in _CLIENT_ONLY}
 
 
 def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
@@ -160,8 +171,8 @@ def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
     if pid is not None:
         log.info("services already running (pid %d)", pid)
         return
-    _require_free(s.grpc_port)
-    pid = services.start(p, {**os.environ, **environment(s)}, s.grpc_target)
+    _require_free(s.grpc_port, s.metrics_port)
+    pid = services.start(p, _server_env(s), s.grpc_target, s.metrics_listen)
     try:
         services.wait_serving(
             s.grpc_target,
@@ -174,12 +185,37 @@ def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
     log.info("services started (pid %d), log %s", pid, p.services_log)
 
 
+def _start_gateway(s: Settings, creds: Credentials, certs: CertFiles, timeout: float) -> None:
+    p = s.paths
+    # Rewritten on every `up`: the hashes follow credentials.json.
+    gateway.write_keys_file(p, creds)
+    pid = gateway.running_pid(p)
+    if pid is not None:
+        log.info("gateway already running (pid %d)", pid)
+        return
+    _require_free(s.gateway_port)
+    pid = gateway.start(p, _server_env(s), s.gateway_listen)
+    try:
+        gateway.wait_live(
+            s.gateway_url,
+            certs.ca_cert,
+            timeout=timeout,
+            still_running=lambda: gateway.running_pid(p) is not None,
+        )
+    except (TimeoutError, RuntimeError) as exc:
+        raise _failure("the REST gateway did not become ready", exc, p.gateway / "stdout.log") from exc
+    log.info("gateway started (pid %d) on %s, log %s", pid, s.gateway_url, p.gateway_log)
+
+
 def down(settings: Settings | None = None, purge: bool = False) -> None:
     """Stop what `up` started (by pidfile, verified by cmdline); keep data unless purge."""
     s = settings or Settings.from_env()
     p = s.paths
     marker = p.process_marker
-    # The services first: they hold connections to both backends.
+    # The gateway first (it calls the services), then the services: they
+    # hold connections to both backends.
+    pid = gateway.stop(p)
+    log.info("gateway %s", f"stopped (pid {pid})" if pid else "was not running")
     pid = services.stop(p)
     log.info("services %s", f"stopped (pid {pid})" if pid else "was not running")
     # Stop both at once: Kafka's controlled shutdown takes a few seconds.
@@ -214,7 +250,7 @@ class ComponentStatus:
     def line(self) -> str:
         state = f"running pid {self.pid}" if self.pid else "not running"
         ready = "ready" if self.ready else "NOT READY"
-        return f"{self.name:<6} {state:<20} {ready:<10} {self.endpoint}"
+        return f"{self.name:<7} {state:<20} {ready:<10} {self.endpoint}"
 
 
 def status(settings: Settings | None = None) -> list[ComponentStatus]:
@@ -231,10 +267,13 @@ def status(settings: Settings | None = None) -> list[ComponentStatus]:
         minio_ready = minio.is_live(s, ca)
     services_pid = services.running_pid(p)
     services_ready = bool(services_pid) and ca.is_file() and services.is_serving(s.grpc_target, ca)
+    gateway_pid = gateway.running_pid(p)
+    gateway_ready = bool(gateway_pid) and ca.is_file() and gateway.is_live(s.gateway_url, ca)
     return [
         ComponentStatus("kafka", kafka_pid, kafka_ready, f"SASL_SSL://{s.kafka_bootstrap}"),
         ComponentStatus("minio", minio_pid, minio_ready, s.minio_endpoint),
         ComponentStatus("grpc", services_pid, services_ready, f"grpcs://{s.grpc_target}"),
+        ComponentStatus("gateway", gateway_pid, gateway_ready, s.gateway_url),
     ]
 
 
@@ -270,9 +309,16 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "PANTHEON_S3_ACCESS_KEY": MINIO_STORAGE_USER,
         "PANTHEON_S3_SECRET_KEY": creds.minio_storage_secret,
         "PANTHEON_GRPC_TARGET": s.grpc_target,
+        "PANTHEON_METRICS_URL": f"https://{s.metrics_listen}/metrics",
         "PANTHEON_EVENTS_TOPIC": DATA_STORED.name,
         "PANTHEON_RECORDS_TOPIC": RECORDS.name,
         "PANTHEON_DLQ_TOPIC": DEAD_LETTER.name,
+        # The REST gateway and its demo API keys (see pantheon/devstack/gateway.py).
+        "PANTHEON_GATEWAY_URL": s.gateway_url,
+        "PANTHEON_API_KEY": creds.api_key_city,
+        "PANTHEON_API_KEY_B": creds.api_key_agency,
+        "PANTHEON_API_KEY_READONLY": creds.api_key_viewer,
+        "PANTHEON_API_KEYS_FILE": str(p.api_keys_file),
     }
 
 

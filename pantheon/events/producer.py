@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from google.protobuf.message import Message
 
 from pantheon import context as ctx
+from pantheon import metrics
 from pantheon.config import KafkaSettings
 from pantheon.errors import Internal, Unavailable
 from pantheon.events.cloudevents import headers_for
@@ -109,17 +111,21 @@ class KafkaPublisher:
         for event in events:
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
-            self._produce(event, self._reporter(loop, future))
+            self._produce(event, self._reporter(loop, future, event.topic))
         results = await asyncio.gather(*futures, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
 
-    def _reporter(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
+    def _reporter(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], topic: str) -> Any:
+        produced = time.perf_counter()
+
         def report(error: KafkaError | None, _message: Any) -> None:
             loop.call_soon_threadsafe(_settle, future, error)
             if error is None:
                 self._brokers_down = False
+                metrics.EVENTS.labels(topic).inc()
+                metrics.DELIVERY_SECONDS.observe(time.perf_counter() - produced)
 
         return report
 

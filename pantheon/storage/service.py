@@ -20,6 +20,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
 
+from pantheon import metrics
 from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import EXTENSIONS, object_key
@@ -112,6 +113,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         await self._index.put_object_info(
             pb.StatObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
         )
+        metrics.STORED_BYTES.labels(bucket).inc(stored.size)
         log.info("stored %s/%s (%d bytes)", bucket, key, stored.size)
         return pb.PutObjectResponse(object=ref, metadata=meta)
 

@@ -59,7 +59,7 @@ def _stack(env: dict[str, str], *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    kafka, controller, minio, console, grpc_port = _free_ports(5)
+    kafka, controller, minio, console, grpc_port, gateway, metrics = _free_ports(7)
     env = {
         **os.environ,
         "PANTHEON_STACK_DIR": str(tmp_path_factory.mktemp("stack")),
@@ -68,11 +68,13 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         "PANTHEON_MINIO_PORT": str(minio),
         "PANTHEON_MINIO_CONSOLE_PORT": str(console),
         "PANTHEON_GRPC_PORT": str(grpc_port),
+        "PANTHEON_GATEWAY_PORT": str(gateway),
+        "PANTHEON_METRICS_PORT": str(metrics),
         # Fail a call a few seconds after Kafka stops acknowledging.
         "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS": "5000",
     }
-    _stack(env, "up")
     try:
+        _stack(env, "up")
         saved = dict(os.environ)
         os.environ.update(env)
         try:

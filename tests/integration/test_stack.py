@@ -224,7 +224,9 @@ def _stack(
 @pytest.mark.timeout(600)
 def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_env: dict[str, str]) -> None:
     state = tmp_path / "stack"
-    kafka_port, controller_port, minio_port, console_port, grpc_port, gateway_port = _free_ports(6)
+    kafka_port, controller_port, minio_port, console_port, grpc_port, gateway_port, metrics_port = (
+        _free_ports(7)
+    )
     env = {
         **os.environ,
         "PANTHEON_STACK_DIR": str(state),
@@ -234,6 +236,7 @@ def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_
         "PANTHEON_MINIO_CONSOLE_PORT": str(console_port),
         "PANTHEON_GRPC_PORT": str(grpc_port),
         "PANTHEON_GATEWAY_PORT": str(gateway_port),
+        "PANTHEON_METRICS_PORT": str(metrics_port),
     }
     marker = str(state) + "/"
     try:

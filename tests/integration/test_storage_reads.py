@@ -114,3 +114,13 @@ def test_plaintext_grpc_is_refused(stack_env: dict[str, str]) -> None:
     ):
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def test_services_serve_prometheus_metrics_over_https(stack_env: dict[str, str]) -> None:
+    import httpx
+
+    body = httpx.get(stack_env["PANTHEON_METRICS_URL"], verify=stack_env["PANTHEON_CA_FILE"], timeout=10).text
+    assert "pantheon_rpc_requests_total" in body
+    assert "pantheon_event_delivery_seconds_bucket" in body
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(stack_env["PANTHEON_METRICS_URL"].replace("https://", "http://"), timeout=5)

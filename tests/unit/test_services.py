@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from prometheus_client import REGISTRY
 
 from pantheon.config import KafkaSettings, S3Settings, ServiceSettings, TLSSettings
 from pantheon.devstack.certs import ensure_certs
@@ -173,3 +174,24 @@ async def test_ingestion_can_use_a_remote_storage_service(certs: TLSSettings) ->
     assert storage_store.stored() == [result.object.key]
     assert unused_store.objects == {}
     assert [e.event_id for e in publisher.events] == [result.metadata.id]
+
+
+async def test_calls_and_rejects_are_counted(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, _, _ = served
+    method = "/pantheon_api.ingest.v1.IngestionService/IngestObject"
+
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok_before = sample("pantheon_rpc_requests_total", {"method": method, "code": "OK"})
+    bad_before = sample("pantheon_rpc_requests_total", {"method": method, "code": "INVALID_ARGUMENT"})
+    csv_before = sample("pantheon_rejected_total", {"reason": "invalid_csv"})
+    await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IngestObject(object_requests(metadata("src-a"), b"a,b\n1\n", "text/csv"))
+    assert sample("pantheon_rpc_requests_total", {"method": method, "code": "OK"}) == ok_before + 1
+    assert (
+        sample("pantheon_rpc_requests_total", {"method": method, "code": "INVALID_ARGUMENT"})
+        == bad_before + 1
+    )
+    assert sample("pantheon_rejected_total", {"reason": "invalid_csv"}) == csv_before + 1

@@ -1,0 +1,62 @@
+"""`python -m gateway`: serve the REST edge over HTTPS with uvicorn until SIGINT/SIGTERM.
+
+Settings come from `PANTHEON_*` variables (see gateway/settings.py and the
+README). Plain HTTP is never served: uvicorn gets the certificate and key,
+and a client that does not speak TLS fails its handshake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import KeyFileError
+from gateway.settings import ConfigError, GatewaySettings
+
+log = logging.getLogger("gateway")
+
+
+def _configure_logging(log_file: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # One line per request is the metrics' job; keep the log for what went wrong.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description="Serve the Pantheon REST API over HTTPS (settings from PANTHEON_* variables).",
+    )
+    parser.add_argument("--log-file", help="append logs to this file instead of stderr")
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_file)
+    try:
+        settings = GatewaySettings.from_env()
+        app = create_app(settings)
+    except (ConfigError, KeyFileError) as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
+    uvicorn.run(
+        app,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The one long-lived TLS channel to the Pantheon services, and the stubs on it.
+
+Only the generated stubs (`pantheon_api.*`) are used: the gateway talks to
+the services through their contract, never their code. Reads that the
+contract marks NO_SIDE_EFFECTS are retried by gRPC itself on UNAVAILABLE
+(bounded: three attempts); ingest calls are never retried here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as storage_grpc
+
+from gateway.settings import GatewaySettings
+
+#: Largest gRPC message either way: a full 10000-record batch fits.
+MAX_MESSAGE_BYTES = 16 * 2**20
+
+_READ_RETRY = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "pantheon_api.storage.v1.StorageService", "method": "StatObject"},
+                {"service": "pantheon_api.storage.v1.StorageService", "method": "SearchObjects"},
+                {"service": "pantheon_api.storage.v1.StorageService", "method": "GetObject"},
+                {"service": "grpc.health.v1.Health", "method": "Check"},
+            ],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+_OPTIONS: list[tuple[str, str | int]] = [
+    # Keepalive: notice a dead connection within ~40 s even when idle.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # No BDP probing: it grows each stream's receive window to tens of MiB,
+    # which a download then buffers in full; the fixed window still moves
+    # about 170 MiB/s on loopback (measured), and memory stays flat.
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(_READ_RETRY)),
+]
+
+
+def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
+    """A TLS channel to the services, verified against `settings.ca_file`."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.ca_file).read_bytes())
+    return grpc.aio.secure_channel(settings.grpc_target, credentials, options=_OPTIONS)
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The stubs the routes call, all sharing one channel."""
+
+    channel: grpc.aio.Channel
+    ingest: ingest_grpc.IngestionServiceAsyncStub
+    storage: storage_grpc.StorageServiceAsyncStub
+    health: health_pb2_grpc.HealthStub
+
+    @classmethod
+    def on(cls, channel: grpc.aio.Channel) -> Clients:
+        return cls(
+            channel=channel,
+            ingest=ingest_grpc.IngestionServiceStub(channel),
+            storage=storage_grpc.StorageServiceStub(channel),
+            health=health_pb2_grpc.HealthStub(channel),
+        )
+
+
+def call_metadata(request_id: str, traceparent: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata that carries the request's context into the services (and Kafka headers)."""
+    found = [("x-request-id", request_id)]
+    if traceparent:
+        found.append(("traceparent", traceparent))
+    return tuple(found)

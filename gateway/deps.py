@@ -1,0 +1,91 @@
+"""FastAPI dependencies, as `Annotated` aliases the routes declare.
+
+Collaborators live on `app.state` (set by `create_app` and its lifespan);
+nothing here is a module-level global.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.auth import SCOPE_INGEST, SCOPE_READ, KeyStore, Principal
+from gateway.channel import Clients, call_metadata
+from gateway.limits import RateLimiter, retry_after_header
+from gateway.problems import Problem, request_id_of
+from gateway.settings import GatewaySettings
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="An API key: `Authorization: Bearer <key>`. Each key belongs to one source.",
+)
+
+
+async def get_settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+async def get_clients(request: Request) -> Clients:
+    clients: Clients | None = getattr(request.app.state, "clients", None)
+    if clients is None:  # only between start-up and the lifespan hook
+        raise Problem(
+            503, "starting", "The gateway is starting; retry shortly.", headers={"Retry-After": "1"}
+        )
+    return clients
+
+
+async def get_call_metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    return call_metadata(request_id_of(request), getattr(request.state, "traceparent", ""))
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller's principal (401 without a valid key), after its rate limit (429)."""
+    keys: KeyStore = request.app.state.keys
+    if credentials is None:
+        raise Problem(401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
+    principal = keys.authenticate(credentials.credentials)
+    if principal is None:
+        raise Problem(
+            401,
+            "invalid_api_key",
+            "The API key is not valid.",
+            headers={"WWW-Authenticate": 'Bearer realm="pantheon", error="invalid_token"'},
+        )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.acquire(principal.name)
+    if wait > 0:
+        raise Problem(
+            429,
+            "rate_limited",
+            f"The rate limit of {limiter.rate:g} requests per second for this key is exceeded.",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    request.state.principal = principal.name
+    return principal
+
+
+async def ingest_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if SCOPE_INGEST not in principal.scopes:
+        raise Problem(403, "scope_missing", "This API key may not ingest data (no `ingest` scope).")
+    return principal
+
+
+async def read_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if SCOPE_READ not in principal.scopes:
+        raise Problem(403, "scope_missing", "This API key may not read data (no `read` scope).")
+    return principal
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+ClientsDep = Annotated[Clients, Depends(get_clients)]
+CallMetadataDep = Annotated[tuple[tuple[str, str], ...], Depends(get_call_metadata)]
+IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
+ReadPrincipal = Annotated[Principal, Depends(read_principal)]

@@ -1,0 +1,147 @@
+"""The gateway's settings: one typed object read from `PANTHEON_*` variables.
+
+There is no plaintext mode: the gateway serves HTTPS only (a certificate and
+key are required) and reaches the gRPC services over TLS only (a CA file is
+required). Every limit and deadline has a variable; the defaults suit one
+machine and are documented in the README's "REST API" section.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MiB = 2**20
+GiB = 2**30
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or unsafe."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name) or default
+    if not value:
+        raise ConfigError(f"{name} is not set")
+    return value
+
+
+def _first(env: Mapping[str, str], *names: str) -> str:
+    for name in names:
+        if env.get(name):
+            return env[name]
+    raise ConfigError(f"{' or '.join(names)} is not set")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= minimum:
+        raise ConfigError(f"{name} must be greater than {minimum:g}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_number(env, name, default))
+
+
+def _listen(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"PANTHEON_GATEWAY_LISTEN={raw!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the gateway needs: endpoints, TLS files, keys, limits, deadlines."""
+
+    #: gRPC target of the ingestion and storage services (TLS).
+    grpc_target: str
+    #: CA bundle that signs the services' certificate.
+    ca_file: str
+    #: Certificate chain and key the gateway serves HTTPS with.
+    tls_cert_file: str
+    tls_key_file: str
+    #: JSON file with the API keys (sha256 hashes only); see gateway/auth.py.
+    api_keys_file: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+
+    #: Base deadline of an ingest call (records batch, object upload).
+    ingest_deadline_s: float = 30.0
+    #: Deadline of a read call (stat, search, health).
+    read_deadline_s: float = 10.0
+    #: Streams (uploads, downloads) get `base + size / min_stream_rate` so a
+    #: large object is not cut off; uploads of unknown size get the maximum.
+    min_stream_rate_bps: float = 8 * MiB
+    max_stream_deadline_s: float = 3600.0
+
+    #: Largest body of POST /v1/objects (raw or multipart).
+    max_object_bytes: int = 5 * GiB
+    #: Largest body of POST /v1/records (it becomes one gRPC message).
+    max_records_bytes: int = 16 * MiB
+    #: Most records in one batch.
+    max_records: int = 10_000
+    #: Largest `metadata` part of a multipart upload.
+    max_metadata_part_bytes: int = 64 * 1024
+    #: Size of the content chunks sent to the ingestion service.
+    chunk_bytes: int = MiB
+
+    #: Per-key token bucket: sustained requests per second and burst size.
+    rate_per_s: float = 200.0
+    rate_burst: int = 400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewaySettings:
+        target = _get(env, "PANTHEON_GRPC_TARGET", "127.0.0.1:50051")
+        if "://" in target and not target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+            raise ConfigError("PANTHEON_GRPC_TARGET must be a gRPC target such as host:port (TLS is implied)")
+        host, port = _listen(_get(env, "PANTHEON_GATEWAY_LISTEN", "127.0.0.1:8443"))
+        settings = cls(
+            grpc_target=target,
+            ca_file=_get(env, "PANTHEON_CA_FILE"),
+            tls_cert_file=_first(env, "PANTHEON_GATEWAY_TLS_CERT_FILE", "PANTHEON_TLS_CERT_FILE"),
+            tls_key_file=_first(env, "PANTHEON_GATEWAY_TLS_KEY_FILE", "PANTHEON_TLS_KEY_FILE"),
+            api_keys_file=_get(env, "PANTHEON_API_KEYS_FILE"),
+            listen_host=host,
+            listen_port=port,
+            ingest_deadline_s=_number(env, "PANTHEON_GATEWAY_INGEST_DEADLINE_S", 30.0),
+            read_deadline_s=_number(env, "PANTHEON_GATEWAY_READ_DEADLINE_S", 10.0),
+            min_stream_rate_bps=_number(env, "PANTHEON_GATEWAY_MIN_STREAM_RATE_BPS", 8 * MiB),
+            max_stream_deadline_s=_number(env, "PANTHEON_GATEWAY_MAX_STREAM_DEADLINE_S", 3600.0),
+            max_object_bytes=_int(env, "PANTHEON_GATEWAY_MAX_OBJECT_BYTES", 5 * GiB),
+            max_records_bytes=_int(env, "PANTHEON_GATEWAY_MAX_RECORDS_BYTES", 16 * MiB),
+            max_records=_int(env, "PANTHEON_GATEWAY_MAX_RECORDS", 10_000),
+            max_metadata_part_bytes=_int(env, "PANTHEON_GATEWAY_MAX_METADATA_BYTES", 64 * 1024),
+            chunk_bytes=_int(env, "PANTHEON_GATEWAY_CHUNK_BYTES", MiB),
+            rate_per_s=_number(env, "PANTHEON_GATEWAY_RATE_PER_S", 200.0),
+            rate_burst=_int(env, "PANTHEON_GATEWAY_RATE_BURST", 400),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work or would weaken TLS."""
+        for name in ("ca_file", "tls_cert_file", "tls_key_file", "api_keys_file"):
+            path = getattr(self, name)
+            if not os.path.isfile(path):
+                raise ConfigError(f"{name} {path!r} is not a readable file")
+        if not 0 < self.chunk_bytes <= 4 * MiB:
+            raise ConfigError(
+                "PANTHEON_GATEWAY_CHUNK_BYTES must be between 1 and 4194304 (the gRPC chunk limit)"
+            )
+        if self.rate_burst < 1:
+            raise ConfigError("PANTHEON_GATEWAY_RATE_BURST must be at least 1")
+
+    def stream_deadline(self, base_s: float, size: int | None) -> float:
+        """Deadline of a stream of `size` bytes (None: unknown, the maximum)."""
+        if size is None:
+            return self.max_stream_deadline_s
+        return min(self.max_stream_deadline_s, base_s + size / self.min_stream_rate_bps)
