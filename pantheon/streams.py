@@ -42,8 +42,3 @@ async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
 
-
-async def drain(stream: AsyncIterator[bytes]) -> None:
-    """Read and drop the rest of a stream."""
-    async for _ in stream:
-        pass

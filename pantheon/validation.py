@@ -44,7 +44,13 @@ def violations(message: Message, prefix: str = "") -> list[FieldViolation]:
     but reported as part of a larger one (a record inside a batch).
     """
     found = []
-    for violation in protovalidate.collect_violations(message):
+    try:
+        collected = protovalidate.collect_violations(message)
+    except protovalidate.EvaluationError:
+        # A rule could not be evaluated on these values (for example, a time
+        # range so wide its duration overflows): the input is out of range.
+        return [FieldViolation(prefix, "evaluation_failed", "values are outside the supported range")]
+    for violation in collected:
         path = _path(violation)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix

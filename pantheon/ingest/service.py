@@ -44,7 +44,7 @@ from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import records as batch
 from pantheon.ingest.normalise import open_normaliser
 from pantheon.metadata.ulid import new_ulid
-from pantheon.streams import drain, pieces, prepend, split_upload
+from pantheon.streams import pieces, prepend, split_upload
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ M = TypeVar("M", bound=Message)
 
 #: Chunk size of the stream to storage.
 CHUNK = 1 << 20
+#: Deadline of an upload stream whose caller set none.
+STREAM_DEADLINE_S = 3600.0
 #: A claim older than this belongs to a call that died; a retry resumes it.
 STALE_CLAIM = timedelta(seconds=60)
 
@@ -182,9 +184,11 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "recording the result") from exc
 
-    async def _store(self, meta: md.Metadata, content: AsyncIterator[bytes]) -> spb.PutObjectResponse:
+    async def _store(
+        self, meta: md.Metadata, content: AsyncIterator[bytes], deadline_s: float
+    ) -> spb.PutObjectResponse:
         """Stream `content` to storage; an error in `content` cancels the upload."""
-        call = self._storage.PutObject(timeout=self._deadline_s, metadata=ctx.outgoing_metadata())
+        call = self._storage.PutObject(timeout=deadline_s, metadata=ctx.outgoing_metadata())
         try:
             await call.write(spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta)))
             async for piece in content:
@@ -235,6 +239,27 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         normaliser = open_normaliser(header.declared_media_type, head)
         meta.format = normaliser.format
         meta.media_type = normaliser.media_type
+
+        async def normalised() -> AsyncIterator[bytes]:
+            received = 0
+            sha = hashlib.sha256()
+            async for piece in prepend(head, body):
+                received += len(piece)
+                if received > self._max_bytes:
+                    raise InvalidArgument(
+                        f"object is larger than {self._max_bytes} bytes", reason="too_large"
+                    )
+                if header.expected_sha256:
+                    sha.update(piece)
+                if out := normaliser.feed(piece):
+                    yield out
+            # Checked before the last piece is sent, so storage never
+            # completes an upload whose content turns out to be wrong.
+            if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
+                raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
+            if out := normaliser.finish():
+                yield out
+
         self._require_events()
         object_id, replay = await self._claim(
             meta.source,
@@ -243,35 +268,16 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             pb.IngestObjectResponse,
         )
         if replay is not None:
-            await drain(body)
+            await _same_content(normalised(), replay)
             replay.replayed = True
             return replay
         async with self._holding(meta.source, meta.idempotency_key, object_id):
             meta.id = object_id
             meta.ingested_at.GetCurrentTime()
             self._lineage(meta, "ingest.object")
-
-            async def normalised() -> AsyncIterator[bytes]:
-                received = 0
-                sha = hashlib.sha256()
-                async for piece in prepend(head, body):
-                    received += len(piece)
-                    if received > self._max_bytes:
-                        raise InvalidArgument(
-                            f"object is larger than {self._max_bytes} bytes", reason="too_large"
-                        )
-                    if header.expected_sha256:
-                        sha.update(piece)
-                    if out := normaliser.feed(piece):
-                        yield out
-                # Checked before the last piece is sent, so storage never
-                # completes an upload whose content turns out to be wrong.
-                if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
-                    raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
-                if out := normaliser.finish():
-                    yield out
-
-            stored = await self._store(meta, normalised())
+            # The stream may take as long as the caller allows, not the
+            # fixed deadline of short backend calls.
+            stored = await self._store(meta, normalised(), context.time_remaining() or STREAM_DEADLINE_S)
             meta = stored.metadata
             event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
             await self._publisher.publish(
@@ -309,7 +315,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             self._lineage(meta, "ingest.records")
             csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
             content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
-            stored = await self._store(meta, pieces(content, CHUNK))
+            stored = await self._store(meta, pieces(content, CHUNK), self._deadline_s)
             meta = stored.metadata
 
             events = [self._record_event(meta, stored.object, item) for item in accepted]
@@ -411,3 +417,18 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         else:
             record.result.Unpack(response.records)
         return response
+
+
+async def _same_content(normalised: AsyncIterator[bytes], first: pb.IngestObjectResponse) -> None:
+    """Refuse a replay whose content differs from the first call's.
+
+    The idempotency claim covers the header; the content is compared here,
+    on the rare replay path, by the digest of its normalised form.
+    """
+    digest = hashlib.sha256()
+    async for piece in normalised:
+        digest.update(piece)
+    if digest.hexdigest() != first.metadata.sha256:
+        raise FailedPrecondition(
+            "idempotency key was already used for different content", reason="idempotency_key_reused"
+        )

@@ -199,3 +199,10 @@ def test_data_type_domains_match_buckets() -> None:
         m = valid_metadata()
         m.data_type = f"{domain}.anything"
         assert violations(m) == [], domain
+
+
+def test_values_a_rule_cannot_evaluate_are_a_violation_not_a_crash() -> None:
+    req = storage.SearchObjectsRequest(data_type="sensor.temperature")
+    req.observed_after.FromDatetime(datetime(207, 5, 13, tzinfo=UTC))
+    req.observed_before.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+    assert [v.rule_id for v in violations(req)] == ["evaluation_failed"]

@@ -195,3 +195,16 @@ async def test_calls_and_rejects_are_counted(served: tuple) -> None:  # type: ig
         == bad_before + 1
     )
     assert sample("pantheon_rejected_total", {"reason": "invalid_csv"}) == csv_before + 1
+
+
+async def test_a_key_reused_for_different_content_is_refused(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    meta = metadata("src-a", idempotency_key="content-check")
+    await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(meta, b"entity_id,temp\nvie-1,99.9\n", "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert _reason(caught.value) == "idempotency_key_reused"
+    # The same content again (even chunked differently) is a replay.
+    again = await stub.IngestObject(object_requests(meta, CSV, "text/csv", chunk=3))
+    assert again.replayed and len(store.stored()) == 1 and len(publisher.events) == 1
