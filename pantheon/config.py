@@ -129,6 +129,12 @@ class ServiceSettings:
     max_object_bytes: int = 5 * 2**30
     #: Deadline the ingestion service gives its own calls to storage.
     backend_deadline_s: float = 30.0
+    #: An unfinished idempotency claim older than this belongs to a call that
+    #: died; the next retry resumes it under the same id.
+    stale_claim_s: float = 60.0
+    #: Test-only fault: exit the process right after an object is stored and
+    #: before its events are published (`PANTHEON_FAULT_CRASH_BEFORE_PUBLISH=1`).
+    crash_before_publish: bool = False
     #: Where Prometheus metrics are served (HTTPS); empty turns them off.
     metrics_listen: str = "127.0.0.1:9464"
 
@@ -142,5 +148,7 @@ class ServiceSettings:
             storage_target=_get(env, "PANTHEON_STORAGE_TARGET", "local"),
             max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
+            stale_claim_s=float(_get(env, "PANTHEON_STALE_CLAIM_S", "60")),
+            crash_before_publish=env.get("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH") == "1",
             metrics_listen=env.get("PANTHEON_METRICS_LISTEN", "127.0.0.1:9464"),
         )

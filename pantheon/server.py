@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
@@ -154,6 +155,8 @@ async def create_server(
             settings.kafka,
             max_object_bytes=settings.max_object_bytes,
             deadline_s=settings.backend_deadline_s,
+            stale_claim=timedelta(seconds=settings.stale_claim_s),
+            crash_before_publish=settings.crash_before_publish,
         ),
         server,
     )

@@ -41,4 +41,3 @@ async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
     """`data` in pieces of at most `size` bytes."""
     for start in range(0, len(data), size):
         yield data[start : start + size]
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -104,12 +105,16 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         *,
         max_object_bytes: int,
         deadline_s: float,
+        stale_claim: timedelta = STALE_CLAIM,
+        crash_before_publish: bool = False,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
         self._topics = topics
         self._max_bytes = max_object_bytes
         self._deadline_s = deadline_s
+        self._stale_claim = stale_claim
+        self._crash_before_publish = crash_before_publish
 
     # -- shared steps ---------------------------------------------------------
 
@@ -143,7 +148,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         if record.HasField("result"):
             return record.id, _unpack(record.result, cls)
         age = datetime.now(UTC) - record.claimed_at.ToDatetime(tzinfo=UTC)
-        if not record.released and age < STALE_CLAIM:
+        if not record.released and age < self._stale_claim:
             raise Aborted(
                 "a call with this idempotency key is in progress, retry later", reason="in_progress"
             )
@@ -218,6 +223,12 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             raise _storage_error(exc, "reading the stored object") from exc
         return spb.PutObjectResponse(object=info.object, metadata=info.metadata)
 
+    def _fault_point(self) -> None:
+        """Die between store and publish, when a fault test asks for it."""
+        if self._crash_before_publish:
+            log.error("fault injection: exiting after the store, before the publish")
+            os._exit(70)
+
     def _lineage(self, meta: md.Metadata, step: str) -> None:
         meta.lineage.request_id = ctx.request_id.get()
         s = meta.lineage.steps.add(name=step, version=__version__)
@@ -279,6 +290,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             # fixed deadline of short backend calls.
             stored = await self._store(meta, normalised(), context.time_remaining() or STREAM_DEADLINE_S)
             meta = stored.metadata
+            self._fault_point()
             event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
             await self._publisher.publish(
                 [Event(self._topics.events_topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
@@ -330,6 +342,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 )
             )
             events += [self._dead_letter(meta, item) for item in rejected]
+            self._fault_point()
             await self._publisher.publish(events)
 
             results = [
