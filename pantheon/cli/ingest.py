@@ -151,11 +151,18 @@ def run_records(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: records must be CSV or NDJSON (.csv, .ndjson, .jsonl)")
     gateway = Gateway.from_env()
     try:
+        params: dict[str, Any] = {"data_type": args.data_type, "provider": args.provider}
+        if args.label:
+            params["labels"] = ",".join(args.label)
         response = gateway.client.post(
             "/v1/records",
-            params={"data_type": args.data_type},
+            params={k: v for k, v in params.items() if v is not None},
             content=path.read_bytes(),
-            headers={"Content-Type": kind, "Idempotency-Key": content_key(path, args.data_type)},
+            # Keyed by content and parameters, like `ingest`.
+            headers={
+                "Content-Type": kind,
+                "Idempotency-Key": content_key(path, json.dumps(params, sort_keys=True)),
+            },
         )
         body = gateway.check(response) if response.status_code != 207 else response.json()
     finally:
@@ -163,12 +170,15 @@ def run_records(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body, sort_keys=True))
     else:
-        accepted, rejected = body.get("accepted_count", 0), body.get("rejected_count", 0)
         again = " (already stored)" if body.get("replayed") else ""
-        print(f"{path}: {accepted} records accepted, {rejected} rejected{again}")
-        for result in body.get("results", []):
-            if result.get("status") not in (None, "accepted", "ok", 200, 201):
-                print(f"  record {result.get('index')}: {result.get('reason')} {result.get('errors', '')}")
+        print(
+            f"{path}: {body['accepted']} records accepted, {body['rejected']} rejected{again}"
+            f" -> {body['bucket']}/{body['key']}"
+        )
+        for result in body["results"]:
+            if result["status"] != "accepted":
+                fields = ", ".join(e["field"] for e in result["errors"])
+                print(f"  record {result['index']}: {result['reason']} ({fields})")
     return 0 if response.status_code in (200, 201) else 1
 
 
@@ -207,5 +217,7 @@ def add_parsers(commands: Any) -> None:
     )
     records.add_argument("file", metavar="FILE")
     records.add_argument("--data-type", required=True, help="registered data type of every record")
+    records.add_argument("--provider", help="organisation providing the data")
+    records.add_argument("--label", action="append", metavar="K=V", help="a batch label (repeatable)")
     records.add_argument("--json", action="store_true", help="print the whole response as JSON")
     records.set_defaults(run=run_records)
