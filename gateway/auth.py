@@ -21,11 +21,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SCOPE_INGEST = "ingest"
 SCOPE_READ = "read"
@@ -111,20 +115,37 @@ def _entry(raw: Any, index: int) -> _Entry:
 
 
 class KeyStore:
-    """The configured API keys, looked up by the hash of a presented key."""
+    """The configured API keys, looked up by the hash of a presented key.
 
-    def __init__(self, entries: Iterable[_Entry]) -> None:
+    Loaded from a file, the store re-reads it when it changes (checked at
+    most once a second), so `pantheon keys create|revoke` take effect
+    without a restart. A file that no longer parses is ignored, keeping the
+    keys last read, and logged.
+    """
+
+    def __init__(self, entries: Iterable[_Entry], path: Path | None = None) -> None:
         self._entries = tuple(entries)
+        self._path = path
+        self._stamp = self._stamp_of(path)
+        self._checked = time.monotonic()
+
+    @staticmethod
+    def _stamp_of(path: Path | None) -> tuple[int, int] | None:
+        try:
+            info = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size) if info is not None else None
 
     @classmethod
-    def from_document(cls, document: Any) -> KeyStore:
+    def from_document(cls, document: Any, path: Path | None = None) -> KeyStore:
         keys = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(keys, list):
             raise KeyFileError('the keys file must be a JSON object {"keys": [...]}')
         entries = [_entry(raw, i) for i, raw in enumerate(keys)]
         if len({e.key_sha256 for e in entries}) != len(entries):
             raise KeyFileError("the keys file lists the same key twice")
-        return cls(entries)
+        return cls(entries, path)
 
     @classmethod
     def load(cls, path: str | Path) -> KeyStore:
@@ -132,13 +153,31 @@ class KeyStore:
             document = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise KeyFileError(f"cannot read the keys file {path}: {type(exc).__name__}") from None
-        return cls.from_document(document)
+        return cls.from_document(document, Path(path))
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._path is None or now - self._checked < 1.0:
+            return
+        self._checked = now
+        stamp = self._stamp_of(self._path)
+        if stamp == self._stamp:
+            return
+        try:
+            fresh = KeyStore.load(self._path)
+        except KeyFileError as exc:
+            log.error("keeping the previous API keys: %s", exc)
+            self._stamp = stamp
+            return
+        self._entries, self._stamp = fresh._entries, stamp
+        log.info("reloaded %d API keys from %s", len(self._entries), self._path)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal of `key`, or None; the time taken does not depend on which entry matches."""
+        self._refresh()
         presented = hash_key(key).encode("ascii")
         found: Principal | None = None
         for entry in self._entries:

@@ -5,6 +5,7 @@
     pantheon search                find objects by data type, source, time, area
     pantheon get ID                download an object or its metadata
     pantheon tail [TOPIC]          follow a topic and print decoded events
+    pantheon keys ...              create, list, revoke API keys
     pantheon stack ...             the local dev stack: up, down, status, env
     pantheon serve                 run the ingestion and storage gRPC services
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pantheon.cli import ingest, query, serve, stack, tail
+from pantheon.cli import ingest, keys, query, serve, stack, tail
 from pantheon.cli.rest import CliError
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_parsers(commands)
     query.add_parsers(commands)
     tail.add_parser(commands)
+    keys.add_parser(commands)
     stack.add_parser(commands)
     serve.add_parser(commands)
     args = parser.parse_args(argv)

@@ -53,8 +53,16 @@ def keys_document(creds: Credentials) -> dict[str, object]:
 
 
 def write_keys_file(paths: StackPaths, creds: Credentials) -> Path:
+    """Write the demo keys, keeping any other keys (`pantheon keys create`)."""
     paths.gateway.mkdir(parents=True, exist_ok=True)
-    write_private(paths.api_keys_file, json.dumps(keys_document(creds), indent=2).encode() + b"\n")
+    document = keys_document(creds)
+    try:
+        existing = json.loads(paths.api_keys_file.read_text()).get("keys", [])
+    except (OSError, ValueError, AttributeError):
+        existing = []
+    others = [e for e in existing if isinstance(e, dict) and e.get("principal") not in _DEMO_GRANTS]
+    document["keys"] = [*document["keys"], *others]  # type: ignore[misc]
+    write_private(paths.api_keys_file, json.dumps(document, indent=2).encode() + b"\n")
     return paths.api_keys_file
 
 
