@@ -1,5 +1,6 @@
 """The README's examples run: every ```python block marked `<!-- readme-test -->`
-and every `pantheon` shell command in it, against the real stack."""
+and every `pantheon` and `scripts/grpcurl` shell command in it, against the
+real stack."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"<!-- readme-test -->\n```python\n(.*?)```", README, re.S)
-COMMANDS = [c for c in re.findall(r"^(\.venv/bin/pantheon .*?)(?:\s+#.*)?$", README, re.M)]
+COMMANDS = re.findall(r"^((?:\.venv/bin/pantheon|scripts/grpcurl) .*?)(?:\s+#.*)?$", README, re.M)
 
 pytestmark = pytest.mark.timeout(120)
 
