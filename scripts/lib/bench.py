@@ -2,8 +2,11 @@
 
 Each scenario measures Pantheon's path and the raw backend doing the same
 work on the same machine, back to back, and reports the ratio: absolute
-numbers drift on a shared machine, ratios much less. Peak RSS of the
-services process is read from /proc (VmHWM, reset before the run).
+numbers drift on a shared machine, ratios much less. Paths: the gRPC
+services and the REST gateway, against one minio-py PUT (objects) and raw
+confluent-kafka produce plus one PUT per batch (records); plus the latency
+of single small REST ingests at a fixed rate. Peak RSS of the services and
+the gateway is read from /proc (VmHWM, reset before the run).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import urllib3
 from confluent_kafka import Producer
 from minio import Minio
@@ -95,16 +99,26 @@ class Bench:
             "ssl.ca.location": env["PANTHEON_CA_FILE"],
         }
 
+    def rest(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.env["PANTHEON_GATEWAY_URL"],
+            verify=ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"]),
+            headers={"Authorization": f"Bearer {self.env['PANTHEON_API_KEY']}"},
+            timeout=600,
+        )
+
     # -- large object -------------------------------------------------------
 
-    async def large_object(self, size: int) -> Scenario:
+    async def large_object(self, size: int) -> list[Scenario]:
+        """One object of `size` bytes: gRPC, REST, and a raw minio-py PUT."""
         data = tiff(size)
+        observed = datetime.now(UTC) - timedelta(minutes=5)
         meta = md.Metadata(
             data_type="imagery.satellite",
-            source="bench",
+            source="demo-city",
             location=md.GeoPoint(latitude=37.98, longitude=23.72),
         )
-        meta.observed_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=5))
+        meta.observed_at.FromDatetime(observed)
 
         async def stream() -> AsyncIterator[pb.IngestObjectRequest]:
             yield pb.IngestObjectRequest(
@@ -119,7 +133,26 @@ class Bench:
             stub = pb_grpc.IngestionServiceStub(channel)
             started = time.perf_counter()
             await stub.IngestObject(stream(), timeout=600)
-            ours = time.perf_counter() - started
+            grpc_s = time.perf_counter() - started
+
+        def body() -> Iterator[bytes]:
+            view = memoryview(data)
+            for start in range(0, len(data), MiB):
+                yield bytes(view[start : start + MiB])
+
+        params = {
+            "data_type": "imagery.satellite",
+            "lat": 37.98,
+            "lon": 23.72,
+            "observed_at": _rfc3339(observed),
+        }
+        with self.rest() as client:
+            started = time.perf_counter()
+            response = client.post(
+                "/v1/objects", params=params, content=body(), headers={"Content-Type": "image/tiff"}
+            )
+            rest_s = time.perf_counter() - started
+            response.raise_for_status()
 
         started = time.perf_counter()
         await asyncio.to_thread(
@@ -130,12 +163,17 @@ class Bench:
             len(data),
             content_type="image/tiff",
         )
-        raw = time.perf_counter() - started
-        return _scenario(f"object_{size // MiB}MiB", "MiB/s", _mib_per_s(size, ours), _mib_per_s(size, raw))
+        raw = _mib_per_s(size, time.perf_counter() - started)
+        name = f"object_{size // MiB}MiB"
+        return [
+            _scenario(f"grpc_{name}", "MiB/s", _mib_per_s(size, grpc_s), raw),
+            _scenario(f"rest_{name}", "MiB/s", _mib_per_s(size, rest_s), raw),
+        ]
 
     # -- record batches -----------------------------------------------------
 
-    async def record_batches(self, batches: int, size: int) -> Scenario:
+    async def record_batches(self, batches: int, size: int) -> list[Scenario]:
+        """Batches of `size` records: gRPC, REST (NDJSON), and raw produce + PUT."""
         channel = secure_channel(self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"])
         prepared = [records(size, b) for b in range(batches)]
         async with channel:
@@ -143,13 +181,33 @@ class Bench:
             started = time.perf_counter()
             for batch in prepared:
                 await stub.IngestRecords(
-                    pb.IngestRecordsRequest(data_type="sensor.temperature", source="bench", records=batch),
+                    pb.IngestRecordsRequest(
+                        data_type="sensor.temperature", source="demo-city", records=batch
+                    ),
                     timeout=60,
                 )
-            ours = time.perf_counter() - started
-        raw = await asyncio.to_thread(self._raw_batches, prepared)
+            grpc_s = time.perf_counter() - started
+
+        bodies = [_ndjson(records(size, batches + b)) for b in range(batches)]
+        with self.rest() as client:
+            started = time.perf_counter()
+            for body in bodies:
+                response = client.post(
+                    "/v1/records",
+                    params={"data_type": "sensor.temperature"},
+                    content=body,
+                    headers={"Content-Type": "application/x-ndjson"},
+                )
+                response.raise_for_status()
+            rest_s = time.perf_counter() - started
+
+        raw_s = await asyncio.to_thread(self._raw_batches, prepared)
         total = batches * size
-        return _scenario(f"records_{size}_per_batch", "records/s", total / ours, total / raw)
+        name = f"records_{size}_per_batch"
+        return [
+            _scenario(f"grpc_{name}", "records/s", total / grpc_s, total / raw_s),
+            _scenario(f"rest_{name}", "records/s", total / rest_s, total / raw_s),
+        ]
 
     def _raw_batches(self, prepared: list[list[pb.Record]]) -> float:
         """The same records as raw protobuf events plus one raw PUT per batch."""
@@ -181,13 +239,67 @@ class Bench:
             producer.flush(60)
         return time.perf_counter() - started
 
+    # -- small-object latency at a fixed rate ---------------------------------
+
+    def small_latency(self, count: int, rate_per_s: float) -> dict[str, float]:
+        """p50/p99 of single small REST ingests sent at `rate_per_s`."""
+        latencies = []
+        with self.rest() as client:
+            start = time.perf_counter()
+            for i in range(count):
+                # Open-loop pacing: each request starts on its slot.
+                delay = start + i / rate_per_s - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent = time.perf_counter()
+                response = client.post(
+                    "/v1/objects",
+                    params={
+                        "data_type": "sensor.air_quality",
+                        "lat": 48.2,
+                        "lon": 16.37,
+                        "observed_at": _rfc3339(datetime.now(UTC) - timedelta(seconds=1)),
+                        "entity_id": f"bench-{i % 20}",
+                    },
+                    content=b'{"pm10": %d}' % i,
+                    headers={"Content-Type": "application/json"},
+                )
+                latencies.append((time.perf_counter() - sent) * 1000)
+                response.raise_for_status()
+        latencies.sort()
+        return {
+            "rate_per_s": rate_per_s,
+            "count": count,
+            "p50": round(latencies[len(latencies) // 2], 1),
+            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        }
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ndjson(batch: list[pb.Record]) -> bytes:
+    lines = []
+    for r in batch:
+        row = {
+            "entity_id": r.entity_id,
+            "observed_at": r.observed_at.ToJsonString(),
+            "location": {"lat": r.location.latitude, "lon": r.location.longitude},
+            "payload": dict(r.payload),
+        }
+        lines.append(json.dumps(row))
+    return ("\n".join(lines) + "\n").encode()
+
 
 def _scenario(name: str, unit: str, ours: float, raw: float) -> Scenario:
     return Scenario(name, unit, round(ours, 1), round(raw, 1), round(ours / raw, 3))
 
 
-def _services_pid() -> int:
-    return int(StackPaths.from_env().services_pidfile.read_text())
+def _pid(component: str) -> int:
+    paths = StackPaths.from_env()
+    pidfile = paths.services_pidfile if component == "services" else paths.gateway / "gateway.pid"
+    return int(pidfile.read_text())
 
 
 def reset_peak(pid: int) -> None:
@@ -205,31 +317,44 @@ def peak_rss_mib(pid: int) -> float:
 async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
     env = {**os.environ, **stack.environment()}
     bench = Bench(env)
-    pid = _services_pid()
-    reset_peak(pid)
-    steps: dict[str, Callable[[], Any]] = {
-        "object": lambda: bench.large_object((64 if quick else 256) * MiB),
-        "records": lambda: bench.record_batches(3 if quick else 20, 1000),
+    pids = {name: _pid(name) for name in ("services", "gateway")}
+    for pid in pids.values():
+        reset_peak(pid)
+    scenarios: list[Scenario] = []
+    latency: dict[str, dict[str, float]] = {}
+    if only in (None, "object"):
+        scenarios += await bench.large_object((64 if quick else 256) * MiB)
+    if only in (None, "records"):
+        scenarios += await bench.record_batches(3 if quick else 20, 1000)
+    if only in (None, "latency"):
+        latency["rest_small_object"] = await asyncio.to_thread(
+            bench.small_latency, 100 if quick else 500, 100.0
+        )
+    return {
+        "scenarios": [asdict(s) for s in scenarios],
+        "latency_ms": latency,
+        "peak_rss_mib": {name: peak_rss_mib(pid) for name, pid in pids.items()},
     }
-    scenarios = [await step() for name, step in steps.items() if only in (None, name)]
-    return {"scenarios": [asdict(s) for s in scenarios], "peak_rss_mib": {"services": peak_rss_mib(pid)}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--only", choices=["object", "records"], help="run one scenario")
+    parser.add_argument("--only", choices=["object", "records", "latency"], help="run one scenario")
     args = parser.parse_args()
     result = asyncio.run(run(args.quick, args.only))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{'scenario':<26} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
+    print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
     for s in result["scenarios"]:
         print(
-            f"{s['name']:<26} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
+            f"{s['name']:<30} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
         )
+    for name, figures in result["latency_ms"].items():
+        rate = f"{figures['rate_per_s']:.0f} requests/s"
+        print(f"{name}: p50 {figures['p50']} ms, p99 {figures['p99']} ms at {rate}")
     for process, mib in result["peak_rss_mib"].items():
         print(f"peak RSS {process}: {mib} MiB")
     return 0

@@ -1,0 +1,42 @@
+"""`scripts/bench --quick --json` runs and reports every scenario as ratios
+against the raw backends (numbers are not asserted: speed is the bench's
+business, not the tests')."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts/bench"), "--quick", "--json"],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    names = {s["name"] for s in result["scenarios"]}
+    assert names == {
+        "grpc_object_64MiB",
+        "rest_object_64MiB",
+        "grpc_records_1000_per_batch",
+        "rest_records_1000_per_batch",
+    }
+    for s in result["scenarios"]:
+        assert set(s) == {"name", "unit", "throughput", "raw_throughput", "ratio"}
+        assert s["throughput"] > 0 and s["raw_throughput"] > 0
+        assert s["ratio"] == pytest.approx(s["throughput"] / s["raw_throughput"], rel=0.02)
+    assert result["latency_ms"]["rest_small_object"]["p99"] >= result["latency_ms"]["rest_small_object"]["p50"]
+    assert set(result["peak_rss_mib"]) == {"services", "gateway"}
