@@ -38,5 +38,7 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
         assert set(s) == {"name", "unit", "throughput", "raw_throughput", "ratio"}
         assert s["throughput"] > 0 and s["raw_throughput"] > 0
         assert s["ratio"] == pytest.approx(s["throughput"] / s["raw_throughput"], rel=0.02)
-    assert result["latency_ms"]["rest_small_object"]["p99"] >= result["latency_ms"]["rest_small_object"]["p50"]
+    assert (
+        result["latency_ms"]["rest_small_object"]["p99"] >= result["latency_ms"]["rest_small_object"]["p50"]
+    )
     assert set(result["peak_rss_mib"]) == {"services", "gateway"}
