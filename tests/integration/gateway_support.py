@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
-from google.protobuf.message import Message
 from minio import Minio
 
-from pantheon.events.cloudevents import decode, parse_headers
+from tests.integration.support import EventWatcher, Seen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,64 +110,22 @@ def stored_keys(client: Minio, data_type: str) -> list[str]:
 # -- Kafka --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Event:
-    topic: str
-    headers: dict[str, str]
-    payload: Message
-
-    @property
-    def data_type(self) -> str:
-        meta = getattr(self.payload, "metadata", None)
-        return str(meta.data_type) if meta is not None else ""
+Event = Seen
 
 
-class Events:
-    """Everything published to some topics since creation (partitions assigned at their end)."""
-
-    def __init__(self, config: dict[str, Any], topics: list[str]) -> None:
-        self._consumer = Consumer(
-            {**config, "group.id": f"pantheon-test-{uuid.uuid4()}", "enable.auto.commit": False}
-        )
-        assignment = []
-        for topic in topics:
-            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            for partition in meta.partitions:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                assignment.append(TopicPartition(topic, partition, high))
-        self._consumer.assign(assignment)
-        self.seen: list[Event] = []
-
-    def _poll(self, timeout: float) -> None:
-        message = self._consumer.poll(timeout)
-        if message is None or message.error() is not None:
-            return
-        headers = parse_headers(message.headers())
-        try:
-            _, payload = decode(headers, message.value() or b"")
-        except ValueError:
-            return
-        self.seen.append(Event(message.topic() or "", headers, payload))
+class Events(EventWatcher):
+    """An EventWatcher with assertions: events must (or must not) arrive."""
 
     def wait_for(self, match: Callable[[Event], bool], count: int = 1, wait_s: float = 30.0) -> list[Event]:
         """At least `count` matching events (fails after `wait_s`)."""
-        deadline = time.monotonic() + wait_s
-        while sum(map(match, self.seen)) < count and time.monotonic() < deadline:
-            self._poll(0.2)
-        found = [e for e in self.seen if match(e)]
+        found = self.collect(match, count=count, wait_s=wait_s)
         assert len(found) >= count, f"expected {count} matching events within {wait_s}s, saw {len(found)}"
         return found
 
     def none_within(self, match: Callable[[Event], bool], wait_s: float = 3.0) -> None:
         """Asserts that no matching event arrives within `wait_s`."""
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            self._poll(0.2)
-        found = [e for e in self.seen if match(e)]
+        found = self.collect(match, wait_s=wait_s)
         assert not found, f"unexpected events: {[(e.topic, e.headers.get('ce_id')) for e in found]}"
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def of_type(data_type: str) -> Callable[[Event], bool]:

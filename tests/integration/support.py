@@ -3,11 +3,14 @@ watching Kafka for the events a test caused."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +23,40 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.events.cloudevents import decode, parse_headers
 from pantheon.server import secure_channel
+
+#: The dev stack's port variables, in the order `private_stack_env` fills them.
+PORT_VARIABLES = (
+    "PANTHEON_KAFKA_PORT",
+    "PANTHEON_KAFKA_CONTROLLER_PORT",
+    "PANTHEON_MINIO_PORT",
+    "PANTHEON_MINIO_CONSOLE_PORT",
+    "PANTHEON_GRPC_PORT",
+    "PANTHEON_GATEWAY_PORT",
+    "PANTHEON_METRICS_PORT",
+)
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` TCP ports free on loopback right now."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def private_stack_env(state_dir: Path, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Environment for a second dev stack: its own state dir and free ports,
+    so tests that kill backends never touch the shared stack."""
+    ports = free_ports(len(PORT_VARIABLES))
+    return {
+        **base,
+        "PANTHEON_STACK_DIR": str(state_dir),
+        **{name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)},
+    }
 
 
 def unique_source() -> str:
@@ -79,6 +116,11 @@ class Seen:
     payload: Message
     partition: int
     offset: int
+
+    @property
+    def data_type(self) -> str:
+        meta = getattr(self.payload, "metadata", None)
+        return str(meta.data_type) if meta is not None else ""
 
 
 class EventWatcher:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,22 +31,13 @@ from tests.integration.support import (
     ingest,
     ingest_stub,
     metadata,
+    private_stack_env,
     stored_keys,
     unique_source,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _stack(env: dict[str, str], *args: str) -> None:
@@ -59,17 +49,8 @@ def _stack(env: dict[str, str], *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    kafka, controller, minio, console, grpc_port, gateway, metrics = _free_ports(7)
     env = {
-        **os.environ,
-        "PANTHEON_STACK_DIR": str(tmp_path_factory.mktemp("stack")),
-        "PANTHEON_KAFKA_PORT": str(kafka),
-        "PANTHEON_KAFKA_CONTROLLER_PORT": str(controller),
-        "PANTHEON_MINIO_PORT": str(minio),
-        "PANTHEON_MINIO_CONSOLE_PORT": str(console),
-        "PANTHEON_GRPC_PORT": str(grpc_port),
-        "PANTHEON_GATEWAY_PORT": str(gateway),
-        "PANTHEON_METRICS_PORT": str(metrics),
+        **private_stack_env(tmp_path_factory.mktemp("stack")),
         # Fail a call a few seconds after Kafka stops acknowledging.
         "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS": "5000",
     }

@@ -34,6 +34,7 @@ CHECKS = [
 ]
 EXAMPLES_PER_OPERATION = 25
 
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_the_live_api_conforms_to_its_openapi_document(
     stack_env: dict[str, str], mode: GenerationMode

@@ -6,36 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from pantheon.devstack import process
+from tests.integration.support import private_stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_run_once_loads_the_demo_and_stops_what_it_started(tmp_path: Path) -> None:
-    names = ["KAFKA", "KAFKA_CONTROLLER", "MINIO", "MINIO_CONSOLE", "GRPC", "GATEWAY", "METRICS"]
     state = tmp_path / "stack"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PANTHEON_", "KAFKA_", "MINIO_"))},
-        "PANTHEON_STACK_DIR": str(state),
-        **{f"PANTHEON_{name}_PORT": str(port) for name, port in zip(names, _free_ports(7), strict=True)},
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PANTHEON_", "KAFKA_", "MINIO_"))}
+    env = private_stack_env(state, clean)
     done = subprocess.run(
         [str(ROOT / "scripts/run"), "--once"], env=env, capture_output=True, text=True, timeout=540, cwd=ROOT
     )

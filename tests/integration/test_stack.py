@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from minio.error import MinioAdminException, S3Error
 
 from pantheon.devstack import minio_admin, process
 from pantheon.events.topics import DATA_STORED, RECORDS
+from tests.integration.support import private_stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -199,19 +199,6 @@ def test_plain_http_to_minio_fails(stack_env: dict[str, str]) -> None:
         assert info.value.code == 400
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _stack(
     env: dict[str, str], *args: str, timeout: float = 600
 ) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -224,20 +211,8 @@ def _stack(
 @pytest.mark.timeout(600)
 def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_env: dict[str, str]) -> None:
     state = tmp_path / "stack"
-    kafka_port, controller_port, minio_port, console_port, grpc_port, gateway_port, metrics_port = (
-        _free_ports(7)
-    )
-    env = {
-        **os.environ,
-        "PANTHEON_STACK_DIR": str(state),
-        "PANTHEON_KAFKA_PORT": str(kafka_port),
-        "PANTHEON_KAFKA_CONTROLLER_PORT": str(controller_port),
-        "PANTHEON_MINIO_PORT": str(minio_port),
-        "PANTHEON_MINIO_CONSOLE_PORT": str(console_port),
-        "PANTHEON_GRPC_PORT": str(grpc_port),
-        "PANTHEON_GATEWAY_PORT": str(gateway_port),
-        "PANTHEON_METRICS_PORT": str(metrics_port),
-    }
+    env = private_stack_env(state)
+    kafka_port, minio_port = env["PANTHEON_KAFKA_PORT"], env["PANTHEON_MINIO_PORT"]
     marker = str(state) + "/"
     try:
         first, first_s = _stack(env, "up")

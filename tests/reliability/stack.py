@@ -1,0 +1,208 @@
+"""A private dev stack for fault injection: own state dir, own ports, its own processes.
+
+Fault scenarios kill, stop and restart backends; they never touch the shared
+stack other tests use. Everything here goes through `scripts/stack` with a
+private environment, and processes are found through the stack's pidfiles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+from minio import Minio
+
+from pantheon.devstack import minio_admin, process
+from pantheon.devstack.settings import Settings
+from pantheon.devstack.stack import environment
+from pantheon.events.cloudevents import decode, parse_headers
+from tests.integration.support import private_stack_env
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = ("kafka", "minio", "services", "gateway")
+
+#: Settings every private stack gets: fail fast when a backend goes away,
+#: short gateway deadlines, and a short stale-claim age so a retry resumes
+#: the claim of a call whose process died.
+FAULT_SETTINGS = {
+    "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS": "5000",
+    "PANTHEON_STALE_CLAIM_S": "3",
+    "PANTHEON_GATEWAY_INGEST_DEADLINE_S": "6",
+    "PANTHEON_GATEWAY_READ_DEADLINE_S": "3",
+}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One event read back from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    headers: dict[str, str]
+    payload: Any
+
+
+@dataclass
+class PrivateStack:
+    state_dir: Path
+    base_env: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, state_dir: Path, **extra: str) -> PrivateStack:
+        base = {**private_stack_env(state_dir), **FAULT_SETTINGS, **extra}
+        base.pop("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH", None)
+        return cls(state_dir, base)
+
+    def run(self, *args: str, extra: dict[str, str] | None = None, timeout: float = 300) -> None:
+        env = {**self.base_env, **(extra or {})}
+        done = subprocess.run(
+            [str(ROOT / "scripts/stack"), *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/stack {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+
+    def up(self, extra: dict[str, str] | None = None) -> None:
+        """Start whatever is not running (with `extra` settings for what starts now)."""
+        self.run("up", extra=extra)
+        saved = dict(os.environ)
+        os.environ.update(self.base_env)
+        try:
+            described = environment(Settings.from_env())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self.env = {**self.base_env, **described}
+
+    def down(self) -> None:
+        for component in COMPONENTS:  # a stopped process ignores SIGTERM: let it run again
+            pid = self.pid(component)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        self.run("down", timeout=180)
+
+    # -- processes -------------------------------------------------------------------
+
+    def pidfile(self, component: str) -> Path:
+        return self.state_dir / component / f"{component}.pid"
+
+    def pid(self, component: str) -> int | None:
+        """The component's pid from its pidfile, if that process is alive and ours."""
+        return process.running_pid(self.pidfile(component), str(self.state_dir) + "/")
+
+    def signal(self, component: str, sig: signal.Signals) -> int:
+        pid = self.pid(component)
+        assert pid is not None, f"{component} is not running"
+        os.kill(pid, sig)
+        return pid
+
+    def kill(self, component: str) -> None:
+        """SIGKILL and wait until the process is gone."""
+        pid = self.signal(component, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while process.cmdline(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self, component: str) -> None:
+        """Stop gracefully (SIGTERM, wait) through the pidfile; a no-op if it is not running."""
+        pid = self.pid(component)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while process.cmdline(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    # -- clients -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.env["PANTHEON_GATEWAY_URL"]
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"])
+
+    def http(self, key: str | None = None, timeout: float = 60.0) -> httpx.Client:
+        key = key or self.env["PANTHEON_API_KEY"]
+        return httpx.Client(
+            base_url=self.url,
+            verify=self.tls(),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=timeout,
+        )
+
+    def root_s3(self) -> Minio:
+        return minio_admin.s3_client(
+            self.env["MINIO_ENDPOINT"].removeprefix("https://"),
+            self.env["MINIO_ROOT_USER"],
+            self.env["MINIO_ROOT_PASSWORD"],
+            Path(self.env["PANTHEON_CA_FILE"]),
+        )
+
+    def kafka_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.env["KAFKA_BOOTSTRAP"],
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": self.env["KAFKA_SASL_USERNAME"],
+            "sasl.password": self.env["KAFKA_SASL_PASSWORD"],
+            "ssl.ca.location": self.env["PANTHEON_CA_FILE"],
+        }
+
+    def read_all(self, topics: Iterable[str], wait_s: float = 30.0) -> list[Seen]:
+        """Every event on `topics` from the beginning to the current end, in partition order."""
+        consumer = Consumer(
+            {**self.kafka_config(), "group.id": "pantheon-reliability", "enable.auto.commit": False}
+        )
+        try:
+            ends: dict[tuple[str, int], int] = {}
+            assignment = []
+            for topic in topics:
+                meta = consumer.list_topics(topic, timeout=15).topics[topic]
+                for partition in meta.partitions:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=15)
+                    if high > low:
+                        ends[(topic, partition)] = high
+                        assignment.append(TopicPartition(topic, partition, low))
+            consumer.assign(assignment)
+            seen: list[Seen] = []
+            done: set[tuple[str, int]] = set()
+            deadline = time.monotonic() + wait_s
+            while len(done) < len(ends) and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error() is not None:
+                    continue
+                where = (message.topic() or "", message.partition() or 0)
+                offset = message.offset() or 0
+                if offset + 1 >= ends[where]:
+                    done.add(where)
+                headers = parse_headers(message.headers())
+                try:
+                    _, payload = decode(headers, message.value() or b"")
+                except ValueError:
+                    continue
+                seen.append(
+                    Seen(where[0], where[1], offset, (message.key() or b"").decode(), headers, payload)
+                )
+            if len(done) < len(ends):
+                raise RuntimeError(f"could not read topics to their end within {wait_s}s")
+            return seen
+        finally:
+            consumer.close()
