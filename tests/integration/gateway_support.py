@@ -10,7 +10,6 @@ event carries the data type in its metadata.
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 from minio import Minio
 
-from tests.integration.support import EventWatcher, Seen
+from tests.integration.support import EventWatcher, Seen, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,13 +134,6 @@ def of_type(data_type: str) -> Callable[[Event], bool]:
 # -- private gateway processes ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Process:
     url: str
@@ -165,7 +157,7 @@ class Process:
 @contextmanager
 def own_gateway(stack_env: dict[str, str], tmp_path: Path, **settings: str) -> Iterator[Process]:
     """A gateway process of this test's own (same stack, own port and settings), stopped afterwards."""
-    port = free_port()
+    (port,) = free_ports(1)
     log_file = tmp_path / "gateway.log"
     env = {
         **os.environ,

@@ -8,6 +8,7 @@ is repeatable and takes well under a minute.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -32,7 +33,8 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-EXAMPLES_PER_OPERATION = 25
+#: Examples per operation and mode: a fast budget in the suite, more from scripts/fuzz.
+EXAMPLES_PER_OPERATION = int(os.environ.get("PANTHEON_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
