@@ -149,3 +149,45 @@ def ensure_certs(certs_dir: Path) -> CertFiles:
             os.chmod(src, mode)
             os.replace(src, dst)
     return files
+
+
+#: Subject of the Kafka node's own certificate, for the CONTROLLER listener
+#: (mutual TLS); Kafka names the principal by its RFC 2253 form.
+NODE_SUBJECT = "/O=Pantheon dev/CN=pantheon-kafka-node"
+NODE_PRINCIPAL = "User:CN=pantheon-kafka-node,O=Pantheon dev"
+
+
+def ensure_node_cert(certs_dir: Path) -> tuple[Path, Path]:
+    """The Kafka node's key and certificate, signed by the dev CA (made once).
+
+    Only the broker and controller of the node hold it: they authenticate to
+    each other with it, so the controller listener needs no anonymous user.
+    """
+    files = CertFiles.in_dir(certs_dir)
+    key, cert = certs_dir / "kafka-node.key", certs_dir / "kafka-node.crt"
+    if key.is_file() and cert.is_file():
+        return key, cert
+    with tempfile.TemporaryDirectory(dir=certs_dir) as tmp_name:
+        tmp = Path(tmp_name)
+        old_umask = os.umask(0o077)
+        try:
+            _openssl(
+                "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp / "k.key")
+            )
+            _openssl(
+                "req", "-new", "-key", str(tmp / "k.key"), "-subj", NODE_SUBJECT, "-out", str(tmp / "k.csr")
+            )
+            (tmp / "k.ext").write_text(_SERVER_EXTENSIONS)
+            _openssl(
+                "x509", "-req", "-in", str(tmp / "k.csr"), "-sha256",
+                "-CA", str(files.ca_cert), "-CAkey", str(files.ca_key),
+                "-set_serial", str(secrets.randbits(63)), "-days", str(SERVER_DAYS),
+                "-extfile", str(tmp / "k.ext"), "-out", str(tmp / "k.crt"),
+            )  # fmt: skip
+        finally:
+            os.umask(old_umask)
+        os.chmod(tmp / "k.key", 0o600)
+        os.chmod(tmp / "k.crt", 0o644)
+        os.replace(tmp / "k.key", key)
+        os.replace(tmp / "k.crt", cert)
+    return key, cert

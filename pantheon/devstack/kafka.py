@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from pantheon.devstack import process
-from pantheon.devstack.certs import CertFiles
+from pantheon.devstack.certs import NODE_PRINCIPAL, CertFiles, ensure_node_cert
 from pantheon.devstack.credentials import KAFKA_ADMIN_USER, Credentials
 from pantheon.devstack.files import write_atomic, write_private
 from pantheon.devstack.paths import REPO_ROOT, StackPaths
@@ -90,15 +90,18 @@ node.id={NODE_ID}
 controller.quorum.voters={NODE_ID}@{HOST}:{settings.kafka_controller_port}
 controller.listener.names=CONTROLLER
 
-# Clients and the broker itself speak SASL_SSL. The CONTROLLER listener is
-# PLAINTEXT: it is bound to loopback only and carries the node's own
-# broker<->controller traffic. SCRAM cannot protect it (the SCRAM users live
-# in the metadata log the controller serves), and mTLS for it is a possible
-# hardening step for shared machines.
+# Clients and the broker itself speak SASL_SSL. The CONTROLLER listener
+# carries only this node's broker<->controller traffic and is mutual TLS:
+# both ends present the node's own certificate (not the services' one).
 listeners=SASL_SSL://{HOST}:{settings.kafka_port},CONTROLLER://{HOST}:{settings.kafka_controller_port}
 advertised.listeners=SASL_SSL://{HOST}:{settings.kafka_port}
-listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
+listener.name.controller.ssl.client.auth=required
+listener.name.controller.ssl.keystore.type=PEM
+listener.name.controller.ssl.keystore.location={p.kafka_config / "node-keystore.pem"}
+listener.name.controller.ssl.truststore.type=PEM
+listener.name.controller.ssl.truststore.location={certs.ca_cert}
 
 sasl.enabled.mechanisms={SCRAM_MECHANISM}
 sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}
@@ -112,12 +115,11 @@ ssl.truststore.location={certs.ca_cert}
 ssl.endpoint.identification.algorithm=https
 ssl.enabled.protocols=TLSv1.3,TLSv1.2
 
-# Deny by default. admin is the broker's own inter-broker identity. The
-# broker reaches the controller over the PLAINTEXT CONTROLLER listener, where
-# it is User:ANONYMOUS; without that super user, broker registration and
-# heartbeats are refused (CLUSTER_ACTION) and the node never becomes ready.
+# Deny by default. admin is the broker's own inter-broker identity; the
+# node certificate's principal is how broker and controller know each other
+# on the CONTROLLER listener (registration, heartbeats).
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:{KAFKA_ADMIN_USER};User:ANONYMOUS
+super.users=User:{KAFKA_ADMIN_USER};{NODE_PRINCIPAL}
 allow.everyone.if.no.acl.found=false
 
 log.dirs={p.kafka_data}
@@ -166,6 +168,9 @@ def write_config(settings: Settings, creds: Credentials, certs: CertFiles) -> Pa
     p = settings.paths
     keystore = certs.server_key.read_bytes() + certs.server_cert.read_bytes() + certs.ca_cert.read_bytes()
     write_private(p.kafka_config / "keystore.pem", keystore)
+    node_key, node_cert = ensure_node_cert(p.certs)
+    node = node_key.read_bytes() + node_cert.read_bytes() + certs.ca_cert.read_bytes()
+    write_private(p.kafka_config / "node-keystore.pem", node)
     # server.properties holds the admin password in the JAAS line: private.
     write_private(p.kafka_config / "server.properties", server_properties(settings, creds, certs).encode())
     write_atomic(p.kafka_config / "log4j2.properties", log4j2_properties(p).encode())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,6 +21,7 @@ from minio import Minio
 from minio.error import MinioAdminException, S3Error
 
 from pantheon.devstack import minio_admin, process
+from pantheon.devstack.settings import Settings
 from pantheon.events.topics import DATA_STORED, RECORDS
 from tests.integration.support import private_stack_env
 
@@ -239,3 +242,23 @@ def test_isolated_stack_up_twice_then_down_leaves_nothing(tmp_path: Path, stack_
     # The shared stack was not touched.
     shared, _ = _stack(dict(os.environ), "status")
     assert shared.returncode == 0, shared.stdout
+
+
+@pytest.mark.timeout(60)
+def test_the_controller_listener_wants_the_node_certificate(stack_env: dict[str, str]) -> None:
+    """Nobody but the Kafka node itself reaches the controller: plaintext and
+    TLS without the node's client certificate are both refused."""
+    port = Settings.from_env().kafka_controller_port
+    context = ssl.create_default_context(cafile=stack_env["PANTHEON_CA_FILE"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        # TLS 1.3 reports a missing client certificate on the first read.
+        tls.sendall(b"\x00\x00\x00\x01\x00")
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            tls.recv(1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+        plain.sendall(b"\x00\x00\x00\x0e\x00\x12\x00\x03\x00\x00\x00\x01\x00\x04test")
+        # A TLS alert (0x15) or a closed socket: never a Kafka response.
+        assert plain.recv(1) in (b"", b"\x15")
