@@ -9,10 +9,11 @@ with the request id and reported as a bare INTERNAL, never with its text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -87,6 +88,24 @@ def _enter(context: Context) -> None:
     ctx.traceparent.set(str(metadata.get(ctx.TRACEPARENT_HEADER) or "")[:128])
 
 
+async def _drain_briefly(requests: AsyncIterator[Message], limit_s: float = 2.0) -> None:
+    """Read what the client is still sending, for a moment, before failing.
+
+    A grpc.aio client whose write fails because the server already ended
+    the stream reports INTERNAL instead of the server's status (a client
+    library bug, grpc/grpc#36066). Letting the client finish sending first
+    delivers the real status to it; the time cap keeps a huge upload from
+    holding the call.
+    """
+
+    async def rest() -> None:
+        async for _ in requests:
+            pass
+
+    with suppress(Exception):
+        await asyncio.wait_for(rest(), limit_s)
+
+
 @contextmanager
 def _observed(method: str) -> Iterator[None]:
     """Count the call and time it, by the status code it ends with."""
@@ -116,6 +135,7 @@ def _wrap(handler: Handler, method: str) -> Handler:
                 with _observed(method):
                     return await inner_su(_checked(requests), context)
             except Exception as exc:
+                await _drain_briefly(requests)
                 await _abort(context, exc, method)
 
         return grpc.stream_unary_rpc_method_handler(

@@ -36,11 +36,6 @@ def test_minio_sigkill_mid_upload_and_batch(private_stack: PrivateStack) -> None
     assert batch[-1] in ("503", "504") or not batch[-1].isdigit(), batch
 
 
-@pytest.mark.xfail(
-    reason="finding: a streamed upload that the services fail early reaches the gateway as gRPC "
-    "INTERNAL ('Internal error from Core') and the client gets 500 instead of 503",
-    strict=False,
-)
 @pytest.mark.timeout(180)
 def test_minio_down_upload_gets_503_not_500(private_stack: PrivateStack) -> None:
     row = scenarios.minio_killed_during_upload(private_stack, side=4096)
