@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from pantheon.events import topics
-from pantheon.events.consumer import EventConsumer, Received
+from pantheon.events.consumer import EventConsumer, Received, reader_config
 
 
 def add_parser(commands: Any) -> None:
@@ -49,14 +49,7 @@ def _line(event: Received, as_json: bool) -> str:
 
 def _config() -> dict[str, Any]:
     try:
-        return {
-            "bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"],
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": os.environ["KAFKA_SASL_USERNAME"],
-            "sasl.password": os.environ["KAFKA_SASL_PASSWORD"],
-            "ssl.ca.location": os.environ["PANTHEON_CA_FILE"],
-        }
+        return reader_config(os.environ)
     except KeyError as exc:
         raise SystemExit(f'pantheon tail: {exc.args[0]} is not set (eval "$(scripts/stack env)")') from None
 

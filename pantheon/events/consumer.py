@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,20 @@ from pantheon_api.events.v1 import events_pb2
 from pantheon.events.cloudevents import Attributes, decode, headers_for, parse_headers
 
 log = logging.getLogger(__name__)
+
+
+def reader_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """librdkafka settings of a downstream consumer, from the variables
+    `scripts/stack env` prints: KAFKA_BOOTSTRAP, KAFKA_SASL_USERNAME,
+    KAFKA_SASL_PASSWORD and PANTHEON_CA_FILE (KeyError names a missing one)."""
+    return {
+        "bootstrap.servers": env["KAFKA_BOOTSTRAP"],
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": env["KAFKA_SASL_USERNAME"],
+        "sasl.password": env["KAFKA_SASL_PASSWORD"],
+        "ssl.ca.location": env["PANTHEON_CA_FILE"],
+    }
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.config import KafkaSettings
 from pantheon.devstack import stack
 from pantheon.devstack.paths import StackPaths
 from pantheon.events.cloudevents import headers_for
@@ -91,14 +92,8 @@ class Bench:
             secure=True,
             http_client=urllib3.PoolManager(ssl_context=context, maxsize=8),
         )
-        self.kafka_config = {
-            "bootstrap.servers": env["PANTHEON_KAFKA_BOOTSTRAP"],
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": env["PANTHEON_KAFKA_USERNAME"],
-            "sasl.password": env["PANTHEON_KAFKA_PASSWORD"],
-            "ssl.ca.location": env["PANTHEON_CA_FILE"],
-        }
+        # The services' own producer user and settings: the same rights.
+        self.kafka_config = KafkaSettings.from_env(env).client_config()
 
     def rest(self) -> httpx.Client:
         return httpx.Client(

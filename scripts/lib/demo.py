@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from pantheon.events.cloudevents import decode, parse_headers
+from pantheon.events.consumer import reader_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "scripts" / "demo" / "data"
@@ -55,12 +56,7 @@ def events_for(ids: set[str], wait_s: float = 20.0) -> dict[str, list[str]]:
     """The event types Kafka holds for `ids` (ce_id), read from the start."""
     consumer = Consumer(
         {
-            "bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"],
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": os.environ["KAFKA_SASL_USERNAME"],
-            "sasl.password": os.environ["KAFKA_SASL_PASSWORD"],
-            "ssl.ca.location": os.environ["PANTHEON_CA_FILE"],
+            **reader_config(os.environ),
             "group.id": f"pantheon-run-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
         }

@@ -14,7 +14,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -24,6 +23,7 @@ from minio import Minio
 
 from pantheon.devstack import stack
 from pantheon.devstack.settings import Settings
+from pantheon.events.consumer import reader_config
 from pantheon.events.topics import DATA_STORED
 from tests.integration.support import (
     EventWatcher,
@@ -74,17 +74,6 @@ def _kill(env: dict[str, str], component: str) -> None:
     time.sleep(0.5)
 
 
-def _config(env: dict[str, str]) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": env["KAFKA_BOOTSTRAP"],
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": env["KAFKA_SASL_USERNAME"],
-        "sasl.password": env["KAFKA_SASL_PASSWORD"],
-        "ssl.ca.location": env["PANTHEON_CA_FILE"],
-    }
-
-
 def _root_client(env: dict[str, str]) -> Minio:
     import ssl
 
@@ -126,7 +115,7 @@ async def _unavailable_then_once(env: dict[str, str], component: str, budget_s: 
         assert elapsed < budget_s, f"took {elapsed:.1f}s to fail"
 
         _stack(env, "up")  # brings the backend back; the services keep running
-        watcher = EventWatcher(_config(env), [DATA_STORED.name])
+        watcher = EventWatcher(reader_config(env), [DATA_STORED.name])
         result = None
         for _ in range(60):
             try:

@@ -26,6 +26,7 @@ from pantheon.devstack import minio_admin, process
 from pantheon.devstack.settings import Settings
 from pantheon.devstack.stack import environment
 from pantheon.events.cloudevents import decode, parse_headers
+from pantheon.events.consumer import reader_config
 from tests.integration.support import private_stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,14 +158,7 @@ class PrivateStack:
         )
 
     def kafka_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.env["KAFKA_BOOTSTRAP"],
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": self.env["KAFKA_SASL_USERNAME"],
-            "sasl.password": self.env["KAFKA_SASL_PASSWORD"],
-            "ssl.ca.location": self.env["PANTHEON_CA_FILE"],
-        }
+        return reader_config(self.env)
 
     def read_all(self, topics: Iterable[str], wait_s: float = 30.0) -> list[Seen]:
         """Every event on `topics` from the beginning to the current end, in partition order."""
