@@ -27,7 +27,7 @@ from pantheon.devstack.settings import Settings
 from pantheon.devstack.stack import environment
 from pantheon.events.cloudevents import decode, parse_headers
 from pantheon.events.consumer import reader_config
-from tests.integration.support import private_stack_env
+from tests.integration.support import Seen, private_stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("kafka", "minio", "services", "gateway")
@@ -41,18 +41,6 @@ FAULT_SETTINGS = {
     "PANTHEON_GATEWAY_INGEST_DEADLINE_S": "6",
     "PANTHEON_GATEWAY_READ_DEADLINE_S": "3",
 }
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One event read back from Kafka."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str
-    headers: dict[str, str]
-    payload: Any
 
 
 @dataclass
@@ -193,7 +181,14 @@ class PrivateStack:
                 except ValueError:
                     continue
                 seen.append(
-                    Seen(where[0], where[1], offset, (message.key() or b"").decode(), headers, payload)
+                    Seen(
+                        topic=where[0],
+                        key=(message.key() or b"").decode(),
+                        headers=headers,
+                        payload=payload,
+                        partition=where[1],
+                        offset=offset,
+                    )
                 )
             if len(done) < len(ends):
                 raise RuntimeError(f"could not read topics to their end within {wait_s}s")
