@@ -75,18 +75,27 @@ def _params(args: argparse.Namespace, path: Path) -> dict[str, Any]:
         params["labels"] = ",".join(args.label)
     sidecar = path.with_name(path.name + SIDECAR)
     if sidecar.is_file():
-        extra = json.loads(sidecar.read_text())
-        if isinstance(extra.get("labels"), dict):
-            extra["labels"] = ",".join(f"{k}={v}" for k, v in extra["labels"].items())
-        params.update(extra)
-    params.setdefault("observed_at", None)
-    if params["observed_at"] is None:
+        params.update(_sidecar(sidecar))
+    if params.get("observed_at") is None:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         params["observed_at"] = mtime.strftime("%Y-%m-%dT%H:%M:%SZ")
     missing = [k for k in ("data_type", "lat", "lon") if params.get(k) is None]
     if missing:
         raise CliError(f"{path}: missing {', '.join(missing)} (flags or {path.name}{SIDECAR})")
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    """A sidecar's metadata: a JSON object whose names are query parameters."""
+    try:
+        extra = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise CliError(f"{path}: not a readable JSON file") from None
+    if not isinstance(extra, dict):
+        raise CliError(f"{path}: must hold a JSON object of metadata")
+    if isinstance(extra.get("labels"), dict):
+        extra["labels"] = ",".join(f"{k}={v}" for k, v in extra["labels"].items())
+    return extra
 
 
 def _stream(path: Path, done: list[int], total: int, label: str) -> Iterator[bytes]:

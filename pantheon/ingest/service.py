@@ -57,8 +57,6 @@ M = TypeVar("M", bound=Message)
 CHUNK = 1 << 20
 #: Deadline of an upload stream whose caller set none.
 STREAM_DEADLINE_S = 3600.0
-#: A claim older than this belongs to a call that died; a retry resumes it.
-STALE_CLAIM = timedelta(seconds=60)
 
 
 def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
@@ -105,7 +103,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         *,
         max_object_bytes: int,
         deadline_s: float,
-        stale_claim: timedelta = STALE_CLAIM,
+        stale_claim: timedelta,
         crash_before_publish: bool = False,
     ) -> None:
         self._storage = storage
