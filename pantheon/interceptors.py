@@ -14,10 +14,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from buf.validate import validate_pb2
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
@@ -40,12 +42,22 @@ def check(message: Message) -> None:
         raise InvalidArgument.from_violations(found)
 
 
-def _chunk_limit(message: Message) -> int | None:
-    """The proto's size cap of a stream's content chunk, if `message` is one."""
-    if "part" not in message.DESCRIPTOR.oneofs_by_name or message.WhichOneof("part") != "chunk":
+@cache
+def _chunk_cap(descriptor: Descriptor) -> int | None:
+    """The proto's size cap of a stream message's `chunk`, if it has one.
+
+    Cached per message type: it is read for every chunk of every upload.
+    """
+    if "part" not in descriptor.oneofs_by_name or "chunk" not in descriptor.fields_by_name:
         return None
-    field = message.DESCRIPTOR.fields_by_name["chunk"]
-    return int(field.GetOptions().Extensions[validate_pb2.field].bytes.max_len)
+    options = descriptor.fields_by_name["chunk"].GetOptions()
+    return int(options.Extensions[validate_pb2.field].bytes.max_len)
+
+
+def _chunk_limit(message: Message) -> int | None:
+    """The cap, if `message` is a content chunk of an upload stream."""
+    limit = _chunk_cap(message.DESCRIPTOR)
+    return limit if limit is not None and message.WhichOneof("part") == "chunk" else None
 
 
 def check_streamed(message: Message) -> None:

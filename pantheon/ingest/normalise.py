@@ -27,6 +27,7 @@ from pantheon.ingest.formats.json_text import (
     JsonNormaliser,
     NdjsonNormaliser,
 )
+from pantheon.metadata.naming import MEDIA_TYPES
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -45,7 +46,7 @@ _TEXT_TYPES: dict[str, Callable[[], Normaliser]] = {
     "application/x-jsonlines": NdjsonNormaliser,
     "text/csv": CsvNormaliser,
 }
-_IMAGE_TYPES: dict[str, Format] = {"image/png": PNG, "image/jpeg": JPEG, "image/tiff": TIFF}
+_IMAGE_TYPES: dict[str, Format] = {MEDIA_TYPES[f]: f for f in (PNG, JPEG, TIFF)}
 _UNTYPED = frozenset({"", "application/octet-stream"})
 # Echo the declared type back only when it is short and plainly a media type.
 _SHOWABLE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")

@@ -76,6 +76,17 @@ EXTENSIONS: dict[md.Format.ValueType, str] = {
     md.FORMAT_TIFF: "tif",
 }
 
+#: The media type stored for each format.
+MEDIA_TYPES: dict[md.Format.ValueType, str] = {
+    md.FORMAT_JSON: "application/json",
+    md.FORMAT_NDJSON: "application/x-ndjson",
+    md.FORMAT_CSV: "text/csv",
+    md.FORMAT_GEOJSON: "application/geo+json",
+    md.FORMAT_PNG: "image/png",
+    md.FORMAT_JPEG: "image/jpeg",
+    md.FORMAT_TIFF: "image/tiff",
+}
+
 #: The format each extension stands for (the inverse of EXTENSIONS).
 FORMAT_BY_EXTENSION: dict[str, md.Format.ValueType] = {ext: f for f, ext in EXTENSIONS.items()}
 

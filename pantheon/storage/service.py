@@ -23,7 +23,7 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
 from pantheon import metrics
 from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
 from pantheon.metadata import geohash
-from pantheon.metadata.naming import EXTENSIONS, object_key
+from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES, object_key
 from pantheon.storage.buckets import bucket_for_domain
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
@@ -34,17 +34,6 @@ log = logging.getLogger(__name__)
 
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-
-#: Media type stored for each format.
-MEDIA_TYPES: dict[md.Format.ValueType, str] = {
-    md.FORMAT_JSON: "application/json",
-    md.FORMAT_NDJSON: "application/x-ndjson",
-    md.FORMAT_CSV: "text/csv",
-    md.FORMAT_GEOJSON: "application/geo+json",
-    md.FORMAT_PNG: "image/png",
-    md.FORMAT_JPEG: "image/jpeg",
-    md.FORMAT_TIFF: "image/tiff",
-}
 
 
 def bucket_of(data_type: str) -> str:

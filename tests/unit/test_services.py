@@ -208,3 +208,13 @@ async def test_a_key_reused_for_different_content_is_refused(served: tuple) -> N
     # The same content again (even chunked differently) is a replay.
     again = await stub.IngestObject(object_requests(meta, CSV, "text/csv", chunk=3))
     assert again.replayed and len(store.stored()) == 1 and len(publisher.events) == 1
+
+
+async def test_a_chunk_over_the_proto_cap_is_refused(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    big = b"a\n" + b"1\n" * (2 * 2**20)  # one 4 MiB + 2 byte chunk
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(metadata("src-a"), big, "text/csv", chunk=len(big)))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert _reason(caught.value) == "validation_failed"
+    assert store.stored() == [] and publisher.events == []

@@ -15,6 +15,7 @@ from pantheon.ingest.formats.base import (
     LineSplitter,
     empty_body,
 )
+from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]{0,63}")
 # ASCII classes on purpose: str.isdigit and \d accept digits from other scripts.
@@ -47,8 +48,8 @@ class CsvNormaliser:
 
     def __init__(self) -> None:
         self.format: Format = metadata_pb2.FORMAT_CSV
-        self.media_type = "text/csv"
-        self.extension = "csv"
+        self.media_type = MEDIA_TYPES[self.format]
+        self.extension = EXTENSIONS[self.format]
         self.record_count = 0
         self.columns: list[tuple[str, str]] = []
         self._lines = LineSplitter("invalid_csv")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pantheon_api.metadata.v1 import metadata_pb2
 
 from pantheon.ingest.formats.base import Format, InvalidContent, Normaliser, empty_body
+from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES
 
 PNG, JPEG, TIFF = metadata_pb2.FORMAT_PNG, metadata_pb2.FORMAT_JPEG, metadata_pb2.FORMAT_TIFF
 IMAGE_NAMES: dict[Format, str] = {PNG: "PNG", JPEG: "JPEG", TIFF: "TIFF"}
@@ -51,10 +52,10 @@ def _corrupt(detail: str) -> InvalidContent:
 class _ImageStream:
     """Pass-through normaliser; subclasses walk the structure in `_walk` and `_end`."""
 
-    def __init__(self, fmt: Format, media_type: str, extension: str) -> None:
+    def __init__(self, fmt: Format) -> None:
         self.format = fmt
-        self.media_type = media_type
-        self.extension = extension
+        self.media_type = MEDIA_TYPES[fmt]
+        self.extension = EXTENSIONS[fmt]
         self.record_count = 0
         self.size = 0
 
@@ -88,7 +89,7 @@ class _Png(_ImageStream):
     """Signature, then length/type/data/CRC chunks from IHDR to IEND, CRCs checked."""
 
     def __init__(self) -> None:
-        super().__init__(PNG, "image/png", "png")
+        super().__init__(PNG)
         self._state = _SIGNATURE
         self._field = bytearray()
         self._need = len(_PNG_SIGNATURE)
@@ -181,7 +182,7 @@ class _Jpeg(_ImageStream):
     """SOI, length-prefixed segments, entropy-coded scans, then EOI as the last bytes."""
 
     def __init__(self) -> None:
-        super().__init__(JPEG, "image/jpeg", "jpg")
+        super().__init__(JPEG)
         self._state = _SOI
         self._field = bytearray()
         self._code = 0
@@ -282,7 +283,7 @@ class _Tiff(_ImageStream):
     """
 
     def __init__(self) -> None:
-        super().__init__(TIFF, "image/tiff", "tif")
+        super().__init__(TIFF)
         self._header = bytearray()
         self._header_size = 8
         self._order = "<"

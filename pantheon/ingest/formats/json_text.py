@@ -9,6 +9,7 @@ from pantheon_api.metadata.v1 import metadata_pb2
 
 from pantheon.ingest.formats.base import Format, InvalidContent, LineSplitter, empty_body
 from pantheon.ingest.formats.geojson import geojson_problem
+from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES
 
 # JSON documents are parsed whole, so their size is capped instead of streamed.
 MAX_JSON_BYTES = 64 * 2**20
@@ -84,8 +85,8 @@ class JsonNormaliser:
 
     def __init__(self) -> None:
         self.format: Format = metadata_pb2.FORMAT_JSON
-        self.media_type = "application/json"
-        self.extension = "json"
+        self.media_type = MEDIA_TYPES[self.format]
+        self.extension = EXTENSIONS[self.format]
         self.record_count = 0
         self._buffer = bytearray()
 
@@ -130,8 +131,8 @@ class GeoJsonNormaliser(JsonNormaliser):
     def __init__(self) -> None:
         super().__init__()
         self.format = metadata_pb2.FORMAT_GEOJSON
-        self.media_type = "application/geo+json"
-        self.extension = "geojson"
+        self.media_type = MEDIA_TYPES[self.format]
+        self.extension = EXTENSIONS[self.format]
 
     def _check(self, obj: Any) -> None:
         problem = geojson_problem(obj)
@@ -150,8 +151,8 @@ class NdjsonNormaliser:
 
     def __init__(self) -> None:
         self.format: Format = metadata_pb2.FORMAT_NDJSON
-        self.media_type = "application/x-ndjson"
-        self.extension = "ndjson"
+        self.media_type = MEDIA_TYPES[self.format]
+        self.extension = EXTENSIONS[self.format]
         self.record_count = 0
         self._lines = LineSplitter("invalid_ndjson")
 
