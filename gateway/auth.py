@@ -14,6 +14,15 @@ A principal is a source: it ingests only as itself. `data_types` patterns
 what it may read; RESTRICTED data additionally needs `may_read_restricted`.
 A presented key is hashed and compared with every configured hash using a
 constant-time comparison; the plaintext key is never logged or kept.
+
+Fail closed: a keys file that is missing, unreadable or invalid when it is
+re-read leaves the store with no keys at all (never the keys last read: a
+revoked key must not outlive its revocation), and `authenticate` raises
+`KeysUnavailable` until the file loads again.
+
+`pantheon keys` (pantheon/cli/keys.py) writes this file; it may not import
+the gateway, so it keeps its own copy of the rules below, and
+tests/unit/test_keys_grammar.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -40,8 +49,16 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){0,3}(\.\*)?)$")
 
 
+#: Seconds between checks of the keys file for changes.
+CHECK_INTERVAL_S = 1.0
+
+
 class KeyFileError(ValueError):
     """The keys file is missing or malformed (the message names the entry, never a key)."""
+
+
+class KeysUnavailable(Exception):
+    """The keys file could not be loaded, so no key can be checked: every key is refused."""
 
 
 def hash_key(key: str) -> str:
@@ -97,7 +114,11 @@ def _entry(raw: Any, index: int) -> _Entry:
     if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
         raise KeyFileError(f"{where}.key_sha256 must be 64 lower-case hex characters")
     scopes = raw.get("scopes")
-    if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(s, str) and s in SCOPES for s in scopes)
+    ):
         raise KeyFileError(f"{where}.scopes must be a non-empty list of {sorted(SCOPES)}")
     patterns = raw.get("data_types", ["*"])
     if not isinstance(patterns, list) or not patterns:
@@ -118,66 +139,126 @@ class KeyStore:
     """The configured API keys, looked up by the hash of a presented key.
 
     Loaded from a file, the store re-reads it when it changes (checked at
-    most once a second), so `pantheon keys create|revoke` take effect
-    without a restart. A file that no longer parses is ignored, keeping the
-    keys last read, and logged.
+    most once every `check_interval_s`, a second by default), so `pantheon
+    keys create|revoke` take effect without a restart. At start-up a bad
+    file is an error (`load` raises `KeyFileError`). A file that later goes
+    missing, becomes unreadable or no longer validates empties the store and
+    marks it broken: `authenticate` raises `KeysUnavailable` and `problem()`
+    says why, until a check finds the file loadable again (while broken the
+    file is re-read at every check, changed or not, so a fixed permission
+    also counts). The change is logged once at ERROR, naming the file and
+    the problem, never a key.
     """
 
-    def __init__(self, entries: Iterable[_Entry], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        entries: Iterable[_Entry],
+        path: Path | None = None,
+        *,
+        check_interval_s: float = CHECK_INTERVAL_S,
+    ) -> None:
         self._entries = tuple(entries)
         self._path = path
+        self._problem: str | None = None
         self._stamp = self._stamp_of(path)
+        self._interval = check_interval_s
         self._checked = time.monotonic()
 
     @staticmethod
-    def _stamp_of(path: Path | None) -> tuple[int, int] | None:
+    def _stamp_of(path: Path | None) -> tuple[int, int, int, int] | None:
         try:
             info = path.stat() if path is not None else None
         except OSError:
             return None
-        return (info.st_mtime_ns, info.st_size) if info is not None else None
+        if info is None:
+            return None
+        # ctime and inode too: a chmod or an atomic replace of equal size counts as a change.
+        return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
     @classmethod
-    def from_document(cls, document: Any, path: Path | None = None) -> KeyStore:
+    def from_document(
+        cls, document: Any, path: Path | None = None, *, check_interval_s: float = CHECK_INTERVAL_S
+    ) -> KeyStore:
         keys = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(keys, list):
             raise KeyFileError('the keys file must be a JSON object {"keys": [...]}')
         entries = [_entry(raw, i) for i, raw in enumerate(keys)]
         if len({e.key_sha256 for e in entries}) != len(entries):
             raise KeyFileError("the keys file lists the same key twice")
-        return cls(entries, path)
+        return cls(entries, path, check_interval_s=check_interval_s)
 
     @classmethod
-    def load(cls, path: str | Path) -> KeyStore:
+    def load(cls, path: str | Path, *, check_interval_s: float = CHECK_INTERVAL_S) -> KeyStore:
+        """The keys in `path`; `KeyFileError` (naming the file) if it cannot be read or is invalid."""
         try:
             document = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except json.JSONDecodeError as exc:
+            # The parser's message names a position, never the file's content.
+            raise KeyFileError(
+                f"cannot read the keys file {path}: invalid JSON ({exc.msg} at line {exc.lineno} "
+                f"column {exc.colno})"
+            ) from None
+        except OSError as exc:
+            raise KeyFileError(
+                f"cannot read the keys file {path}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except (ValueError, RecursionError) as exc:  # not UTF-8, or nested too deeply
             raise KeyFileError(f"cannot read the keys file {path}: {type(exc).__name__}") from None
-        return cls.from_document(document, Path(path))
+        try:
+            return cls.from_document(document, Path(path), check_interval_s=check_interval_s)
+        except KeyFileError as exc:
+            raise KeyFileError(f"the keys file {path} is invalid: {exc}") from None
 
     def _refresh(self) -> None:
         now = time.monotonic()
-        if self._path is None or now - self._checked < 1.0:
+        if self._path is None or now - self._checked < self._interval:
             return
         self._checked = now
         stamp = self._stamp_of(self._path)
-        if stamp == self._stamp:
+        if stamp == self._stamp and self._problem is None:
             return
         try:
             fresh = KeyStore.load(self._path)
-        except KeyFileError as exc:
-            log.error("keeping the previous API keys: %s", exc)
-            self._stamp = stamp
+        except Exception as exc:  # anything at all, not only the problems foreseen
+            problem = (
+                str(exc)
+                if isinstance(exc, KeyFileError)
+                else f"cannot load the keys file {self._path}: {type(exc).__name__}"
+            )
+            # Fail closed: forget every key rather than keep a stale (perhaps revoked) one.
+            self._entries, self._stamp = (), stamp
+            if problem != self._problem:
+                log.error("refusing every API key until the keys file is fixed: %s", problem)
+            self._problem = problem
             return
-        self._entries, self._stamp = fresh._entries, stamp
-        log.info("reloaded %d API keys from %s", len(self._entries), self._path)
+        recovered = self._problem is not None
+        self._entries, self._stamp, self._problem = fresh._entries, stamp, None
+        log.info(
+            "%s %d API keys from %s", "recovered: loaded" if recovered else "reloaded", len(self), self._path
+        )
+
+    def problem(self) -> str | None:
+        """Why no key is accepted (the keys file is missing or invalid), or None when the store is usable.
+
+        Checks the file first, as `authenticate` does, so a readiness probe
+        notices a repair even while no authenticated request arrives.
+        """
+        self._refresh()
+        return self._problem
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def authenticate(self, key: str) -> Principal | None:
-        """The principal of `key`, or None; the time taken does not depend on which entry matches."""
+        """The principal of `key`, or None; the time taken does not depend on which entry matches.
+
+        Raises `KeysUnavailable` while the keys file cannot be loaded: then
+        no key can be checked, including one that is perfectly valid, so the
+        caller must answer "unavailable, retry" (503), not "bad key" (401).
+        """
         self._refresh()
+        if self._problem is not None:
+            raise KeysUnavailable(self._problem)
         presented = hash_key(key).encode("ascii")
         found: Principal | None = None
         for entry in self._entries:

@@ -15,8 +15,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
+from gateway.auth import SCOPE_INGEST, SCOPE_READ, Principal
 from gateway.settings import GatewaySettings
 
 #: Largest gRPC message either way: a full 10000-record batch fits.
@@ -60,8 +62,13 @@ _OPTIONS: list[tuple[str, str | int]] = [
 
 
 def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
-    """A TLS channel to the services, verified against `settings.ca_file`."""
-    credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.ca_file).read_bytes())
+    """A mutual-TLS channel to the services: verified against `settings.ca_file`,
+    presenting the gateway's workload identity."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(settings.ca_file).read_bytes(),
+        private_key=Path(settings.client_key_file).read_bytes(),
+        certificate_chain=Path(settings.client_cert_file).read_bytes(),
+    )
     return grpc.aio.secure_channel(settings.grpc_target, credentials, options=_OPTIONS)
 
 
@@ -84,9 +91,30 @@ class Clients:
         )
 
 
-def call_metadata(request_id: str, traceparent: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata that carries the request's context into the services (and Kafka headers)."""
-    found = [("x-request-id", request_id)]
+#: gRPC metadata entry of the principal the gateway acts for (md.Principal).
+PRINCIPAL_HEADER = "x-pantheon-principal-bin"
+
+
+def principal_assertion(principal: Principal) -> bytes:
+    """The principal and its grant, as the services expect it (md.Principal)."""
+    return md.Principal(
+        name=principal.name,
+        data_types=principal.data_types,
+        may_ingest=SCOPE_INGEST in principal.scopes,
+        may_read=SCOPE_READ in principal.scopes,
+        may_read_restricted=principal.may_read_restricted,
+    ).SerializeToString()
+
+
+def call_metadata(
+    request_id: str, traceparent: str, principal: Principal
+) -> tuple[tuple[str, str | bytes], ...]:
+    """gRPC metadata of a call on behalf of `principal`: who it is for, and
+    the request's context (into the services and Kafka headers)."""
+    found: list[tuple[str, str | bytes]] = [
+        ("x-request-id", request_id),
+        (PRINCIPAL_HEADER, principal_assertion(principal)),
+    ]
     if traceparent:
         found.append(("traceparent", traceparent))
     return tuple(found)

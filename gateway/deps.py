@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.auth import SCOPE_INGEST, SCOPE_READ, KeyStore, Principal
+from gateway.auth import SCOPE_INGEST, SCOPE_READ, KeyStore, KeysUnavailable, Principal
 from gateway.channel import Clients, call_metadata
 from gateway.limits import RateLimiter, retry_after_header
 from gateway.problems import Problem, request_id_of
@@ -23,6 +23,9 @@ _bearer = HTTPBearer(
     bearerFormat="API key",
     description="An API key: `Authorization: Bearer <key>`. Each key belongs to one source.",
 )
+
+#: Seconds a caller is asked to wait while the keys file cannot be loaded.
+KEYS_RETRY_AFTER_S = 5
 
 
 async def get_settings(request: Request) -> GatewaySettings:
@@ -39,19 +42,32 @@ async def get_clients(request: Request) -> Clients:
     return clients
 
 
-async def get_call_metadata(request: Request) -> tuple[tuple[str, str], ...]:
-    return call_metadata(request_id_of(request), getattr(request.state, "traceparent", ""))
-
-
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller's principal (401 without a valid key), after its rate limit (429)."""
+    """The caller's principal, after its rate limit (429).
+
+    No `Authorization: Bearer` header is 401 `missing_api_key` and an
+    unknown key 401 `invalid_api_key`. While the keys file cannot be loaded
+    (missing, unreadable or invalid since the last reload) every presented
+    key is refused with 503 `keys_unavailable` and `Retry-After`, not 401:
+    the caller's key may well be fine, and a client that drops its key on a
+    401 must not do so because of the gateway's own configuration fault.
+    """
     keys: KeyStore = request.app.state.keys
     if credentials is None:
         raise Problem(401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
-    principal = keys.authenticate(credentials.credentials)
+    try:
+        principal = keys.authenticate(credentials.credentials)
+    except KeysUnavailable:  # logged by the store, once, with the file and the problem
+        raise Problem(
+            503,
+            "keys_unavailable",
+            "The gateway cannot check API keys right now (its keys file is unavailable); "
+            "this says nothing about your key. Retry later.",
+            headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+        ) from None
     if principal is None:
         raise Problem(
             401,
@@ -84,8 +100,15 @@ async def read_principal(principal: Annotated[Principal, Depends(authenticate)])
     return principal
 
 
+async def get_call_metadata(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)]
+) -> tuple[tuple[str, str | bytes], ...]:
+    """gRPC metadata of the request's calls: on behalf of the authenticated principal."""
+    return call_metadata(request_id_of(request), getattr(request.state, "traceparent", ""), principal)
+
+
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 ClientsDep = Annotated[Clients, Depends(get_clients)]
-CallMetadataDep = Annotated[tuple[tuple[str, str], ...], Depends(get_call_metadata)]
+CallMetadataDep = Annotated[tuple[tuple[str, str | bytes], ...], Depends(get_call_metadata)]
 IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
 ReadPrincipal = Annotated[Principal, Depends(read_principal)]

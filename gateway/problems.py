@@ -345,7 +345,8 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "The request is malformed (parameter types, JSON shape, missing parts).",
         429: "Rate limit of the API key exceeded; retry after `Retry-After` seconds.",
         500: "Internal error; only the request id is given.",
-        503: "A backend (Kafka, storage) is unavailable; retry after `Retry-After` seconds.",
+        503: "A backend (Kafka, storage) is unavailable, or the gateway cannot load its API keys "
+        "(`keys_unavailable`: the key was not checked); retry after `Retry-After` seconds.",
         504: "The backend did not answer in time.",
     }
     headers = {

@@ -257,9 +257,12 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Readiness of the services and their backends (gRPC health statuses)."""
+    """Readiness of the services, their backends (gRPC health statuses) and
+    the gateway's API keys file (NOT_SERVING while it cannot be loaded)."""
 
     status: Literal["ready"]
     checks: dict[str, str] = Field(
-        examples=[{"services": "SERVING", "kafka": "SERVING", "objectstore": "SERVING"}]
+        examples=[
+            {"services": "SERVING", "kafka": "SERVING", "objectstore": "SERVING", "api_keys": "SERVING"}
+        ]
     )

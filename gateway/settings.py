@@ -71,6 +71,10 @@ class GatewaySettings:
     tls_key_file: str
     #: JSON file with the API keys (sha256 hashes only); see gateway/auth.py.
     api_keys_file: str
+    #: The gateway's workload identity: the client certificate (SPIFFE ID
+    #: `spiffe://<trust domain>/gateway`) and key it presents to the services.
+    client_cert_file: str
+    client_key_file: str
     listen_host: str = "127.0.0.1"
     listen_port: int = 8443
 
@@ -110,6 +114,8 @@ class GatewaySettings:
             tls_cert_file=_first(env, "PANTHEON_GATEWAY_TLS_CERT_FILE", "PANTHEON_TLS_CERT_FILE"),
             tls_key_file=_first(env, "PANTHEON_GATEWAY_TLS_KEY_FILE", "PANTHEON_TLS_KEY_FILE"),
             api_keys_file=_get(env, "PANTHEON_API_KEYS_FILE"),
+            client_cert_file=_get(env, "PANTHEON_CLIENT_CERT_FILE"),
+            client_key_file=_get(env, "PANTHEON_CLIENT_KEY_FILE"),
             listen_host=host,
             listen_port=port,
             ingest_deadline_s=_number(env, "PANTHEON_GATEWAY_INGEST_DEADLINE_S", 30.0),
@@ -129,7 +135,14 @@ class GatewaySettings:
 
     def check(self) -> None:
         """Refuse settings that cannot work or would weaken TLS."""
-        for name in ("ca_file", "tls_cert_file", "tls_key_file", "api_keys_file"):
+        for name in (
+            "ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "api_keys_file",
+            "client_cert_file",
+            "client_key_file",
+        ):
             path = getattr(self, name)
             if not os.path.isfile(path):
                 raise ConfigError(f"{name} {path!r} is not a readable file")

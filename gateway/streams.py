@@ -27,7 +27,7 @@ class IngestStream:
         stub: ingest_grpc.IngestionServiceAsyncStub,
         *,
         timeout: float,
-        metadata: tuple[tuple[str, str], ...],
+        metadata: tuple[tuple[str, str | bytes], ...],
         request_id: str,
         chunk_bytes: int,
     ) -> None:

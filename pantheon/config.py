@@ -7,6 +7,7 @@ and credentials must be given, and plaintext endpoints are refused.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,20 @@ def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     if value is None or value == "":
         raise ConfigError(f"{name} is not set")
     return value
+
+
+def _key(env: Mapping[str, str], name: str, size: int) -> bytes | None:
+    """An optional secret key given as base64."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != size:
+        raise ConfigError(f"{name} must be the base64 of {size} random bytes")
+    return key
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,22 @@ class TLSSettings:
 
 
 @dataclass(frozen=True)
+class ClientIdentity:
+    """The workload identity a process presents when it calls a Pantheon
+    service: a client certificate (with a SPIFFE ID) and its key."""
+
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ClientIdentity:
+        return cls(
+            cert_file=_get(env, "PANTHEON_CLIENT_CERT_FILE"),
+            key_file=_get(env, "PANTHEON_CLIENT_KEY_FILE"),
+        )
+
+
+@dataclass(frozen=True)
 class KafkaSettings:
     """How the services reach Kafka (SASL_SSL with SCRAM-SHA-512 only)."""
 
@@ -53,6 +84,11 @@ class KafkaSettings:
     events_topic: str = topics.DATA_STORED.name
     records_topic: str = topics.RECORDS.name
     dlq_topic: str = topics.DEAD_LETTER.name
+    #: Where the same events go when their data is RESTRICTED (readable only
+    #: by Kafka users holding the restricted grant).
+    restricted_events_topic: str = topics.RESTRICTED_DATA_STORED.name
+    restricted_records_topic: str = topics.RESTRICTED_RECORDS.name
+    restricted_dlq_topic: str = topics.RESTRICTED_DEAD_LETTER.name
     #: Batches produce calls made within this window into one request.
     linger_ms: int = 5
     #: How long the producer keeps retrying one event before failing the call.
@@ -68,6 +104,15 @@ class KafkaSettings:
             events_topic=_get(env, "PANTHEON_EVENTS_TOPIC", topics.DATA_STORED.name),
             records_topic=_get(env, "PANTHEON_RECORDS_TOPIC", topics.RECORDS.name),
             dlq_topic=_get(env, "PANTHEON_DLQ_TOPIC", topics.DEAD_LETTER.name),
+            restricted_events_topic=_get(
+                env, "PANTHEON_RESTRICTED_EVENTS_TOPIC", topics.RESTRICTED_DATA_STORED.name
+            ),
+            restricted_records_topic=_get(
+                env, "PANTHEON_RESTRICTED_RECORDS_TOPIC", topics.RESTRICTED_RECORDS.name
+            ),
+            restricted_dlq_topic=_get(
+                env, "PANTHEON_RESTRICTED_DLQ_TOPIC", topics.RESTRICTED_DEAD_LETTER.name
+            ),
             linger_ms=int(_get(env, "PANTHEON_KAFKA_LINGER_MS", "5")),
             delivery_timeout_ms=int(_get(env, "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS", "15000")),
         )
@@ -122,9 +167,13 @@ class ServiceSettings:
     tls: TLSSettings
     kafka: KafkaSettings
     s3: S3Settings
+    #: The mesh policy: what each workload identity may call (pantheon/policy.py).
+    policy_file: str
     #: `local` hosts the storage service in the same process and calls it
     #: in-process; `host:port` calls a remote storage service over TLS.
     storage_target: str = "local"
+    #: The identity ingestion presents to a remote storage service.
+    identity: ClientIdentity | None = None
     #: Largest object accepted, in bytes.
     max_object_bytes: int = 5 * 2**30
     #: Deadline the ingestion service gives its own calls to storage.
@@ -137,18 +186,26 @@ class ServiceSettings:
     crash_before_publish: bool = False
     #: Where Prometheus metrics are served (HTTPS); empty turns them off.
     metrics_listen: str = "127.0.0.1:9464"
+    #: Key that seals search page tokens (32 bytes), the same on every
+    #: replica; without one, each process makes its own, and a token only
+    #: pages on the process that issued it.
+    page_token_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
+        storage_target = _get(env, "PANTHEON_STORAGE_TARGET", "local")
         return cls(
             listen=_get(env, "PANTHEON_GRPC_LISTEN", "127.0.0.1:50051"),
             tls=TLSSettings.from_env(env),
             kafka=KafkaSettings.from_env(env),
             s3=S3Settings.from_env(env),
-            storage_target=_get(env, "PANTHEON_STORAGE_TARGET", "local"),
+            policy_file=_get(env, "PANTHEON_POLICY_FILE"),
+            storage_target=storage_target,
+            identity=None if storage_target == "local" else ClientIdentity.from_env(env),
             max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
             stale_claim_s=float(_get(env, "PANTHEON_STALE_CLAIM_S", "60")),
             crash_before_publish=env.get("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH") == "1",
             metrics_listen=env.get("PANTHEON_METRICS_LISTEN", "127.0.0.1:9464"),
+            page_token_key=_key(env, "PANTHEON_PAGE_TOKEN_KEY", 32),
         )

@@ -1,8 +1,10 @@
 """The one server interceptor at the edge of every Pantheon gRPC service.
 
-For each call it sets the request context (request id, trace context), checks
-every incoming message against its protovalidate rules (streamed messages
-one by one, as they arrive), and turns errors into rich gRPC statuses:
+For each call it sets the request context (request id, trace context),
+authorizes the caller (its workload identity from the client certificate,
+the mesh policy, and a principal the gateway acts for; see pantheon/policy.py),
+checks every incoming message against its protovalidate rules (streamed
+messages one by one, as they arrive), and turns errors into rich gRPC statuses:
 `PantheonError`s carry their own code and details; anything else is logged
 with the request id and reported as a bare INTERNAL, never with its text.
 """
@@ -20,12 +22,14 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 from buf.validate import validate_pb2
 from google.protobuf.descriptor import Descriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc_status import rpc_status
+from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon import context as ctx
 from pantheon import metrics
-from pantheon.errors import InvalidArgument, PantheonError
+from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated
+from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant
 from pantheon.validation import FieldViolation, violations
 
 log = logging.getLogger(__name__)
@@ -94,10 +98,46 @@ async def _abort(context: Context, exc: BaseException, method: str) -> NoReturn:
     raise AssertionError("abort returned")  # pragma: no cover
 
 
-def _enter(context: Context) -> None:
+def _enter(context: Context) -> dict[str, Any]:
     metadata = dict(context.invocation_metadata() or ())
     ctx.request_id.set(str(metadata.get(ctx.REQUEST_ID_HEADER) or ctx.new_request_id())[:128])
     ctx.traceparent.set(str(metadata.get(ctx.TRACEPARENT_HEADER) or "")[:128])
+    return metadata
+
+
+def _principal(raw: Any) -> md.Principal:
+    try:
+        principal = md.Principal.FromString(raw if isinstance(raw, bytes) else b"")
+    except DecodeError:
+        principal = md.Principal()
+    if not principal.name or violations(principal):
+        raise PermissionDenied("the principal assertion is malformed", reason="invalid_principal")
+    return principal
+
+
+def authorize(context: Context, method: str, metadata: dict[str, Any], policy: PolicyFile) -> Grant:
+    """The grant of this call, from the caller's certificate and the policy.
+
+    The identity is the SPIFFE ID of the client certificate, which the TLS
+    handshake already verified against the deployment's CA.
+    """
+    ids = list((context.auth_context() or {}).get("peer_spiffe_id") or [])
+    if not ids:
+        raise Unauthenticated("a client certificate with a SPIFFE ID is required", reason="identity_required")
+    spiffe_id = ids[0].decode("utf-8", "replace")
+    rule = policy.current().rule_for(spiffe_id)
+    if rule is None:
+        raise PermissionDenied(f"{spiffe_id} is not in the mesh policy", reason="unknown_identity")
+    if not rule.may_call(method):
+        raise PermissionDenied(f"{rule.name} may not call {method}", reason="method_not_allowed")
+    raw = metadata.get(PRINCIPAL_HEADER)
+    if raw is not None and not rule.act_for_principals:
+        raise PermissionDenied(f"{rule.name} may not act for principals", reason="principal_not_allowed")
+    if raw is None and rule.act_for_principals:
+        raise PermissionDenied(
+            f"{rule.name} calls on behalf of principals and must name one", reason="principal_required"
+        )
+    return Grant(rule, _principal(raw) if raw is not None else None)
 
 
 async def _drain_briefly(requests: AsyncIterator[Message], limit_s: float = 2.0) -> None:
@@ -136,15 +176,16 @@ def _observed(method: str) -> Iterator[None]:
         metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
 
 
-def _wrap(handler: Handler, method: str) -> Handler:
+def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
     # Pantheon has client-streaming, server-streaming and unary RPCs.
     if handler.request_streaming:
         inner_su: Any = handler.stream_unary
 
         async def stream_unary(requests: AsyncIterator[Message], context: Any) -> Any:
-            _enter(context)
+            metadata = _enter(context)
             try:
                 with _observed(method):
+                    current_grant.set(authorize(context, method, metadata, policy))
                     return await inner_su(_checked(requests), context)
             except Exception as exc:
                 await _drain_briefly(requests)
@@ -157,9 +198,10 @@ def _wrap(handler: Handler, method: str) -> Handler:
         inner_us: Any = handler.unary_stream
 
         async def unary_stream(request: Message, context: Any) -> AsyncIterator[Any]:
-            _enter(context)
+            metadata = _enter(context)
             try:
                 with _observed(method):
+                    current_grant.set(authorize(context, method, metadata, policy))
                     check(request)
                     async for response in inner_us(request, context):
                         yield response
@@ -172,9 +214,10 @@ def _wrap(handler: Handler, method: str) -> Handler:
     inner_uu: Any = handler.unary_unary
 
     async def unary_unary(request: Message, context: Any) -> Any:
-        _enter(context)
+        metadata = _enter(context)
         try:
             with _observed(method):
+                current_grant.set(authorize(context, method, metadata, policy))
                 check(request)
                 return await inner_uu(request, context)
         except Exception as exc:
@@ -186,10 +229,15 @@ def _wrap(handler: Handler, method: str) -> Handler:
 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    """Request context, validation and error translation for Pantheon services.
+    """Request context, authorization, validation and error translation.
 
-    Health and reflection services pass through untouched.
+    Health and reflection pass through untouched: any caller with a
+    certificate of the deployment's CA may use them (the TLS handshake
+    already refused everyone else).
     """
+
+    def __init__(self, policy: PolicyFile) -> None:
+        self._policy = policy
 
     async def intercept_service(
         self,
@@ -200,4 +248,4 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith("/pantheon_api."):
             return handler
-        return _wrap(handler, method)
+        return _wrap(handler, method, self._policy)

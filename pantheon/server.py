@@ -23,14 +23,16 @@ from grpc_reflection.v1alpha import reflection
 from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
 
-from pantheon.config import ServiceSettings, TLSSettings
+from pantheon.config import ClientIdentity, ServiceSettings, TLSSettings
 from pantheon.errors import PantheonError
 from pantheon.events.producer import EventPublisher, KafkaPublisher
 from pantheon.ingest.service import IngestionServicer
 from pantheon.interceptors import EdgeInterceptor
+from pantheon.policy import PolicyFile
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.local import LocalStorageStub
 from pantheon.storage.object_store import ObjectStore, S3ObjectStore
+from pantheon.storage.page_tokens import PageTokens, new_key
 from pantheon.storage.service import StorageServicer
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,27 @@ _SERVICES = (
 
 
 def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials([(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())])
+    """Mutual TLS: a caller without a certificate of the deployment's CA
+    cannot complete the handshake, whatever it calls."""
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
+        root_certificates=Path(tls.ca_file).read_bytes(),
+        require_client_auth=True,
+    )
 
 
-def secure_channel(target: str, ca_file: str) -> grpc.aio.Channel:
-    """A long-lived TLS channel with keepalive and the message size limit."""
-    credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+def channel_credentials(ca_file: str, identity: ClientIdentity) -> grpc.ChannelCredentials:
+    """TLS to a Pantheon service, presenting `identity`'s client certificate."""
+    return grpc.ssl_channel_credentials(
+        Path(ca_file).read_bytes(),
+        private_key=Path(identity.key_file).read_bytes(),
+        certificate_chain=Path(identity.cert_file).read_bytes(),
+    )
+
+
+def secure_channel(target: str, ca_file: str, identity: ClientIdentity) -> grpc.aio.Channel:
+    """A long-lived mutual-TLS channel with keepalive and the message size limit."""
+    credentials = channel_credentials(ca_file, identity)
     options = [
         *_KEEPALIVE,
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -123,7 +140,7 @@ async def create_server(
 ) -> Running:
     """Start the server on `settings.listen`; collaborators may be handed in."""
     server = grpc.aio.server(
-        interceptors=[EdgeInterceptor()],
+        interceptors=[EdgeInterceptor(PolicyFile(Path(settings.policy_file)))],
         options=[
             *_KEEPALIVE,
             ("grpc.http2.bdp_probe", 0),
@@ -136,7 +153,8 @@ async def create_server(
         raise OSError(f"cannot listen on {settings.listen}")
     running = Running(server, port)
 
-    storage_servicer = StorageServicer(store or S3ObjectStore(settings.s3))
+    tokens = PageTokens(settings.page_token_key or new_key())
+    storage_servicer = StorageServicer(store or S3ObjectStore(settings.s3), tokens)
     storage_service_pb2_grpc.add_StorageServiceServicer_to_server(storage_servicer, server)
 
     storage: storage_service_pb2_grpc.StorageServiceAsyncStub
@@ -144,7 +162,8 @@ async def create_server(
         # Same calls and messages as the generated stub, without the network.
         storage = cast("storage_service_pb2_grpc.StorageServiceAsyncStub", LocalStorageStub(storage_servicer))
     else:
-        channel = secure_channel(settings.storage_target, settings.tls.ca_file)
+        assert settings.identity is not None  # required with a remote storage target
+        channel = secure_channel(settings.storage_target, settings.tls.ca_file, settings.identity)
         running.channels.append(channel)
         storage = storage_service_pb2_grpc.StorageServiceStub(channel)
     running.publisher = publisher or KafkaPublisher(settings.kafka)

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 from pantheon import logs, metrics
 from pantheon.config import ConfigError, ServiceSettings
+from pantheon.policy import Policy, PolicyError
 from pantheon.server import create_server
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_file)
     try:
         settings = ServiceSettings.from_env()
-    except ConfigError as exc:
+        Policy.load(Path(settings.policy_file))  # refuse to start on a policy nobody can read
+    except (ConfigError, PolicyError) as exc:
         log.error("configuration: %s", exc)
         return 2
     asyncio.run(_serve(settings))

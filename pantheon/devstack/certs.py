@@ -156,6 +156,47 @@ def ensure_certs(certs_dir: Path) -> CertFiles:
 NODE_SUBJECT = "/O=Pantheon dev/CN=pantheon-kafka-node"
 NODE_PRINCIPAL = "User:CN=pantheon-kafka-node,O=Pantheon dev"
 
+#: A workload identity's certificate: a client certificate whose only name is
+#: its SPIFFE ID (the services read the identity from that URI SAN).
+_IDENTITY_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectAltName = URI:{spiffe_id}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+"""
+IDENTITY_DAYS = 365
+
+
+def issue_leaf(
+    ca_cert: Path, ca_key: Path, key: Path, cert: Path, subject: str, extensions: str, days: int = SERVER_DAYS
+) -> tuple[Path, Path]:
+    """A fresh key and a certificate for it signed by the CA; files appear atomically."""
+    key.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=key.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        old_umask = os.umask(0o077)
+        try:
+            _openssl(
+                "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp / "k.key")
+            )
+            _openssl("req", "-new", "-key", str(tmp / "k.key"), "-subj", subject, "-out", str(tmp / "k.csr"))
+            (tmp / "k.ext").write_text(extensions)
+            _openssl(
+                "x509", "-req", "-in", str(tmp / "k.csr"), "-sha256",
+                "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                "-set_serial", str(secrets.randbits(63)), "-days", str(days),
+                "-extfile", str(tmp / "k.ext"), "-out", str(tmp / "k.crt"),
+            )  # fmt: skip
+        finally:
+            os.umask(old_umask)
+        os.chmod(tmp / "k.key", 0o600)
+        os.chmod(tmp / "k.crt", 0o644)
+        os.replace(tmp / "k.key", key)
+        os.replace(tmp / "k.crt", cert)
+    return key, cert
+
 
 def ensure_node_cert(certs_dir: Path) -> tuple[Path, Path]:
     """The Kafka node's key and certificate, signed by the dev CA (made once).
@@ -167,27 +208,19 @@ def ensure_node_cert(certs_dir: Path) -> tuple[Path, Path]:
     key, cert = certs_dir / "kafka-node.key", certs_dir / "kafka-node.crt"
     if key.is_file() and cert.is_file():
         return key, cert
-    with tempfile.TemporaryDirectory(dir=certs_dir) as tmp_name:
-        tmp = Path(tmp_name)
-        old_umask = os.umask(0o077)
-        try:
-            _openssl(
-                "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp / "k.key")
-            )
-            _openssl(
-                "req", "-new", "-key", str(tmp / "k.key"), "-subj", NODE_SUBJECT, "-out", str(tmp / "k.csr")
-            )
-            (tmp / "k.ext").write_text(_SERVER_EXTENSIONS)
-            _openssl(
-                "x509", "-req", "-in", str(tmp / "k.csr"), "-sha256",
-                "-CA", str(files.ca_cert), "-CAkey", str(files.ca_key),
-                "-set_serial", str(secrets.randbits(63)), "-days", str(SERVER_DAYS),
-                "-extfile", str(tmp / "k.ext"), "-out", str(tmp / "k.crt"),
-            )  # fmt: skip
-        finally:
-            os.umask(old_umask)
-        os.chmod(tmp / "k.key", 0o600)
-        os.chmod(tmp / "k.crt", 0o644)
-        os.replace(tmp / "k.key", key)
-        os.replace(tmp / "k.crt", cert)
-    return key, cert
+    return issue_leaf(files.ca_cert, files.ca_key, key, cert, NODE_SUBJECT, _SERVER_EXTENSIONS)
+
+
+def issue_identity(
+    ca_cert: Path, ca_key: Path, out_dir: Path, name: str, spiffe_id: str, days: int = IDENTITY_DAYS
+) -> tuple[Path, Path]:
+    """`<out_dir>/<name>.key` and `.crt`: the workload identity `spiffe_id`."""
+    return issue_leaf(
+        ca_cert,
+        ca_key,
+        out_dir / f"{name}.key",
+        out_dir / f"{name}.crt",
+        f"/O=Pantheon/CN={name}",
+        _IDENTITY_EXTENSIONS.format(spiffe_id=spiffe_id),
+        days,
+    )

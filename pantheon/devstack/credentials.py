@@ -3,7 +3,9 @@
 Nothing here is a fixed password: each state dir gets its own secrets, stored
 as JSON with mode 0600. They stay stable across `down`/`up` (and `down
 --purge`, which wipes data only), because the Kafka SCRAM users are written
-into the storage at format time and must keep matching.
+into the storage at format time and must keep matching. Secrets added in a
+later version (a new Kafka user, an API key) are generated into an existing
+file on `up`, which also creates such users on an already formatted broker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 KAFKA_ADMIN_USER = "admin"
 KAFKA_INGEST_USER = "pantheon-ingest"
 KAFKA_READER_USER = "pantheon-reader"
+#: An internal consumer holding the RESTRICTED grant (the twin's simulation engine).
+KAFKA_SIMULATION_USER = "simulation-engine"
 MINIO_STORAGE_USER = "pantheon-storage"
 MINIO_KMS_KEY_NAME = "pantheon-dev"
 
@@ -35,6 +39,10 @@ API_VIEWER = "demo-viewer"
 def _api_key() -> str:
     # A recognisable prefix helps secret scanners; 32 random bytes follow.
     return "pantheon_" + secrets.token_urlsafe(32)
+
+
+def _token_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _password() -> str:
@@ -57,6 +65,12 @@ class Credentials:
     api_key_city: str = ""
     api_key_agency: str = ""
     api_key_viewer: str = ""
+    # Kafka users added later (one per consuming component): an older
+    # credentials.json gets their passwords on `up`, and `up` creates the
+    # users on a broker formatted without them.
+    kafka_simulation_password: str = ""
+    # The services' key for sealing search page tokens (base64 of 32 bytes).
+    page_token_key: str = ""
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -72,6 +86,8 @@ class Credentials:
             api_key_city=_api_key(),
             api_key_agency=_api_key(),
             api_key_viewer=_api_key(),
+            kafka_simulation_password=_password(),
+            page_token_key=_token_key(),
         )
 
     def api_keys(self) -> dict[str, str]:
@@ -87,12 +103,22 @@ class Credentials:
             api_key_viewer=self.api_key_viewer or _api_key(),
         )
 
+    def upgraded(self) -> Credentials:
+        """These credentials with every secret added after the first release generated."""
+        return replace(
+            self.with_api_keys(),
+            kafka_simulation_password=self.kafka_simulation_password or _password(),
+            page_token_key=self.page_token_key or _token_key(),
+        )
+
     def kafka_scram_users(self) -> dict[str, str]:
-        """Every SCRAM user the broker is formatted with, name -> password."""
+        """Every SCRAM user of the broker, name -> password: written at format time,
+        and (except admin) created or reset by `up` (kafka_admin.ensure_users)."""
         return {
             KAFKA_ADMIN_USER: self.kafka_admin_password,
             KAFKA_INGEST_USER: self.kafka_ingest_password,
             KAFKA_READER_USER: self.kafka_reader_password,
+            KAFKA_SIMULATION_USER: self.kafka_simulation_password,
         }
 
 
@@ -114,9 +140,9 @@ def load_or_create(path: Path) -> Credentials:
     """Load the stack's credentials, generating them on the first call."""
     existing = load(path)
     if existing is not None:
-        upgraded = existing.with_api_keys()
+        upgraded = existing.upgraded()
         if upgraded != existing:
-            log.info("adding the gateway's demo API keys to %s", path)
+            log.info("adding newer credentials (API keys, Kafka users) to %s", path)
             write_private(path, json.dumps(asdict(upgraded), indent=2).encode() + b"\n")
         return upgraded
     log.info("generating dev credentials in %s", path)

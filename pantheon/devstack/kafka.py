@@ -5,7 +5,8 @@ controller. The jars come from Maven Central via scripts/lib/kafka-pom.xml
 into the cache (no tarball host is reachable here). Clients and inter-broker
 traffic use SASL_SSL with SCRAM-SHA-512; the users are written into the
 metadata log when the storage is formatted, so no plaintext bootstrap phase
-ever exists.
+ever exists. Users added in later versions reach an already formatted
+broker through `up` (kafka_admin.ensure_users, over SASL_SSL as admin).
 """
 
 from __future__ import annotations

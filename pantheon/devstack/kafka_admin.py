@@ -1,4 +1,4 @@
-"""Talking to the dev broker as a client: readiness, topics and ACLs.
+"""Talking to the dev broker as a client: readiness, topics, users and ACLs.
 
 Everything goes over the SASL_SSL listener as `admin`, the same path real
 clients take, so "ready" means TLS, SCRAM and the authorizer all work.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -17,20 +18,34 @@ from confluent_kafka import KafkaError, KafkaException
 # strict mypy reports; the names are its documented public API.
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
     NewTopic,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
 )
 
 from pantheon.devstack.credentials import (
     KAFKA_ADMIN_USER,
     KAFKA_INGEST_USER,
     KAFKA_READER_USER,
+    KAFKA_SIMULATION_USER,
+    Credentials,
 )
-from pantheon.events.topics import ALL_TOPICS, DEAD_LETTER
+from pantheon.events.topics import (
+    ALL_TOPICS,
+    DEAD_LETTER,
+    PUBLIC_TOPICS,
+    RESTRICTED_DEAD_LETTER,
+    Topic,
+    restricted_twin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +53,13 @@ log = logging.getLogger(__name__)
 #: that out of the user's terminal unless they asked for debug output.
 _rdkafka_log = logging.getLogger(__name__ + ".librdkafka")
 
-TOPIC_PREFIX = "pantheon."
-#: Consumer groups of Pantheon's readers must start with this prefix; it is
+#: Consumer groups of the generic reader must start with this prefix; it is
 #: the only group namespace pantheon-reader may join (no wildcard groups, so
 #: a leaked reader password cannot hijack someone else's group offsets).
 GROUP_PREFIX = "pantheon-"
 CLUSTER_RESOURCE = "kafka-cluster"
+#: PBKDF2 rounds of the SCRAM credentials `up` writes (Kafka allows 4096..16384).
+SCRAM_ITERATIONS = 8192
 
 
 def client_config(bootstrap: str, ca_file: str, username: str, password: str) -> dict[str, Any]:
@@ -130,32 +146,149 @@ def _acl(
     return AclBinding(restype, name, pattern, f"User:{principal}", "*", op, AclPermissionType.ALLOW)
 
 
-def desired_acls() -> list[AclBinding]:
-    """Least privilege for the two service users.
+@dataclass(frozen=True)
+class KafkaConsumer:
+    """A consuming component: its own SCRAM user and exactly what it may read.
 
-    pantheon-ingest (the services' producer): Write + Describe on `pantheon.*`
-    topics and IdempotentWrite on the cluster (idempotent producer). It cannot
-    read anything.
-
-    pantheon-reader (downstream consumers): Read + Describe on `pantheon.*`
-    topics, Read on `pantheon-*` consumer groups, and Write on the dead-letter
-    topic only, because consumers route messages they cannot process there.
-    It cannot write to the data topics.
+    It may Read and Describe `topics` (public ones) and, if it holds the
+    RESTRICTED grant, their restricted twins; Write the dead-letter topic of
+    each tier it reads (the consumer helper parks what it cannot process
+    there); and join consumer groups starting with `group_prefix` only.
     """
-    topic, group, cluster = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.BROKER
-    prefixed, literal = ResourcePatternType.PREFIXED, ResourcePatternType.LITERAL
-    return [
-        _acl(KAFKA_INGEST_USER, topic, TOPIC_PREFIX, prefixed, AclOperation.WRITE),
-        _acl(KAFKA_INGEST_USER, topic, TOPIC_PREFIX, prefixed, AclOperation.DESCRIBE),
-        _acl(KAFKA_INGEST_USER, cluster, CLUSTER_RESOURCE, literal, AclOperation.IDEMPOTENT_WRITE),
-        _acl(KAFKA_READER_USER, topic, TOPIC_PREFIX, prefixed, AclOperation.READ),
-        _acl(KAFKA_READER_USER, topic, TOPIC_PREFIX, prefixed, AclOperation.DESCRIBE),
-        _acl(KAFKA_READER_USER, topic, DEAD_LETTER.name, literal, AclOperation.WRITE),
-        _acl(KAFKA_READER_USER, group, GROUP_PREFIX, prefixed, AclOperation.READ),
+
+    user: str
+    group_prefix: str
+    restricted: bool = False
+    topics: tuple[Topic, ...] = PUBLIC_TOPICS
+
+    @property
+    def read_topics(self) -> tuple[Topic, ...]:
+        twins = tuple(restricted_twin(t) for t in self.topics) if self.restricted else ()
+        return self.topics + twins
+
+    @property
+    def dead_letter_topics(self) -> tuple[Topic, ...]:
+        return (DEAD_LETTER, RESTRICTED_DEAD_LETTER) if self.restricted else (DEAD_LETTER,)
+
+    def acls(self) -> list[AclBinding]:
+        topic, literal = ResourceType.TOPIC, ResourcePatternType.LITERAL
+        grants = [
+            _acl(self.user, topic, t.name, literal, op)
+            for t in self.read_topics
+            for op in (AclOperation.READ, AclOperation.DESCRIBE)
+        ]
+        grants += [
+            _acl(self.user, topic, t.name, literal, AclOperation.WRITE) for t in self.dead_letter_topics
+        ]
+        grants.append(
+            _acl(
+                self.user,
+                ResourceType.GROUP,
+                self.group_prefix,
+                ResourcePatternType.PREFIXED,
+                AclOperation.READ,
+            )
+        )
+        return grants
+
+
+#: Every component that consumes Pantheon's events, one line each. A new
+#: component is a line here, plus its password in credentials.Credentials
+#: (kafka_scram_users) and, if developers need it, an export in stack.environment.
+CONSUMERS: tuple[KafkaConsumer, ...] = (
+    # The generic reader (the demo, `pantheon tail`, any downstream tool):
+    # PUBLIC and INTERNAL data only. `scripts/stack env` exports it as KAFKA_SASL_*.
+    KafkaConsumer(KAFKA_READER_USER, group_prefix=GROUP_PREFIX),
+    # An internal component holding the RESTRICTED grant.
+    KafkaConsumer(KAFKA_SIMULATION_USER, group_prefix="simulation-engine-", restricted=True),
+)
+
+#: The producer (the Pantheon services) and every consumer: the users whose
+#: SCRAM credentials and ACLs `up` owns. admin is the broker's super user.
+MANAGED_USERS: tuple[str, ...] = (KAFKA_INGEST_USER, *(c.user for c in CONSUMERS))
+
+
+def producer_acls() -> list[AclBinding]:
+    """pantheon-ingest: Write + Describe on exactly Pantheon's topics (public and
+    restricted), IdempotentWrite on the cluster (idempotent producer). It reads nothing."""
+    literal = ResourcePatternType.LITERAL
+    grants = [
+        _acl(KAFKA_INGEST_USER, ResourceType.TOPIC, t.name, literal, op)
+        for t in ALL_TOPICS
+        for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
     ]
+    grants.append(
+        _acl(KAFKA_INGEST_USER, ResourceType.BROKER, CLUSTER_RESOURCE, literal, AclOperation.IDEMPOTENT_WRITE)
+    )
+    return grants
 
 
-def ensure_acls(admin: AdminClient, timeout: float = 30.0) -> None:
-    """Create the ACLs; Kafka treats re-creating an existing ACL as a no-op."""
-    for _binding, fut in admin.create_acls(desired_acls(), request_timeout=timeout).items():
+def desired_acls() -> list[AclBinding]:
+    """Least privilege for every managed user: the producer's grants and each consumer's.
+
+    Topic grants are literal (never a `pantheon.` prefix): a prefix would
+    also cover the restricted topics and any topic added later.
+    """
+    return producer_acls() + [b for c in CONSUMERS for b in c.acls()]
+
+
+def stale_acls(existing: Iterable[AclBinding], desired: Iterable[AclBinding]) -> list[AclBinding]:
+    """ACLs of managed users that are not desired (e.g. the `pantheon.` prefix
+    grants of earlier versions, which would also cover the restricted topics)."""
+    managed = {f"User:{u}" for u in MANAGED_USERS}
+    wanted = set(desired)
+    return [b for b in existing if b.principal in managed and b not in wanted]
+
+
+def ensure_users(admin: AdminClient, creds: Credentials, timeout: float = 30.0) -> None:
+    """Create or reset the SCRAM credential of every managed user from `creds`.
+
+    The storage is formatted with the users of its time; a stack formatted by
+    an earlier version lacks users added since. Upserting them all keeps the
+    broker in step with credentials.json either way (admin, the broker's own
+    identity, is left alone).
+    """
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    passwords = creds.kafka_scram_users()
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(u, info, passwords[u].encode()) for u in MANAGED_USERS
+    ]
+    for _user, fut in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).items():
         fut.result()
+
+
+def ensure_acls(admin: AdminClient, timeout: float = 30.0) -> list[AclBinding]:
+    """Converge the managed users' ACLs to desired_acls(); returns the ACLs removed.
+
+    Grants are created first (Kafka treats re-creating an ACL as a no-op), so
+    a consumer never loses access it keeps; then every other ACL of a managed
+    user is deleted with a filter matching exactly that binding.
+    """
+    desired = desired_acls()
+    for _binding, fut in admin.create_acls(desired, request_timeout=timeout).items():
+        fut.result()
+    # None matches any name, principal and host (documented; the type stubs say str).
+    anything: Any = None
+    everything = AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    existing: list[AclBinding] = admin.describe_acls(everything, request_timeout=timeout).result()
+    stale = stale_acls(existing, desired)
+    if not stale:
+        return []
+    filters = [
+        AclBindingFilter(
+            b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
+        )
+        for b in stale
+    ]
+    for _filter, fut in admin.delete_acls(filters, request_timeout=timeout).items():
+        for removed in fut.result():
+            log.info("removed stale Kafka ACL %s", removed)
+    return stale

@@ -57,6 +57,16 @@ class StackPaths:
         return self.state / "credentials.json"
 
     @property
+    def identities(self) -> Path:
+        """Workload identities of the mesh: `<name>.crt` and `<name>.key`."""
+        return self.certs / "identities"
+
+    @property
+    def policy_file(self) -> Path:
+        """The mesh policy the services enforce (pantheon/policy.py)."""
+        return self.state / "policy.json"
+
+    @property
     def cache_logs(self) -> Path:
         return self.cache / "logs"
 

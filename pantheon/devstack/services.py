@@ -45,9 +45,14 @@ def stop(paths: StackPaths) -> int | None:
     return process.stop(paths.services_pidfile, paths.process_marker, CMDLINE_MARK)
 
 
-def is_serving(target: str, ca_file: Path, timeout: float = 2.0) -> bool:
-    """Whether the standard gRPC health check answers SERVING over TLS."""
-    credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
+def is_serving(target: str, ca_file: Path, identity: tuple[Path, Path], timeout: float = 2.0) -> bool:
+    """Whether the standard gRPC health check answers SERVING over mutual TLS
+    (`identity` is a client certificate and its key)."""
+    cert, key = identity
+    try:
+        credentials = grpc.ssl_channel_credentials(ca_file.read_bytes(), key.read_bytes(), cert.read_bytes())
+    except OSError:
+        return False
     with grpc.secure_channel(target, credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -58,10 +63,17 @@ def is_serving(target: str, ca_file: Path, timeout: float = 2.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def wait_serving(target: str, ca_file: Path, *, timeout: float, still_running: Callable[[], bool]) -> None:
+def wait_serving(
+    target: str,
+    ca_file: Path,
+    identity: tuple[Path, Path],
+    *,
+    timeout: float,
+    still_running: Callable[[], bool],
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if is_serving(target, ca_file):
+        if is_serving(target, ca_file, identity):
             return
         if not still_running():
             raise RuntimeError("the services exited during start-up")

@@ -12,11 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pantheon.devstack import gateway, kafka, kafka_admin, minio, minio_admin, process, services
+from pantheon.devstack import gateway, kafka, kafka_admin, mesh, minio, minio_admin, process, services
 from pantheon.devstack.certs import CertFiles, ensure_certs
 from pantheon.devstack.credentials import (
     KAFKA_INGEST_USER,
     KAFKA_READER_USER,
+    KAFKA_SIMULATION_USER,
     MINIO_STORAGE_USER,
     Credentials,
     load,
@@ -24,7 +25,14 @@ from pantheon.devstack.credentials import (
 )
 from pantheon.devstack.files import tail
 from pantheon.devstack.settings import HOST, Settings
-from pantheon.events.topics import DATA_STORED, DEAD_LETTER, RECORDS
+from pantheon.events.topics import (
+    DATA_STORED,
+    DEAD_LETTER,
+    RECORDS,
+    RESTRICTED_DATA_STORED,
+    RESTRICTED_DEAD_LETTER,
+    RESTRICTED_RECORDS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +147,7 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
         raise _failure("MinIO did not become ready", exc, minio.server_log(p)) from exc
 
     created_topics = kafka_admin.ensure_topics(admin)
+    kafka_admin.ensure_users(admin, creds)
     kafka_admin.ensure_acls(admin)
     created_buckets = minio_admin.ensure_buckets(root)
     minio_admin.ensure_storage_user(
@@ -151,6 +160,7 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
         log.info("created topics %s", ", ".join(created_topics))
     if created_buckets:
         log.info("created buckets %s", ", ".join(created_buckets))
+    mesh.ensure_identities(p, certs)
     _start_services(s, certs, timeout=max(10.0, deadline - time.monotonic()))
     _start_gateway(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
 
@@ -160,8 +170,11 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
 _CLIENT_ONLY = frozenset({"PANTHEON_API_KEY", "PANTHEON_API_KEY_B", "PANTHEON_API_KEY_READONLY"})
 
 
-def _server_env(s: Settings) -> dict[str, str]:
+def _server_env(s: Settings, identity: str) -> dict[str, str]:
+    """The environment of a server process that calls the services as `identity`."""
     merged = {**os.environ, **environment(s)}
+    cert, key = mesh.identity_files(s.paths, identity)
+    merged.update(PANTHEON_CLIENT_CERT_FILE=str(cert), PANTHEON_CLIENT_KEY_FILE=str(key))
     return {k: v for k, v in merged.items() if k not in _CLIENT_ONLY}
 
 
@@ -172,11 +185,12 @@ def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
         log.info("services already running (pid %d)", pid)
         return
     _require_free(s.grpc_port, s.metrics_port)
-    pid = services.start(p, _server_env(s), s.grpc_target, s.metrics_listen)
+    pid = services.start(p, _server_env(s, mesh.INGEST), s.grpc_target, s.metrics_listen)
     try:
         services.wait_serving(
             s.grpc_target,
             certs.ca_cert,
+            mesh.identity_files(p, mesh.DEV_CLIENT),
             timeout=timeout,
             still_running=lambda: services.running_pid(p) is not None,
         )
@@ -194,7 +208,7 @@ def _start_gateway(s: Settings, creds: Credentials, certs: CertFiles, timeout: f
         log.info("gateway already running (pid %d)", pid)
         return
     _require_free(s.gateway_port)
-    pid = gateway.start(p, _server_env(s), s.gateway_listen)
+    pid = gateway.start(p, _server_env(s, mesh.GATEWAY), s.gateway_listen)
     try:
         gateway.wait_live(
             s.gateway_url,
@@ -266,7 +280,11 @@ def status(settings: Settings | None = None) -> list[ComponentStatus]:
     if minio_pid and ca.is_file():
         minio_ready = minio.is_live(s, ca)
     services_pid = services.running_pid(p)
-    services_ready = bool(services_pid) and ca.is_file() and services.is_serving(s.grpc_target, ca)
+    services_ready = (
+        bool(services_pid)
+        and ca.is_file()
+        and services.is_serving(s.grpc_target, ca, mesh.identity_files(p, mesh.DEV_CLIENT))
+    )
     gateway_pid = gateway.running_pid(p)
     gateway_ready = bool(gateway_pid) and ca.is_file() and gateway.is_live(s.gateway_url, ca)
     return [
@@ -295,6 +313,9 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "KAFKA_SASL_MECHANISM": kafka.SCRAM_MECHANISM,
         "KAFKA_SASL_USERNAME": KAFKA_READER_USER,
         "KAFKA_SASL_PASSWORD": creds.kafka_reader_password,
+        # An internal consumer that also reads the RESTRICTED topics.
+        "KAFKA_SIMULATION_USERNAME": KAFKA_SIMULATION_USER,
+        "KAFKA_SIMULATION_PASSWORD": creds.kafka_simulation_password,
         # The Pantheon services: the producing Kafka user.
         "PANTHEON_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
         "PANTHEON_KAFKA_USERNAME": KAFKA_INGEST_USER,
@@ -302,6 +323,13 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "PANTHEON_CA_FILE": str(certs.ca_cert),
         "PANTHEON_TLS_CERT_FILE": str(certs.server_cert),
         "PANTHEON_TLS_KEY_FILE": str(certs.server_key),
+        # The mesh: its policy, and the identity this shell's tools present
+        # (dev-client; the server processes get their own, see _server_env).
+        "PANTHEON_POLICY_FILE": str(p.policy_file),
+        "PANTHEON_PAGE_TOKEN_KEY": creds.page_token_key,
+        "PANTHEON_CLIENT_CERT_FILE": str(mesh.identity_files(p, mesh.DEV_CLIENT)[0]),
+        "PANTHEON_CLIENT_KEY_FILE": str(mesh.identity_files(p, mesh.DEV_CLIENT)[1]),
+        "PANTHEON_IDENTITIES_DIR": str(p.identities),
         "MINIO_ENDPOINT": s.minio_endpoint,
         "MINIO_ROOT_USER": creds.minio_root_user,
         "MINIO_ROOT_PASSWORD": creds.minio_root_password,
@@ -313,6 +341,9 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "PANTHEON_EVENTS_TOPIC": DATA_STORED.name,
         "PANTHEON_RECORDS_TOPIC": RECORDS.name,
         "PANTHEON_DLQ_TOPIC": DEAD_LETTER.name,
+        "PANTHEON_RESTRICTED_EVENTS_TOPIC": RESTRICTED_DATA_STORED.name,
+        "PANTHEON_RESTRICTED_RECORDS_TOPIC": RESTRICTED_RECORDS.name,
+        "PANTHEON_RESTRICTED_DLQ_TOPIC": RESTRICTED_DEAD_LETTER.name,
         # The REST gateway and its demo API keys (see pantheon/devstack/gateway.py).
         "PANTHEON_GATEWAY_URL": s.gateway_url,
         "PANTHEON_API_KEY": creds.api_key_city,

@@ -39,12 +39,15 @@ from pantheon.errors import (
     InvalidArgument,
     NotFound,
     PantheonError,
+    PermissionDenied,
     Unavailable,
 )
 from pantheon.events.producer import Event, EventPublisher
+from pantheon.events.topics import for_classification
 from pantheon.ingest import records as batch
 from pantheon.ingest.normalise import open_normaliser
 from pantheon.metadata.ulid import new_ulid
+from pantheon.policy import current_grant
 from pantheon.streams import pieces, prepend, split_upload
 
 log = logging.getLogger(__name__)
@@ -238,6 +241,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self, request_iterator: AsyncIterator[pb.IngestObjectRequest], context: Context
     ) -> pb.IngestObjectResponse:
         header, body = await split_upload(request_iterator)
+        current_grant.get().check_ingest(header.metadata.source, header.metadata.data_type)
         meta = md.Metadata()
         meta.CopyFrom(header.metadata)
         for output_only in ("id", "sha256", "size_bytes", "geohash", "ingested_at", "record_count"):
@@ -290,8 +294,14 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             meta = stored.metadata
             self._fault_point()
             event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
+            # RESTRICTED data is announced only on the restricted topics.
+            topic = for_classification(
+                self._topics.events_topic,
+                meta.classification,
+                restricted=self._topics.restricted_events_topic,
+            )
             await self._publisher.publish(
-                [Event(self._topics.events_topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
+                [Event(topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
             )
             result = pb.IngestObjectResponse(metadata=meta, object=stored.object, event_id=meta.id)
             await self._complete(meta.source, meta.idempotency_key, meta.id, result)
@@ -303,6 +313,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def IngestRecords(
         self, request: pb.IngestRecordsRequest, context: Context
     ) -> pb.IngestRecordsResponse:
+        current_grant.get().check_ingest(request.source, request.data_type)
         accepted, rejected = batch.triage(request.records)
         if not accepted:
             raise InvalidArgument.from_violations(
@@ -331,7 +342,11 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             events = [self._record_event(meta, stored.object, item) for item in accepted]
             events.append(
                 Event(
-                    self._topics.events_topic,
+                    for_classification(
+                        self._topics.events_topic,
+                        meta.classification,
+                        restricted=self._topics.restricted_events_topic,
+                    ),
                     meta.source,
                     events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object),
                     meta.id,
@@ -377,7 +392,10 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             batch_index=item.index,
         )
         key = f"{meta.source}/{item.record.entity_id}"
-        return Event(self._topics.records_topic, key, payload, item.id, meta.source, subject=item.id)
+        topic = for_classification(
+            self._topics.records_topic, meta.classification, restricted=self._topics.restricted_records_topic
+        )
+        return Event(topic, key, payload, item.id, meta.source, subject=item.id)
 
     def _dead_letter(self, meta: md.Metadata, item: batch.Rejected) -> Event:
         # Deterministic id, so a retried batch re-sends the same dead letter.
@@ -396,7 +414,10 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             original=item.record.SerializeToString()[: 900 * 1024],
         )
         return Event(
-            self._topics.dlq_topic,
+            # The rejected record itself is in `original`: keep it with its batch's readers.
+            for_classification(
+                self._topics.dlq_topic, meta.classification, restricted=self._topics.restricted_dlq_topic
+            ),
             meta.source,
             letter,
             event_id,
@@ -409,6 +430,12 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def GetIngestResult(
         self, request: pb.GetIngestResultRequest, context: Context
     ) -> pb.GetIngestResultResponse:
+        grant = current_grant.get()
+        if not grant.may_act_as(request.source):
+            raise PermissionDenied(
+                f"{grant.who} may not read the results of source {request.source!r}",
+                reason="source_not_allowed",
+            )
         try:
             found = await self._storage.GetIdempotencyKey(
                 spb.GetIdempotencyKeyRequest(source=request.source, idempotency_key=request.idempotency_key),
@@ -425,8 +452,10 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         response = pb.GetIngestResultResponse(completed_at=record.completed_at)
         if record.result.Is(pb.IngestObjectResponse.DESCRIPTOR):
             record.result.Unpack(response.object)
+            grant.check_read(response.object.metadata)
         else:
             record.result.Unpack(response.records)
+            grant.check_read(response.records.metadata)
         return response
 
 

@@ -38,10 +38,29 @@ class Index:
         self._store = store
 
     async def put_object_info(self, info: pb.StatObjectResponse) -> None:
-        # Overwriting is harmless: an id always describes the same bytes.
-        await self._store.put_bytes(
-            INDEX_BUCKET, _id_key(info.metadata.id), info.SerializeToString(), if_absent=False
-        )
+        """Bind an id to its object, once: `ids/<id>` is create-only.
+
+        Writing the same binding again (a retry that indexes what a crashed
+        call stored) is a no-op; binding the id to another object is
+        ALREADY_EXISTS, and the first binding stays.
+        """
+        try:
+            await self._store.put_bytes(
+                INDEX_BUCKET, _id_key(info.metadata.id), info.SerializeToString(), if_absent=True
+            )
+        except AlreadyExists:
+            bound = await self.object_info(info.metadata.id)
+            if (bound.object.bucket, bound.object.key) != (info.object.bucket, info.object.key):
+                raise AlreadyExists(
+                    f"object id {info.metadata.id} is bound to another object", reason="object_exists"
+                ) from None
+
+    async def has_object(self, object_id: str) -> bool:
+        try:
+            await self.object_info(object_id)
+        except NotFound:
+            return False
+        return True
 
     async def object_info(self, object_id: str) -> pb.StatObjectResponse:
         try:

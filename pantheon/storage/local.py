@@ -6,12 +6,15 @@ no TLS loopback hop and no re-serialisation of every chunk, which on small
 machines halves the CPU cost of large uploads. Requests are validated as the
 interceptor would, and errors reach the caller as `grpc.aio.AioRpcError`
 with the status code a remote call would have, so callers cannot tell the
-two apart.
+two apart. The calls run with the internal grant: the caller was authorized
+where its call entered this process, as a remote storage service trusts the
+ingestion identity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
@@ -21,6 +24,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.errors import PantheonError
 from pantheon.interceptors import check, check_streamed
+from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.storage.service import StorageServicer
 
 R = TypeVar("R")
@@ -46,6 +50,13 @@ async def _call(work: Awaitable[R], timeout: float | None) -> R:
         ) from None
 
 
+def _internal(work: Awaitable[R], timeout: float | None) -> asyncio.Task[R]:
+    """`work` as a task of its own that runs with the internal grant."""
+    context = contextvars.copy_context()
+    context.run(current_grant.set, INTERNAL_GRANT)
+    return asyncio.create_task(_call(work, timeout), context=context)
+
+
 class _PutObjectCall:
     """A client-streaming call: write() requests, done_writing(), await the response."""
 
@@ -54,7 +65,7 @@ class _PutObjectCall:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         # Storage never reads the servicer context, so there is none.
         upload = servicer.PutObject(self._requests(), None)  # type: ignore[arg-type]
-        self._task = asyncio.create_task(_call(upload, timeout))
+        self._task = _internal(upload, timeout)
 
     async def _requests(self) -> AsyncIterator[pb.PutObjectRequest]:
         while (item := await self._queue.get()) is not _END:
@@ -84,7 +95,7 @@ def _unary(method: Callable[[Any, Any], Awaitable[R]]) -> Callable[..., Awaitabl
             check(request)
         except PantheonError as exc:
             raise _as_rpc_error(exc) from exc
-        return await _call(method(request, None), timeout)
+        return await _internal(method(request, None), timeout)
 
     return call
 

@@ -4,60 +4,29 @@ A search names a data type and a time range (at most 31 days), so it maps to
 a bounded set of `v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>/` prefixes:
 hours newest first, sources in name order within an hour. Keys are parsed
 and filtered on what they embed (time, geohash cell) before any metadata is
-read; only candidates cost an index read. The page token is the last key
-returned plus a digest of the filter, so a page resumes exactly where the
-previous one stopped even as new data arrives.
+read; only candidates cost an index read. The page token (sealed, see
+page_tokens.py) holds the last key listed, the window and a digest of the
+filter, so a page resumes exactly where the previous one stopped even as new
+data arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
-from pantheon.errors import InvalidArgument, NotFound
+from pantheon.errors import NotFound
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import hour_prefixes, parse_key, source_prefix
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.page_tokens import PageTokens
 
 DEFAULT_PAGE_SIZE = 100
-
-
-def _filter_digest(req: pb.SearchObjectsRequest) -> str:
-    plain = pb.SearchObjectsRequest()
-    plain.CopyFrom(req)
-    plain.ClearField("page_token")
-    plain.ClearField("page_size")
-    return hashlib.sha256(plain.SerializeToString(deterministic=True)).hexdigest()[:16]
-
-
-def encode_token(req: pb.SearchObjectsRequest, last_key: str) -> str:
-    raw = json.dumps({"f": _filter_digest(req), "k": last_key}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(req: pb.SearchObjectsRequest) -> str:
-    """The last key of the previous page, or "" for the first page."""
-    if not req.page_token:
-        return ""
-    bad = InvalidArgument("invalid page_token", reason="invalid_page_token")
-    try:
-        padded = req.page_token + "=" * (-len(req.page_token) % 4)
-        token = json.loads(base64.urlsafe_b64decode(padded))
-        last_key = str(token["k"])
-        parse_key(last_key)
-    except (ValueError, KeyError, TypeError):
-        raise bad from None
-    if token.get("f") != _filter_digest(req):
-        raise InvalidArgument("page_token belongs to a different search", reason="invalid_page_token")
-    return last_key
 
 
 def _inside(box: md.BoundingBox, lat: float, lon: float) -> bool:
@@ -74,10 +43,21 @@ def _cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
 class Searcher:
     """Runs SearchObjects against an object store and the index."""
 
-    def __init__(self, store: ObjectStore, index: Index, bucket: str) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        index: Index,
+        bucket: str,
+        visible: Callable[[md.Metadata], bool],
+        tokens: PageTokens,
+    ) -> None:
+        self._tokens = tokens
         self._store = store
         self._index = index
         self._bucket = bucket
+        # What the caller may see: objects it may not read are skipped, as if
+        # they were not there (RESTRICTED data without the grant).
+        self._visible = visible
 
     async def _sources(self, req: pb.SearchObjectsRequest) -> list[str]:
         if req.source:
@@ -140,10 +120,8 @@ class Searcher:
             start_after = page.keys[-1]
 
     async def search(self, req: pb.SearchObjectsRequest) -> pb.SearchObjectsResponse:
-        last_key = decode_token(req)
+        after, before, last_key = self._tokens.window_and_resume(req)
         size = req.page_size or DEFAULT_PAGE_SIZE
-        after = req.observed_after.ToDatetime(tzinfo=UTC)
-        before = req.observed_before.ToDatetime(tzinfo=UTC)
         response = pb.SearchObjectsResponse()
         batch: list[str] = []
         last_returned = ""
@@ -154,7 +132,7 @@ class Searcher:
             last_returned = await self._admit(req, batch, response) or last_returned
             batch = []
             if len(response.objects) >= size:
-                response.next_page_token = encode_token(req, last_returned)
+                response.next_page_token = self._tokens.seal(req, after, before, last_returned)
                 return response
         if batch:
             await self._admit(req, batch, response)
@@ -172,8 +150,8 @@ class Searcher:
                 return None  # stored but not yet indexed: not visible yet
 
         for found in await asyncio.gather(*(info(k) for k in keys)):
-            if found is None:
-                continue
+            if found is None or found.object.key not in keys or not self._visible(found.metadata):
+                continue  # unindexed, a stray object under a bound id, or not the caller's to see
             loc = found.metadata.location
             if req.HasField("bbox") and not _inside(req.bbox, loc.latitude, loc.longitude):
                 continue

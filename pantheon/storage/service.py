@@ -24,9 +24,11 @@ from pantheon import metrics
 from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES, object_key
+from pantheon.policy import current_grant
 from pantheon.storage.buckets import bucket_for_domain
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.search import Searcher
 from pantheon.streams import prepend, split_upload
 
@@ -57,9 +59,10 @@ def user_metadata(m: md.Metadata) -> dict[str, str]:
 class StorageServicer(pb_grpc.StorageServiceServicer):
     """Serves the StorageService contract from an ObjectStore."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, tokens: PageTokens) -> None:
         self.store = store
         self._index = Index(store)
+        self._tokens = tokens
 
     async def PutObject(
         self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
@@ -81,6 +84,10 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         head = await anext(content, None)
         if head is None:
             raise InvalidArgument("the object is empty", reason="empty_body")
+        if await self._index.has_object(meta.id):
+            # Ids are immutable: a second upload under a bound id never
+            # rebinds it (a genuine retry reads the first object instead).
+            raise AlreadyExists(f"object {meta.id} is already stored", reason="object_exists")
 
         try:
             stored = await self.store.put_stream(
@@ -140,6 +147,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request: pb.GetObjectRequest, context: Context
     ) -> AsyncIterator[pb.GetObjectResponse]:
         info = await self._index.object_info(request.id)
+        current_grant.get().check_read(info.metadata)
         size = info.object.size_bytes
         if request.offset and request.offset >= size:
             raise OutOfRange(
@@ -151,12 +159,18 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             yield pb.GetObjectResponse(chunk=piece)
 
     async def StatObject(self, request: pb.StatObjectRequest, context: Context) -> pb.StatObjectResponse:
-        return await self._index.object_info(request.id)
+        info = await self._index.object_info(request.id)
+        current_grant.get().check_read(info.metadata)
+        return info
 
     async def SearchObjects(
         self, request: pb.SearchObjectsRequest, context: Context
     ) -> pb.SearchObjectsResponse:
-        searcher = Searcher(self.store, self._index, bucket_of(request.data_type))
+        grant = current_grant.get()
+        grant.check_read_type(request.data_type)
+        searcher = Searcher(
+            self.store, self._index, bucket_of(request.data_type), grant.may_read, self._tokens
+        )
         return await searcher.search(request)
 
     async def ClaimIdempotencyKey(

@@ -36,7 +36,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
-from pantheon.config import KafkaSettings
+from pantheon.config import ClientIdentity, KafkaSettings
 from pantheon.devstack import stack
 from pantheon.devstack.paths import StackPaths
 from pantheon.events.cloudevents import headers_for
@@ -124,7 +124,9 @@ class Bench:
             for start in range(0, len(data), MiB):
                 yield pb.IngestObjectRequest(chunk=bytes(view[start : start + MiB]))
 
-        channel = secure_channel(self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"])
+        channel = secure_channel(
+            self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
+        )
         async with channel:
             stub = pb_grpc.IngestionServiceStub(channel)
             started = time.perf_counter()
@@ -170,7 +172,9 @@ class Bench:
 
     async def record_batches(self, batches: int, size: int) -> list[Scenario]:
         """Batches of `size` records: gRPC, REST (NDJSON), and raw produce + PUT."""
-        channel = secure_channel(self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"])
+        channel = secure_channel(
+            self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
+        )
         prepared = [records(size, b) for b in range(batches)]
         async with channel:
             stub = pb_grpc.IngestionServiceStub(channel)

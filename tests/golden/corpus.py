@@ -292,6 +292,16 @@ def examples() -> dict[str, Message]:
         ("", lineage()),
         ("", step("normalise.csv", INGESTED)),
         ("", object_ref()),
+        (
+            "",
+            md.Principal(
+                name="vienna-sensors",
+                data_types=["sensor.*", "weather.observation"],
+                may_ingest=True,
+                may_read=True,
+                may_read_restricted=True,
+            ),
+        ),
         # events.v1
         ("", ev.DataStored(event_id=OBJECT_ID, metadata=full_metadata(), object=object_ref())),
         (

@@ -21,6 +21,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.config import ClientIdentity
 from pantheon.events.cloudevents import decode, parse_headers
 from pantheon.server import secure_channel
 
@@ -79,7 +80,9 @@ def record(entity: str, t: datetime, lat: float = 48.2, lon: float = 16.37, **pa
 
 
 def ingest_stub(env: dict[str, str]) -> tuple[grpc.aio.Channel, pb_grpc.IngestionServiceAsyncStub]:
-    channel = secure_channel(env["PANTHEON_GRPC_TARGET"], env["PANTHEON_CA_FILE"])
+    channel = secure_channel(
+        env["PANTHEON_GRPC_TARGET"], env["PANTHEON_CA_FILE"], ClientIdentity.from_env(env)
+    )
     return channel, pb_grpc.IngestionServiceStub(channel)  # type: ignore[return-value]
 
 

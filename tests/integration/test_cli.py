@@ -138,3 +138,26 @@ def test_mistakes_get_a_clear_message_and_a_non_zero_exit(
     assert done.returncode != 0
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--principal", "Vienna_Sensors"], "is not a source name"),
+        (["--principal", "vienna-sensors", "--data-types", "sens*"], "pattern 'sens*' is invalid"),
+        (["--principal", "vienna-sensors", "--scopes", "admin"], "scopes are ingest, read"),
+    ],
+)
+def test_keys_create_refuses_what_the_gateway_could_not_load(
+    stack_env: dict[str, str], args: list[str], message: str
+) -> None:
+    # Only refusals: breaking the shared stack's keys file would fail every
+    # other test's requests with 503 (that path is covered by unit tests).
+    keys_file = Path(stack_env["PANTHEON_API_KEYS_FILE"])
+    before = keys_file.read_bytes()
+    done = pantheon(stack_env, "keys", "create", *args)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""  # no key shown
+    assert keys_file.read_bytes() == before
+    assert _status_with(stack_env, stack_env["PANTHEON_API_KEY"]) != 503  # the gateway still loads it

@@ -24,12 +24,17 @@ def test_healthz_answers_without_a_key(anonymous: httpx.Client) -> None:
     assert response.headers["x-request-id"]
 
 
-def test_readyz_reports_the_services_and_both_backends(anonymous: httpx.Client) -> None:
+def test_readyz_reports_the_services_both_backends_and_the_keys(anonymous: httpx.Client) -> None:
     response = anonymous.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "checks": {"services": "SERVING", "kafka": "SERVING", "objectstore": "SERVING"},
+        "checks": {
+            "services": "SERVING",
+            "kafka": "SERVING",
+            "objectstore": "SERVING",
+            "api_keys": "SERVING",
+        },
     }
 
 

@@ -243,6 +243,13 @@ def test_search_by_data_type_source_time_and_area(http: httpx.Client) -> None:
     ).json()
     assert {first_page["objects"][0]["id"], second_page["objects"][0]["id"]} == ids
 
+    # Page tokens are sealed: a changed one is refused, and none reads as text.
+    token = first_page["next_page_token"]
+    assert "demo-city" not in token and data_type not in token
+    tampered = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
+    refused = http.get("/v1/objects", params={"data_type": data_type, "page_size": 1, "page_token": tampered})
+    assert refused.status_code == 400 and refused.json()["reason"] == "invalid_page_token"
+
     too_long = http.get(
         "/v1/objects",
         params={"data_type": data_type, "since": rfc3339(now - timedelta(days=40)), "until": rfc3339(now)},

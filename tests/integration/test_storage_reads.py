@@ -4,7 +4,6 @@ data type, source, time and area with paging; reflection and health."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +13,8 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
-from pantheon.server import secure_channel
+from pantheon.config import ClientIdentity
+from pantheon.server import channel_credentials, secure_channel
 from tests.integration.support import ingest, ingest_stub, metadata, unique_source
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,7 +46,9 @@ def _query(source: str, after: datetime, before: datetime, **extra: object) -> s
 async def test_search_pages_filters_and_reads_back(stack_env: dict[str, str]) -> None:
     source = unique_source()
     stored, base = await _seed(stack_env, source)
-    channel = secure_channel(stack_env["PANTHEON_GRPC_TARGET"], stack_env["PANTHEON_CA_FILE"])
+    channel = secure_channel(
+        stack_env["PANTHEON_GRPC_TARGET"], stack_env["PANTHEON_CA_FILE"], ClientIdentity.from_env(stack_env)
+    )
     async with channel:
         storage = spb_grpc.StorageServiceStub(channel)
         everything = _query(source, base, base + timedelta(hours=6), page_size=2)
@@ -95,8 +97,8 @@ async def test_search_pages_filters_and_reads_back(stack_env: dict[str, str]) ->
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_health_and_reflection(stack_env: dict[str, str]) -> None:
-    credentials = grpc.ssl_channel_credentials(Path(stack_env["PANTHEON_CA_FILE"]).read_bytes())
+def test_health_and_reflection_need_only_an_identity(stack_env: dict[str, str]) -> None:
+    credentials = channel_credentials(stack_env["PANTHEON_CA_FILE"], ClientIdentity.from_env(stack_env))
     with grpc.secure_channel(stack_env["PANTHEON_GRPC_TARGET"], credentials) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "pantheon.backend.kafka", "pantheon.backend.objectstore"):

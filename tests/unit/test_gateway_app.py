@@ -40,7 +40,7 @@ def keys() -> KeyStore:
 
 
 def settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
-    for name in ("ca.crt", "server.crt", "server.key", "keys.json"):
+    for name in ("ca.crt", "server.crt", "server.key", "keys.json", "client.crt", "client.key"):
         (tmp_path / name).write_text("placeholder")
     values: dict[str, Any] = {
         "grpc_target": "127.0.0.1:1",
@@ -48,6 +48,8 @@ def settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
         "tls_cert_file": str(tmp_path / "server.crt"),
         "tls_key_file": str(tmp_path / "server.key"),
         "api_keys_file": str(tmp_path / "keys.json"),
+        "client_cert_file": str(tmp_path / "client.crt"),
+        "client_key_file": str(tmp_path / "client.key"),
         "max_records_bytes": 1000,
         "rate_per_s": 0.001,
         "rate_burst": 50,
@@ -280,6 +282,8 @@ def test_settings_refuse_missing_tls_files_and_plaintext_targets(tmp_path: Path)
         "PANTHEON_TLS_CERT_FILE": good.tls_cert_file,
         "PANTHEON_TLS_KEY_FILE": good.tls_key_file,
         "PANTHEON_API_KEYS_FILE": good.api_keys_file,
+        "PANTHEON_CLIENT_CERT_FILE": good.client_cert_file,
+        "PANTHEON_CLIENT_KEY_FILE": good.client_key_file,
     }
     loaded = GatewaySettings.from_env(env)
     assert (loaded.listen_host, loaded.listen_port) == ("127.0.0.1", 8443)

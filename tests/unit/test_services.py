@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -15,36 +16,42 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from prometheus_client import REGISTRY
 
-from pantheon.config import KafkaSettings, S3Settings, ServiceSettings, TLSSettings
-from pantheon.devstack.certs import ensure_certs
+from pantheon.config import KafkaSettings, S3Settings, ServiceSettings
+from pantheon.devstack.mesh import DEV_CLIENT, INGEST
 from pantheon.errors import Unavailable
 from pantheon.server import Running, create_server, secure_channel
 from tests.integration.support import metadata, object_requests
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
+from tests.unit.mesh import Mesh, make_mesh
 
 CSV = b"entity_id,temp\nvie-1,21.5\n"
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TLSSettings:
-    files = ensure_certs(tmp_path_factory.mktemp("certs"))
-    return TLSSettings(str(files.ca_cert), str(files.server_cert), str(files.server_key))
+def dev_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
+    return make_mesh(tmp_path_factory.mktemp("mesh"))
 
 
-@pytest.fixture
-async def served(
-    certs: TLSSettings,
-) -> AsyncIterator[tuple[Running, pb_grpc.IngestionServiceAsyncStub, MemoryObjectStore, RecordingPublisher]]:
-    settings = ServiceSettings(
+def _settings(dev_mesh: Mesh, **extra: Any) -> ServiceSettings:
+    certs = dev_mesh.tls
+    return ServiceSettings(
         listen="127.0.0.1:0",
         tls=certs,
         kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
         s3=S3Settings("https://unused", "a", "s", certs.ca_file),
-        max_object_bytes=64 * 1024,
+        policy_file=dev_mesh.policy_file,
+        **extra,
     )
+
+
+@pytest.fixture
+async def served(
+    dev_mesh: Mesh,
+) -> AsyncIterator[tuple[Running, pb_grpc.IngestionServiceAsyncStub, MemoryObjectStore, RecordingPublisher]]:
+    settings = _settings(dev_mesh, max_object_bytes=64 * 1024)
     store, publisher = MemoryObjectStore(), RecordingPublisher()
     running = await create_server(settings, store=store, publisher=publisher)
-    channel = secure_channel(f"localhost:{running.port}", certs.ca_file)
+    channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
     yield running, pb_grpc.IngestionServiceStub(channel), store, publisher  # type: ignore[misc]
     await channel.close()
     await running.stop(0)
@@ -151,19 +158,19 @@ def test_fakes_are_not_used_by_integration_tests() -> None:
     assert not any("fakes" in p.read_text() for p in integration.glob("*.py"))
 
 
-async def test_ingestion_can_use_a_remote_storage_service(certs: TLSSettings) -> None:
-    """Ingestion in one server, storage in another, over TLS gRPC."""
-    base = ServiceSettings(
-        listen="127.0.0.1:0",
-        tls=certs,
-        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
-        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
-    )
+async def test_ingestion_can_use_a_remote_storage_service(dev_mesh: Mesh) -> None:
+    """Ingestion in one server, storage in another, over mutual TLS gRPC as
+    the ingest identity."""
+    base = _settings(dev_mesh)
     storage_store, unused_store, publisher = MemoryObjectStore(), MemoryObjectStore(), RecordingPublisher()
     storage_side = await create_server(base, store=storage_store, publisher=RecordingPublisher())
-    remote = replace(base, storage_target=f"localhost:{storage_side.port}")
+    remote = replace(
+        base, storage_target=f"localhost:{storage_side.port}", identity=dev_mesh.identity(INGEST)
+    )
     ingest_side = await create_server(remote, store=unused_store, publisher=publisher)
-    channel = secure_channel(f"localhost:{ingest_side.port}", certs.ca_file)
+    channel = secure_channel(
+        f"localhost:{ingest_side.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT)
+    )
     try:
         stub = pb_grpc.IngestionServiceStub(channel)
         result = await stub.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))

@@ -22,6 +22,11 @@ mode: the value is the protobuf-encoded payload below and the headers are
 
 Large content never travels through Kafka: events reference the stored
 object (bucket, key, version, SHA-256, size). Small records travel inline.
+
+Every topic below has a restricted twin, `pantheon.restricted.<name>`, with
+the same key, ce_type and payload. Events about data classified
+CLASSIFICATION_RESTRICTED go to the twin and never to the public topic;
+Kafka ACLs grant the twins only to consumers holding the restricted grant.
 """
 
 from google.protobuf import descriptor as _descriptor
@@ -44,7 +49,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class DataStored(_message.Message):
     """DataStored announces one object that is now durably stored.
 
-    Topic `pantheon.data-stored.v1`; key `<source>` (orders a source's
+    Topic `pantheon.data-stored.v1` (RESTRICTED data:
+    `pantheon.restricted.data-stored.v1`); key `<source>` (orders a source's
     objects); ce_type `pantheon.data.stored.v1`.
     """
 
@@ -82,8 +88,9 @@ Global___DataStored: _TypeAlias = DataStored  # noqa: Y015
 class RecordIngested(_message.Message):
     """RecordIngested carries one accepted record of a batch inline.
 
-    Topic `pantheon.records.v1`; key `<source>/<entity_id>` (orders an
-    entity's records); ce_type `pantheon.record.ingested.v1`.
+    Topic `pantheon.records.v1` (RESTRICTED data: `pantheon.restricted.records.v1`);
+    key `<source>/<entity_id>` (orders an entity's records); ce_type
+    `pantheon.record.ingested.v1`.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -131,7 +138,8 @@ class DeadLetter(_message.Message):
     """DeadLetter describes input Pantheon rejected or a message a consumer could
     not process.
 
-    Topic `pantheon.dead-letter.v1`; key `<source>`; ce_type
+    Topic `pantheon.dead-letter.v1` (rejected RESTRICTED input:
+    `pantheon.restricted.dead-letter.v1`); key `<source>`; ce_type
     `pantheon.dead.letter.v1`. Headers add `pantheon_reason` (the stable
     error reason) and, for consumer failures, `pantheon_original_topic`,
     `pantheon_original_partition` and `pantheon_original_offset`.

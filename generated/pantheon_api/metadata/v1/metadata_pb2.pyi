@@ -472,3 +472,50 @@ class ObjectRef(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObjectRef: _TypeAlias = ObjectRef  # noqa: Y015
+
+@_typing.final
+class Principal(_message.Message):
+    """Principal is an external caller (an API-key holder, which is a source) on
+    whose behalf the REST gateway calls the services. The gateway sends it with
+    every data call as the binary gRPC metadata entry `x-pantheon-principal-bin`
+    (this message, serialized). The services accept it only from a workload
+    identity whose policy allows acting for principals, and then enforce it
+    themselves on top of that identity's own policy: the principal ingests only
+    as itself, and reads only the data types (and RESTRICTED data) it is granted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DATA_TYPES_FIELD_NUMBER: _builtins.int
+    MAY_INGEST_FIELD_NUMBER: _builtins.int
+    MAY_READ_FIELD_NUMBER: _builtins.int
+    MAY_READ_RESTRICTED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The source the principal is; it ingests as this source only."""
+    may_ingest: _builtins.bool
+    """Whether it may ingest."""
+    may_read: _builtins.bool
+    """Whether it may read."""
+    may_read_restricted: _builtins.bool
+    """Whether it may read RESTRICTED data of the data types it may read."""
+    @_builtins.property
+    def data_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Data-type patterns it may ingest and read: `*`, `<prefix>.*` or a data type."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        data_types: _abc.Iterable[_builtins.str] | None = ...,
+        may_ingest: _builtins.bool = ...,
+        may_read: _builtins.bool = ...,
+        may_read_restricted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_types", b"data_types", "may_ingest", b"may_ingest", "may_read", b"may_read", "may_read_restricted", b"may_read_restricted", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Principal: _TypeAlias = Principal  # noqa: Y015

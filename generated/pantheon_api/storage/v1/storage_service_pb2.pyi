@@ -260,14 +260,22 @@ class SearchObjectsRequest(_message.Message):
     page_size: _builtins.int
     """Maximum number of objects to return, 1 to 1000; 0 means 100."""
     page_token: _builtins.str
-    """Token from a previous response's `next_page_token`, with the same filter."""
+    """Token from a previous response's `next_page_token`, with the same filter.
+    Tokens are sealed (encrypted and authenticated): clients can neither read
+    nor change them, and a changed token is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def observed_after(self) -> _timestamp_pb2.Timestamp:
-        """Only objects observed at or after this instant."""
+        """Only objects observed at or after this instant. Required on the first
+        page; a request with a `page_token` may leave it out (the token holds the
+        window of its search) or repeat it unchanged.
+        """
 
     @_builtins.property
     def observed_before(self) -> _timestamp_pb2.Timestamp:
-        """Only objects observed before this instant."""
+        """Only objects observed before this instant. Required on the first page,
+        like `observed_after`.
+        """
 
     @_builtins.property
     def bbox(self) -> _metadata_pb2.BoundingBox:

@@ -25,6 +25,11 @@
 //
 // Large content never travels through Kafka: events reference the stored
 // object (bucket, key, version, SHA-256, size). Small records travel inline.
+//
+// Every topic below has a restricted twin, `pantheon.restricted.<name>`, with
+// the same key, ce_type and payload. Events about data classified
+// CLASSIFICATION_RESTRICTED go to the twin and never to the public topic;
+// Kafka ACLs grant the twins only to consumers holding the restricted grant.
 
 package eventsv1
 
@@ -48,7 +53,8 @@ const (
 
 // DataStored announces one object that is now durably stored.
 //
-// Topic `pantheon.data-stored.v1`; key `<source>` (orders a source's
+// Topic `pantheon.data-stored.v1` (RESTRICTED data:
+// `pantheon.restricted.data-stored.v1`); key `<source>` (orders a source's
 // objects); ce_type `pantheon.data.stored.v1`.
 type DataStored struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -115,8 +121,9 @@ func (x *DataStored) GetObject() *v1.ObjectRef {
 
 // RecordIngested carries one accepted record of a batch inline.
 //
-// Topic `pantheon.records.v1`; key `<source>/<entity_id>` (orders an
-// entity's records); ce_type `pantheon.record.ingested.v1`.
+// Topic `pantheon.records.v1` (RESTRICTED data: `pantheon.restricted.records.v1`);
+// key `<source>/<entity_id>` (orders an entity's records); ce_type
+// `pantheon.record.ingested.v1`.
 type RecordIngested struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event id (also in the `ce_id` header).
@@ -201,7 +208,8 @@ func (x *RecordIngested) GetBatchIndex() uint32 {
 // DeadLetter describes input Pantheon rejected or a message a consumer could
 // not process.
 //
-// Topic `pantheon.dead-letter.v1`; key `<source>`; ce_type
+// Topic `pantheon.dead-letter.v1` (rejected RESTRICTED input:
+// `pantheon.restricted.dead-letter.v1`); key `<source>`; ce_type
 // `pantheon.dead.letter.v1`. Headers add `pantheon_reason` (the stable
 // error reason) and, for consumer failures, `pantheon_original_topic`,
 // `pantheon_original_partition` and `pantheon_original_offset`.

@@ -816,6 +816,94 @@ func (x *ObjectRef) GetEtag() string {
 	return ""
 }
 
+// Principal is an external caller (an API-key holder, which is a source) on
+// whose behalf the REST gateway calls the services. The gateway sends it with
+// every data call as the binary gRPC metadata entry `x-pantheon-principal-bin`
+// (this message, serialized). The services accept it only from a workload
+// identity whose policy allows acting for principals, and then enforce it
+// themselves on top of that identity's own policy: the principal ingests only
+// as itself, and reads only the data types (and RESTRICTED data) it is granted.
+type Principal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source the principal is; it ingests as this source only.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Data-type patterns it may ingest and read: `*`, `<prefix>.*` or a data type.
+	DataTypes []string `protobuf:"bytes,2,rep,name=data_types,json=dataTypes,proto3" json:"data_types,omitempty"`
+	// Whether it may ingest.
+	MayIngest bool `protobuf:"varint,3,opt,name=may_ingest,json=mayIngest,proto3" json:"may_ingest,omitempty"`
+	// Whether it may read.
+	MayRead bool `protobuf:"varint,4,opt,name=may_read,json=mayRead,proto3" json:"may_read,omitempty"`
+	// Whether it may read RESTRICTED data of the data types it may read.
+	MayReadRestricted bool `protobuf:"varint,5,opt,name=may_read_restricted,json=mayReadRestricted,proto3" json:"may_read_restricted,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_pantheon_api_metadata_v1_metadata_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_metadata_v1_metadata_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_metadata_v1_metadata_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Principal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Principal) GetDataTypes() []string {
+	if x != nil {
+		return x.DataTypes
+	}
+	return nil
+}
+
+func (x *Principal) GetMayIngest() bool {
+	if x != nil {
+		return x.MayIngest
+	}
+	return false
+}
+
+func (x *Principal) GetMayRead() bool {
+	if x != nil {
+		return x.MayRead
+	}
+	return false
+}
+
+func (x *Principal) GetMayReadRestricted() bool {
+	if x != nil {
+		return x.MayReadRestricted
+	}
+	return false
+}
+
 var File_pantheon_api_metadata_v1_metadata_proto protoreflect.FileDescriptor
 
 const file_pantheon_api_metadata_v1_metadata_proto_rawDesc = "" +
@@ -892,7 +980,15 @@ const file_pantheon_api_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{64}$R\x06sha256\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x05 \x01(\x04R\tsizeBytes\x12\x12\n" +
-	"\x04etag\x18\x06 \x01(\tR\x04etag*\x9a\x01\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\"\x9e\x02\n" +
+	"\tPrincipal\x127\n" +
+	"\x04name\x18\x01 \x01(\tB#\xbaH \xc8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x04name\x12n\n" +
+	"\n" +
+	"data_types\x18\x02 \x03(\tBO\xbaHL\x92\x01I\b\x01\x10@\"CrA2?^(\\*|[a-z][a-z0-9_]{0,30}(\\.[a-z][a-z0-9_]{0,30}){0,3}(\\.\\*)?)$R\tdataTypes\x12\x1d\n" +
+	"\n" +
+	"may_ingest\x18\x03 \x01(\bR\tmayIngest\x12\x19\n" +
+	"\bmay_read\x18\x04 \x01(\bR\amayRead\x12.\n" +
+	"\x13may_read_restricted\x18\x05 \x01(\bR\x11mayReadRestricted*\x9a\x01\n" +
 	"\x06Format\x12\x16\n" +
 	"\x12FORMAT_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFORMAT_JSON\x10\x01\x12\x11\n" +
@@ -923,7 +1019,7 @@ func file_pantheon_api_metadata_v1_metadata_proto_rawDescGZIP() []byte {
 }
 
 var file_pantheon_api_metadata_v1_metadata_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pantheon_api_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pantheon_api_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pantheon_api_metadata_v1_metadata_proto_goTypes = []any{
 	(Format)(0),                   // 0: pantheon_api.metadata.v1.Format
 	(Classification)(0),           // 1: pantheon_api.metadata.v1.Classification
@@ -934,23 +1030,24 @@ var file_pantheon_api_metadata_v1_metadata_proto_goTypes = []any{
 	(*Lineage)(nil),               // 6: pantheon_api.metadata.v1.Lineage
 	(*ProcessingStep)(nil),        // 7: pantheon_api.metadata.v1.ProcessingStep
 	(*ObjectRef)(nil),             // 8: pantheon_api.metadata.v1.ObjectRef
-	nil,                           // 9: pantheon_api.metadata.v1.Metadata.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*Principal)(nil),             // 9: pantheon_api.metadata.v1.Principal
+	nil,                           // 10: pantheon_api.metadata.v1.Metadata.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_pantheon_api_metadata_v1_metadata_proto_depIdxs = []int32{
 	0,  // 0: pantheon_api.metadata.v1.Metadata.format:type_name -> pantheon_api.metadata.v1.Format
 	3,  // 1: pantheon_api.metadata.v1.Metadata.location:type_name -> pantheon_api.metadata.v1.GeoPoint
 	4,  // 2: pantheon_api.metadata.v1.Metadata.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
-	10, // 3: pantheon_api.metadata.v1.Metadata.observed_at:type_name -> google.protobuf.Timestamp
-	10, // 4: pantheon_api.metadata.v1.Metadata.ingested_at:type_name -> google.protobuf.Timestamp
+	11, // 3: pantheon_api.metadata.v1.Metadata.observed_at:type_name -> google.protobuf.Timestamp
+	11, // 4: pantheon_api.metadata.v1.Metadata.ingested_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: pantheon_api.metadata.v1.Metadata.validity:type_name -> pantheon_api.metadata.v1.TimeWindow
 	6,  // 6: pantheon_api.metadata.v1.Metadata.lineage:type_name -> pantheon_api.metadata.v1.Lineage
 	1,  // 7: pantheon_api.metadata.v1.Metadata.classification:type_name -> pantheon_api.metadata.v1.Classification
-	9,  // 8: pantheon_api.metadata.v1.Metadata.labels:type_name -> pantheon_api.metadata.v1.Metadata.LabelsEntry
-	10, // 9: pantheon_api.metadata.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	10, // 10: pantheon_api.metadata.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	10, // 8: pantheon_api.metadata.v1.Metadata.labels:type_name -> pantheon_api.metadata.v1.Metadata.LabelsEntry
+	11, // 9: pantheon_api.metadata.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	11, // 10: pantheon_api.metadata.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
 	7,  // 11: pantheon_api.metadata.v1.Lineage.steps:type_name -> pantheon_api.metadata.v1.ProcessingStep
-	10, // 12: pantheon_api.metadata.v1.ProcessingStep.at:type_name -> google.protobuf.Timestamp
+	11, // 12: pantheon_api.metadata.v1.ProcessingStep.at:type_name -> google.protobuf.Timestamp
 	13, // [13:13] is the sub-list for method output_type
 	13, // [13:13] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
@@ -970,7 +1067,7 @@ func file_pantheon_api_metadata_v1_metadata_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_metadata_v1_metadata_proto_rawDesc), len(file_pantheon_api_metadata_v1_metadata_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

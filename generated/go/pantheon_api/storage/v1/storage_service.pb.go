@@ -498,15 +498,20 @@ type SearchObjectsRequest struct {
 	DataType string `protobuf:"bytes,1,opt,name=data_type,json=dataType,proto3" json:"data_type,omitempty"`
 	// Only objects from this source; empty means any source.
 	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	// Only objects observed at or after this instant.
+	// Only objects observed at or after this instant. Required on the first
+	// page; a request with a `page_token` may leave it out (the token holds the
+	// window of its search) or repeat it unchanged.
 	ObservedAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=observed_after,json=observedAfter,proto3" json:"observed_after,omitempty"`
-	// Only objects observed before this instant.
+	// Only objects observed before this instant. Required on the first page,
+	// like `observed_after`.
 	ObservedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=observed_before,json=observedBefore,proto3" json:"observed_before,omitempty"`
 	// Only objects whose location lies in this box.
 	Bbox *v1.BoundingBox `protobuf:"bytes,5,opt,name=bbox,proto3" json:"bbox,omitempty"`
 	// Maximum number of objects to return, 1 to 1000; 0 means 100.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's `next_page_token`, with the same filter.
+	// Tokens are sealed (encrypted and authenticated): clients can neither read
+	// nor change them, and a changed token is INVALID_ARGUMENT.
 	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1219,18 +1224,19 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\bmetadata\x18\x02 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\x12\x1e\n" +
 	"\n" +
 	"encryption\x18\x03 \x01(\tR\n" +
-	"encryption\"\xd4\x05\n" +
+	"encryption\"\xb7\a\n" +
 	"\x14SearchObjectsRequest\x12\x86\x01\n" +
 	"\tdata_type\x18\x01 \x01(\tBi\xbaHf\xc8\x01\x01ra2_^(sensor|weather|imagery|report|hazard|infrastructure|simulation)(\\.[a-z][a-z0-9_]{0,30}){1,3}$R\bdataType\x12;\n" +
-	"\x06source\x18\x02 \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12I\n" +
-	"\x0eobserved_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\robservedAfter\x12K\n" +
-	"\x0fobserved_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x0eobservedBefore\x129\n" +
+	"\x06source\x18\x02 \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12A\n" +
+	"\x0eobserved_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\robservedAfter\x12C\n" +
+	"\x0fobserved_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0eobservedBefore\x129\n" +
 	"\x04bbox\x18\x05 \x01(\v2%.pantheon_api.metadata.v1.BoundingBoxR\x04bbox\x12'\n" +
 	"\tpage_size\x18\x06 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x10R\tpageToken:\xd0\x01\xbaH\xcc\x01\x1a\xc9\x01\n" +
-	"\x11search.time_range\x12Fobserved_before must be after observed_after and at most 31 days later\x1althis.observed_before > this.observed_after && this.observed_before - this.observed_after <= duration('744h')\"\x86\x01\n" +
+	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x10R\tpageToken:\xc3\x03\xbaH\xbf\x03\x1a\xb1\x01\n" +
+	"\x1asearch.time_range_required\x12Aobserved_after and observed_before are required on the first page\x1aPthis.page_token != '' || (has(this.observed_after) && has(this.observed_before))\x1a\x88\x02\n" +
+	"\x11search.time_range\x12Fobserved_before must be after observed_after and at most 31 days later\x1a\xaa\x01!(has(this.observed_after) && has(this.observed_before)) || (this.observed_before > this.observed_after && this.observed_before - this.observed_after <= duration('744h'))\"\x86\x01\n" +
 	"\x15SearchObjectsResponse\x12E\n" +
 	"\aobjects\x18\x01 \x03(\v2+.pantheon_api.storage.v1.StatObjectResponseR\aobjects\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x02\n" +

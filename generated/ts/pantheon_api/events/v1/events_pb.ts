@@ -23,6 +23,11 @@
 //
 // Large content never travels through Kafka: events reference the stored
 // object (bucket, key, version, SHA-256, size). Small records travel inline.
+//
+// Every topic below has a restricted twin, `pantheon.restricted.<name>`, with
+// the same key, ce_type and payload. Events about data classified
+// CLASSIFICATION_RESTRICTED go to the twin and never to the public topic;
+// Kafka ACLs grant the twins only to consumers holding the restricted grant.
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
@@ -42,7 +47,8 @@ export const file_pantheon_api_events_v1_events: GenFile = /*@__PURE__*/
 /**
  * DataStored announces one object that is now durably stored.
  *
- * Topic `pantheon.data-stored.v1`; key `<source>` (orders a source's
+ * Topic `pantheon.data-stored.v1` (RESTRICTED data:
+ * `pantheon.restricted.data-stored.v1`); key `<source>` (orders a source's
  * objects); ce_type `pantheon.data.stored.v1`.
  *
  * @generated from message pantheon_api.events.v1.DataStored
@@ -80,8 +86,9 @@ export const DataStoredSchema: GenMessage<DataStored> = /*@__PURE__*/
 /**
  * RecordIngested carries one accepted record of a batch inline.
  *
- * Topic `pantheon.records.v1`; key `<source>/<entity_id>` (orders an
- * entity's records); ce_type `pantheon.record.ingested.v1`.
+ * Topic `pantheon.records.v1` (RESTRICTED data: `pantheon.restricted.records.v1`);
+ * key `<source>/<entity_id>` (orders an entity's records); ce_type
+ * `pantheon.record.ingested.v1`.
  *
  * @generated from message pantheon_api.events.v1.RecordIngested
  */
@@ -133,7 +140,8 @@ export const RecordIngestedSchema: GenMessage<RecordIngested> = /*@__PURE__*/
  * DeadLetter describes input Pantheon rejected or a message a consumer could
  * not process.
  *
- * Topic `pantheon.dead-letter.v1`; key `<source>`; ce_type
+ * Topic `pantheon.dead-letter.v1` (rejected RESTRICTED input:
+ * `pantheon.restricted.dead-letter.v1`); key `<source>`; ce_type
  * `pantheon.dead.letter.v1`. Headers add `pantheon_reason` (the stable
  * error reason) and, for consumer failures, `pantheon_original_topic`,
  * `pantheon_original_partition` and `pantheon_original_offset`.

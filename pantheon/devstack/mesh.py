@@ -1,0 +1,79 @@
+"""The dev stack's workload identities and the mesh policy that governs them.
+
+Each built-in identity gets a client certificate from the dev CA whose only
+name is its SPIFFE ID, and an entry in the policy file the services enforce.
+Identities enrolled later (`pantheon identity create`) stay in the policy
+file across `up`; the built-in entries are rewritten to their defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pantheon.devstack.certs import CertFiles, issue_identity
+from pantheon.devstack.files import write_atomic
+from pantheon.devstack.paths import StackPaths
+from pantheon.policy import DEFAULT_TRUST_DOMAIN, Policy, Rule, rule_document
+
+INGEST_METHODS = (
+    "IngestionService/IngestObject",
+    "IngestionService/IngestRecords",
+    "IngestionService/GetIngestResult",
+)
+READ_METHODS = ("StorageService/GetObject", "StorageService/StatObject", "StorageService/SearchObjects")
+
+GATEWAY = "gateway"
+INGEST = "ingest"
+DEV_CLIENT = "dev-client"
+SIMULATION = "simulation-engine"
+
+#: What each built-in identity may do (README, "The mesh").
+BUILTIN: dict[str, Rule] = {
+    # The REST edge: ingests and reads only on behalf of an API-key principal,
+    # whose grant narrows this one in every call.
+    GATEWAY: Rule(GATEWAY, INGEST_METHODS + READ_METHODS, (), ("*",), ("*",), True, act_for_principals=True),
+    # The ingestion service calling a remote storage service: the only
+    # identity that may write objects and idempotency records.
+    INGEST: Rule(INGEST, ("StorageService/*",), ("*",), ("*",), ("*",), read_restricted=True),
+    # An internal component: ingests `simulation.*` as itself, reads what is
+    # not RESTRICTED.
+    SIMULATION: Rule(SIMULATION, INGEST_METHODS + READ_METHODS, (SIMULATION,), ("simulation.*",), ("*",)),
+    # The developer's own tools and tests on a dev stack: any source, every
+    # data type. Never issue such an identity to a component.
+    DEV_CLIENT: Rule(DEV_CLIENT, INGEST_METHODS + READ_METHODS, ("*",), ("*",), ("*",), read_restricted=True),
+}
+
+
+def identity_files(paths: StackPaths, name: str) -> tuple[Path, Path]:
+    """(certificate, key) of identity `name`."""
+    return paths.identities / f"{name}.crt", paths.identities / f"{name}.key"
+
+
+def read_policy_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"trust_domain": DEFAULT_TRUST_DOMAIN, "identities": {}}
+    if not isinstance(document, dict) or not isinstance(document.get("identities"), dict):
+        return {"trust_domain": DEFAULT_TRUST_DOMAIN, "identities": {}}
+    return document
+
+
+def write_policy_document(path: Path, document: dict[str, Any]) -> None:
+    """Validate, then replace atomically: the services may read it at any moment."""
+    Policy.from_document(document)
+    write_atomic(path, json.dumps(document, indent=2).encode() + b"\n")
+
+
+def ensure_identities(paths: StackPaths, certs: CertFiles) -> None:
+    """Issue missing built-in identities and write the policy file."""
+    document = read_policy_document(paths.policy_file)
+    domain = document.setdefault("trust_domain", DEFAULT_TRUST_DOMAIN)
+    for name, rule in BUILTIN.items():
+        cert, key = identity_files(paths, name)
+        if not (cert.is_file() and key.is_file()):
+            issue_identity(certs.ca_cert, certs.ca_key, paths.identities, name, f"spiffe://{domain}/{name}")
+        document["identities"][name] = rule_document(rule)
+    write_policy_document(paths.policy_file, document)

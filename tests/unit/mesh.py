@@ -1,0 +1,45 @@
+"""A throwaway mesh for in-process tests: a CA, the server certificate, the
+built-in workload identities and their policy file, as the dev stack makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pantheon.config import ClientIdentity, TLSSettings
+from pantheon.devstack import mesh
+from pantheon.devstack.certs import CertFiles, ensure_certs, issue_identity
+from pantheon.devstack.paths import StackPaths
+
+
+@dataclass(frozen=True)
+class Mesh:
+    paths: StackPaths
+    certs: CertFiles
+
+    @property
+    def tls(self) -> TLSSettings:
+        return TLSSettings(str(self.certs.ca_cert), str(self.certs.server_cert), str(self.certs.server_key))
+
+    @property
+    def policy_file(self) -> str:
+        return str(self.paths.policy_file)
+
+    def identity(self, name: str) -> ClientIdentity:
+        cert, key = mesh.identity_files(self.paths, name)
+        if not cert.is_file():  # an identity the policy does not know
+            issue_identity(
+                self.certs.ca_cert,
+                self.certs.ca_key,
+                self.paths.identities,
+                name,
+                f"spiffe://pantheon.local/{name}",
+            )
+        return ClientIdentity(str(cert), str(key))
+
+
+def make_mesh(root: Path) -> Mesh:
+    paths = StackPaths(state=root, cache=root)
+    certs = ensure_certs(paths.certs)
+    mesh.ensure_identities(paths, certs)
+    return Mesh(paths, certs)
