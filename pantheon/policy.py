@@ -56,6 +56,14 @@ _KEYS = frozenset(
     {"methods", "sources", "write_types", "read_types", "read_restricted", "act_for_principals"}
 )
 
+#: Method groups, as the policy file names them.
+INGEST_METHODS = (
+    "IngestionService/IngestObject",
+    "IngestionService/IngestRecords",
+    "IngestionService/GetIngestResult",
+)
+READ_METHODS = ("StorageService/GetObject", "StorageService/StatObject", "StorageService/SearchObjects")
+
 #: gRPC metadata entry of the principal assertion (a serialized md.Principal).
 PRINCIPAL_HEADER = "x-pantheon-principal-bin"
 

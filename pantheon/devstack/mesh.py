@@ -15,14 +15,15 @@ from typing import Any
 from pantheon.devstack.certs import CertFiles, issue_identity
 from pantheon.devstack.files import write_atomic
 from pantheon.devstack.paths import StackPaths
-from pantheon.policy import DEFAULT_TRUST_DOMAIN, Policy, Rule, rule_document
-
-INGEST_METHODS = (
-    "IngestionService/IngestObject",
-    "IngestionService/IngestRecords",
-    "IngestionService/GetIngestResult",
+from pantheon.policy import (
+    DEFAULT_TRUST_DOMAIN,
+    INGEST_METHODS,
+    READ_METHODS,
+    Policy,
+    PolicyError,
+    Rule,
+    rule_document,
 )
-READ_METHODS = ("StorageService/GetObject", "StorageService/StatObject", "StorageService/SearchObjects")
 
 GATEWAY = "gateway"
 INGEST = "ingest"
@@ -52,13 +53,19 @@ def identity_files(paths: StackPaths, name: str) -> tuple[Path, Path]:
 
 
 def read_policy_document(path: Path) -> dict[str, Any]:
+    """The policy file's document; an empty policy if there is no file.
+
+    A file that exists but does not load raises PolicyError: rewriting it
+    would silently drop every identity it holds.
+    """
+    if not path.exists():
+        return {"trust_domain": DEFAULT_TRUST_DOMAIN, "identities": {}}
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {"trust_domain": DEFAULT_TRUST_DOMAIN, "identities": {}}
-    if not isinstance(document, dict) or not isinstance(document.get("identities"), dict):
-        return {"trust_domain": DEFAULT_TRUST_DOMAIN, "identities": {}}
-    return document
+        raise PolicyError(f"{path} is not a readable JSON policy file; fix or remove it") from None
+    Policy.from_document(document)
+    return dict(document)
 
 
 def write_policy_document(path: Path, document: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from pantheon.events.topics import (
     RESTRICTED_DEAD_LETTER,
     RESTRICTED_RECORDS,
 )
+from pantheon.policy import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +161,26 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
         log.info("created topics %s", ", ".join(created_topics))
     if created_buckets:
         log.info("created buckets %s", ", ".join(created_buckets))
-    mesh.ensure_identities(p, certs)
+    try:
+        mesh.ensure_identities(p, certs)
+    except PolicyError as exc:
+        raise StackError(str(exc)) from None
     _start_services(s, certs, timeout=max(10.0, deadline - time.monotonic()))
     _start_gateway(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
 
 
 #: Plaintext demo API keys are for clients: no server process gets them (the
 #: gateway reads their hashes from PANTHEON_API_KEYS_FILE).
-_CLIENT_ONLY = frozenset({"PANTHEON_API_KEY", "PANTHEON_API_KEY_B", "PANTHEON_API_KEY_READONLY"})
+_CLIENT_ONLY = frozenset(
+    {
+        "PANTHEON_API_KEY",
+        "PANTHEON_API_KEY_B",
+        "PANTHEON_API_KEY_READONLY",
+        # The consumers' Kafka passwords: no server process consumes.
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SIMULATION_PASSWORD",
+    }
+)
 
 
 def _server_env(s: Settings, identity: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from google.rpc import code_pb2, status_pb2
 from pantheon_api.events.v1 import events_pb2
 
 from pantheon.events.cloudevents import Attributes, decode, headers_for, parse_headers
+from pantheon.events.topics import RESTRICTED_PREFIX, restricted_name
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class EventConsumer:
         handler: Handler,
         *,
         dlq_topic: str,
+        restricted_dlq_topic: str | None = None,
         remember: int = 100_000,
         from_beginning: bool = True,
     ) -> None:
@@ -99,6 +101,9 @@ class EventConsumer:
         )
         self._dlq = Producer({**client_config, "enable.idempotence": True, "acks": "all"})
         self._dlq_topic = dlq_topic
+        # What fails on a RESTRICTED topic carries RESTRICTED data: it goes to
+        # the restricted dead-letter topic, never to the public one.
+        self._restricted_dlq_topic = restricted_dlq_topic
         self._handler = handler
         self._seen = _SeenIds(remember)
         self._from_beginning = from_beginning
@@ -177,6 +182,15 @@ class EventConsumer:
             return
         self._commit(message)
 
+    def _dlq_for(self, topic: str) -> str:
+        if not topic.startswith(RESTRICTED_PREFIX):
+            return self._dlq_topic
+        if self._restricted_dlq_topic is None:
+            # Derived from the public name (`pantheon.restricted.dead-letter.v1`);
+            # a dead-letter topic outside that scheme must name its twin.
+            self._restricted_dlq_topic = restricted_name(self._dlq_topic)
+        return self._restricted_dlq_topic
+
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         original = parse_headers(message.headers())
         where = f"{message.topic()}-{message.partition()}-{message.offset()}"
@@ -201,7 +215,10 @@ class EventConsumer:
             },
         )
         self._dlq.produce(
-            self._dlq_topic, value=letter.SerializeToString(), key=message.key(), headers=headers
+            self._dlq_for(message.topic() or ""),
+            value=letter.SerializeToString(),
+            key=message.key(),
+            headers=headers,
         )
         # A dead letter must be durable before the original is committed away.
         if self._dlq.flush(30) != 0:

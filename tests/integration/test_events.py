@@ -16,9 +16,10 @@ import pytest
 from pantheon_api.events.v1 import events_pb2
 
 from pantheon.config import KafkaSettings
+from pantheon.devstack.credentials import KAFKA_SIMULATION_USER
 from pantheon.events.consumer import EventConsumer, Received
 from pantheon.events.producer import Event, KafkaPublisher
-from pantheon.events.topics import DATA_STORED, DEAD_LETTER
+from pantheon.events.topics import DATA_STORED, DEAD_LETTER, restricted_name
 from pantheon.metadata.ulid import new_ulid
 from tests.integration.support import EventWatcher, from_source, metadata, unique_source
 
@@ -93,6 +94,38 @@ async def test_a_failing_handler_sends_the_event_to_the_dead_letter_topic(
     assert letter.headers["ce_subject"] == event.event_id
     assert isinstance(letter.payload, events_pb2.DeadLetter)
     assert events_pb2.DataStored.FromString(letter.payload.original) == event.payload
+
+
+async def test_a_failed_restricted_event_is_dead_lettered_on_the_restricted_topic_only(
+    publisher: KafkaPublisher, kafka_config: Any, stack_env: dict[str, str]
+) -> None:
+    source = unique_source()
+    restricted = kafka_config(KAFKA_SIMULATION_USER, stack_env["KAFKA_SIMULATION_PASSWORD"])
+    restricted_stored, restricted_dlq = restricted_name(DATA_STORED.name), restricted_name(DEAD_LETTER.name)
+
+    def handler(received: Received) -> None:
+        raise RuntimeError("cannot process")
+
+    consumer = EventConsumer(
+        restricted,
+        f"simulation-engine-test-{uuid.uuid4().hex[:8]}",
+        [restricted_stored],
+        handler,
+        dlq_topic=DEAD_LETTER.name,
+        from_beginning=False,
+    )
+    consumer.wait_until_assigned()
+    public_dlq = EventWatcher(kafka_config(), [DEAD_LETTER.name])
+    private_dlq = EventWatcher(restricted, [restricted_dlq])
+    event = _event(source)
+    await publisher.publish([Event(restricted_stored, source, event.payload, event.event_id, source)])
+    consumer.run(idle_timeout_s=3)
+    consumer.close()
+    (letter,) = private_dlq.collect(from_source(source), count=1)
+    assert letter.headers["pantheon_original_topic"] == restricted_stored
+    assert public_dlq.collect(from_source(source), wait_s=2) == []
+    public_dlq.close()
+    private_dlq.close()
 
 
 async def test_a_redelivered_event_is_handled_once(publisher: KafkaPublisher, kafka_config: Any) -> None:

@@ -4,6 +4,7 @@ from the gateway, immutable ids, and every refusal changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.integration.support import (
     stored_keys,
     unique_source,
 )
+from tests.integration.test_cli import pantheon
 
 CSV = b"entity_id,temperature_c\nvie-0042,31.5\n"
 CLAIM_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
@@ -202,3 +204,41 @@ async def test_a_put_under_an_existing_id_changes_nothing_readers_see(
     assert after.object.key == first.object.key and after.metadata.source == first.metadata.source
     assert body.endswith(b"vie-0042,31.5\n")
     assert stored_keys(minio_client, "pantheon-sensor", "sensor.temperature", forged.source) == []
+
+
+async def _ingest_as(env: dict[str, str], identity: ClientIdentity, source: str) -> Any:
+    async with _channel(env, identity) as channel:
+        stub: Any = pb_grpc.IngestionServiceStub(channel)
+        try:
+            return await ingest(stub, metadata(source, "simulation.flood_depth"), CSV, "text/csv")
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+
+
+async def test_a_component_is_enrolled_and_revoked_with_the_cli(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = "flood-" + unique_source()[5:]
+    env = {**stack_env, "PANTHEON_IDENTITIES_DIR": str(tmp_path)}
+    created = pantheon(env, "identity", "create", name, "--sources", name, "--write-types", "simulation.*")
+    assert created.returncode == 0, created.stderr
+    identity = ClientIdentity(str(tmp_path / f"{name}.crt"), str(tmp_path / f"{name}.key"))
+    try:
+        # The services pick the policy up within a second; poll a bounded while.
+        for _ in range(50):
+            result = await _ingest_as(stack_env, identity, name)
+            if not isinstance(result, grpc.StatusCode):
+                break
+            await asyncio.sleep(0.2)
+        assert result.metadata.source == name
+        assert await _ingest_as(stack_env, identity, unique_source()) is grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        revoked = pantheon(env, "identity", "revoke", name)
+    assert revoked.returncode == 0, revoked.stderr
+    for _ in range(50):
+        if await _ingest_as(stack_env, identity, name) is grpc.StatusCode.PERMISSION_DENIED:
+            break
+        await asyncio.sleep(0.2)
+    assert await _ingest_as(stack_env, identity, name) is grpc.StatusCode.PERMISSION_DENIED
+    bad = pantheon(env, "identity", "create", "Not_A_Name")
+    assert bad.returncode == 1 and "lower-case" in bad.stderr

@@ -24,6 +24,7 @@ import (
 // env holds the endpoints and credentials `scripts/stack env` exports.
 type env struct {
 	grpcTarget, caFile                  string
+	clientCert, clientKey               string
 	kafkaBootstrap, kafkaUser, kafkaPwd string
 	eventsTopic, recordsTopic           string
 }
@@ -40,6 +41,8 @@ func envFromOS() (env, error) {
 	e := env{
 		grpcTarget:     get("PANTHEON_GRPC_TARGET"),
 		caFile:         get("PANTHEON_CA_FILE"),
+		clientCert:     get("PANTHEON_CLIENT_CERT_FILE"),
+		clientKey:      get("PANTHEON_CLIENT_KEY_FILE"),
 		kafkaBootstrap: get("KAFKA_BOOTSTRAP"),
 		kafkaUser:      get("KAFKA_SASL_USERNAME"),
 		kafkaPwd:       get("KAFKA_SASL_PASSWORD"),
@@ -97,7 +100,15 @@ func live(ctx context.Context, e env, wait time.Duration) (*Capture, error) {
 		start[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
 	})
 
-	conn, err := grpc.NewClient(e.grpcTarget, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig.Clone())))
+	// The services require mutual TLS: present this program's workload
+	// identity (a client certificate whose SPIFFE ID the mesh policy knows).
+	identity, err := tls.LoadX509KeyPair(e.clientCert, e.clientKey)
+	if err != nil {
+		return nil, fmt.Errorf("client identity: %w", err)
+	}
+	mesh := tlsConfig.Clone()
+	mesh.Certificates = []tls.Certificate{identity}
+	conn, err := grpc.NewClient(e.grpcTarget, grpc.WithTransportCredentials(credentials.NewTLS(mesh)))
 	if err != nil {
 		return nil, fmt.Errorf("grpc client: %w", err)
 	}
