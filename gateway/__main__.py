@@ -2,7 +2,10 @@
 
 Settings come from `PANTHEON_*` variables (see gateway/settings.py and the
 README). Plain HTTP is never served: uvicorn gets the certificate and key,
-and a client that does not speak TLS fails its handshake.
+and a client that does not speak TLS fails its handshake. uvicorn parses
+HTTP with httptools, through a protocol that adds a header timeout and a
+header size cap (gateway/slow_clients.py); `limit_concurrency` caps the
+connections and requests held at once (503 `overloaded` with Retry-After).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.settings import ConfigError, GatewaySettings
+from gateway.slow_clients import guarded_protocol
 
 log = logging.getLogger("gateway")
 
@@ -52,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=False,
-        timeout_keep_alive=30,
+        http=guarded_protocol(settings.header_timeout_s, settings.max_header_bytes),
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=10,
     )
     return 0

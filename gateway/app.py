@@ -1,8 +1,9 @@
 """`create_app(settings)`: the FastAPI application of the REST edge.
 
 Everything the routes use is built here and put on `app.state`: the keys,
-the rate limiter, the metrics, and (in the lifespan hook) the one
-long-lived gRPC channel with its stubs.
+the rate limiter, the per-key upload limiter, the metrics, and (in the
+lifespan hook) the one long-lived gRPC channel with its stubs. Request
+bodies pass the body timeout (gateway/slow_clients.py) on their way in.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pydantic import BaseModel
 
 from gateway.auth import KeyStore
 from gateway.channel import Clients, open_channel
-from gateway.limits import RateLimiter
+from gateway.limits import ConcurrencyLimiter, RateLimiter
 from gateway.metrics import Metrics
 from gateway.middleware import EdgeMiddleware
 from gateway.problems import FieldError, ProblemDetails, install_handlers
 from gateway.routes import health, objects, records
 from gateway.schemas import LocationIn, ObjectMetadataIn, RecordBatchIn, RecordIn
 from gateway.settings import GatewaySettings
+from gateway.slow_clients import BodyTimeoutMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +109,17 @@ def create_app(settings: GatewaySettings, *, keys: KeyStore | None = None) -> Fa
     app.state.settings = settings
     app.state.keys = store
     app.state.rate_limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)
+    app.state.upload_limiter = ConcurrencyLimiter(settings.max_concurrent_uploads)
     app.state.metrics = Metrics()
     app.state.clients = None
     install_handlers(app)
     app.include_router(objects.router)
     app.include_router(records.router)
     app.include_router(health.router)
+    # Added first, so it runs inside EdgeMiddleware: its 408 carries the request id.
+    app.add_middleware(
+        BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, min_rate_bps=settings.body_min_rate_bps
+    )
     app.add_middleware(EdgeMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

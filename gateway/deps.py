@@ -6,6 +6,7 @@ nothing here is a module-level global.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.auth import SCOPE_INGEST, SCOPE_READ, KeyStore, KeysUnavailable, Principal
 from gateway.channel import Clients, call_metadata
-from gateway.limits import RateLimiter, retry_after_header
+from gateway.limits import ConcurrencyLimiter, LimitReached, RateLimiter, retry_after_header, too_many_uploads
 from gateway.problems import Problem, request_id_of
 from gateway.settings import GatewaySettings
 
@@ -112,3 +113,28 @@ ClientsDep = Annotated[Clients, Depends(get_clients)]
 CallMetadataDep = Annotated[tuple[tuple[str, str | bytes], ...], Depends(get_call_metadata)]
 IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
 ReadPrincipal = Annotated[Principal, Depends(read_principal)]
+
+
+async def upload_principal(request: Request, principal: IngestPrincipal) -> AsyncIterator[Principal]:
+    """The ingesting principal, holding one of its upload slots (429
+    `too_many_concurrent_uploads` with `Retry-After` when it has none free).
+
+    Declared by the upload routes (POST /v1/objects, POST /v1/records). The
+    slot is taken after authentication, the rate limit and the scope check,
+    before a byte of the body is read, and is held until the response is
+    sent: a slow body holds it all along. It is given back however the
+    request ends: an answer, a problem, a failed handler, a client that went
+    away (ClientDisconnect is raised into this generator) or a cancelled task.
+    """
+    limiter: ConcurrencyLimiter = request.app.state.upload_limiter
+    try:
+        slot = limiter.acquire(principal.name)
+    except LimitReached as reached:
+        raise too_many_uploads(reached) from None
+    try:
+        yield principal
+    finally:
+        limiter.release(slot)
+
+
+UploadPrincipal = Annotated[Principal, Depends(upload_principal)]

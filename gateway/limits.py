@@ -1,4 +1,5 @@
-"""Limits at the edge: body sizes, checked while streaming, and per-key rates.
+"""Limits at the edge: body sizes, checked while streaming, per-key rates and
+per-key concurrent uploads.
 
 Body limits are enforced twice: a declared `Content-Length` over the limit
 is refused before a byte of the body is read, and a chunked (or lying) body
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from gateway.problems import Problem
 
@@ -94,3 +96,95 @@ class RateLimiter:
 def retry_after_header(seconds: float) -> str:
     """A `Retry-After` value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+class LimitReached(Exception):
+    """A concurrency limit is reached; `retry_after_s` estimates when a slot frees."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        super().__init__(f"{limit} in progress")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(eq=False)
+class Slot:
+    """One operation in progress under a key (released once, however it ends)."""
+
+    key: str
+    started: float
+    released: bool = field(default=False)
+
+
+class ConcurrencyLimiter:
+    """At most `limit` operations in progress per key (uploads per principal).
+
+    `hold(key)` takes a slot for the duration of a `with` block and gives it
+    back however the block ends: return, error, cancellation. When the key
+    has no slot free it raises `LimitReached` with an estimate of when one
+    frees: the typical duration of an operation (a moving average of the
+    finished ones, `typical_s` until there are some) minus the age of the
+    key's oldest one, between 1 and `max_retry_after_s` seconds. Memory: one
+    entry per key with operations in progress. `clock` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        typical_s: float = 1.0,
+        max_retry_after_s: float = 30.0,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("the limit must be at least 1")
+        self.limit = limit
+        self._clock = clock
+        self._typical_s = typical_s
+        self._max_retry_after_s = max_retry_after_s
+        self._held: dict[str, list[Slot]] = {}
+
+    def in_progress(self, key: str) -> int:
+        return len(self._held.get(key, ()))
+
+    def acquire(self, key: str) -> Slot:
+        """A slot for `key`, or LimitReached."""
+        now = self._clock()
+        held = self._held.setdefault(key, [])
+        if len(held) >= self.limit:
+            oldest = min(slot.started for slot in held)
+            wait = self._typical_s - (now - oldest)
+            raise LimitReached(self.limit, min(self._max_retry_after_s, max(1.0, wait)))
+        slot = Slot(key, now)
+        held.append(slot)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Give `slot` back (a second release does nothing)."""
+        if slot.released:
+            return
+        slot.released = True
+        held = self._held.get(slot.key, [])
+        held.remove(slot)
+        if not held:
+            self._held.pop(slot.key, None)
+        # Exponential moving average of how long an operation holds its slot.
+        self._typical_s += 0.2 * ((self._clock() - slot.started) - self._typical_s)
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[Slot]:
+        slot = self.acquire(key)
+        try:
+            yield slot
+        finally:
+            self.release(slot)
+
+
+def too_many_uploads(reached: LimitReached) -> Problem:
+    return Problem(
+        429,
+        "too_many_concurrent_uploads",
+        f"This API key already has {reached.limit} uploads in progress, the most it may have at once; "
+        "retry when one has finished.",
+        headers={"Retry-After": retry_after_header(reached.retry_after_s)},
+    )

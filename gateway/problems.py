@@ -59,6 +59,8 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
 REASON_STATUS: Mapping[str, int] = {
     "unsupported_media_type": 415,
     "too_large": 413,
+    "too_many_records": 413,
+    "json_too_large": 413,
 }
 
 #: Generic texts, used when the status carries no message meant for callers.
@@ -75,6 +77,12 @@ _GENERIC_DETAIL: Mapping[int, str] = {
 }
 #: Codes whose callers may retry after a short wait (seconds).
 _RETRY_AFTER_DEFAULT: Mapping[int, int] = {409: 1, 429: 1, 503: 2}
+#: What gRPC itself answers (RESOURCE_EXHAUSTED, no Pantheon ErrorInfo) when
+#: a server's `maximum_concurrent_rpcs` is reached: the services are busy,
+#: which says nothing about this caller's rate or request.
+_CONCURRENCY_LIMIT_DETAILS = "Concurrent RPC limit exceeded"
+#: Seconds a caller is asked to wait when the services are at that limit.
+SERVICES_BUSY_RETRY_AFTER_S = 1
 
 
 class FieldError(BaseModel):
@@ -227,6 +235,17 @@ def from_rpc_error(error: grpc.aio.AioRpcError, request_id: str) -> Problem:
     status = HTTP_STATUS.get(code, 500)
     rich_status = _status_from_trailers(error.trailing_metadata())
     rich = read_status(rich_status) if rich_status is not None else None
+    if (
+        code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and rich is None
+        and _CONCURRENCY_LIMIT_DETAILS in (error.details() or "")
+    ):
+        return Problem(
+            503,
+            "services_busy",
+            "The services are at their limit of concurrent calls; retry shortly.",
+            headers={"Retry-After": str(SERVICES_BUSY_RETRY_AFTER_S)},
+        )
     if status == 500:
         if code is not grpc.StatusCode.CANCELLED:
             log.error("gRPC call failed with %s: %s (request %s)", code.name, error.details(), request_id)
@@ -337,16 +356,19 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or unknown API key (`WWW-Authenticate: Bearer`).",
         403: "The API key may not do this (scope, source or data type).",
         404: "No object with this id.",
+        408: "The request body arrived too slowly (`body_timeout`); nothing was stored.",
         409: "Conflict: the idempotency key is in use (retry after `Retry-After`) or was used for "
         "other input.",
         413: "The body is larger than the route's limit, or the batch has too many records.",
         415: "The Content-Type is not accepted by this route.",
         416: "The range starts past the end of the object.",
         422: "The request is malformed (parameter types, JSON shape, missing parts).",
-        429: "Rate limit of the API key exceeded; retry after `Retry-After` seconds.",
+        429: "Rate limit of the API key exceeded (`rate_limited`), or the key has as many uploads in "
+        "progress as it may (`too_many_concurrent_uploads`); retry after `Retry-After` seconds.",
         500: "Internal error; only the request id is given.",
-        503: "A backend (Kafka, storage) is unavailable, or the gateway cannot load its API keys "
-        "(`keys_unavailable`: the key was not checked); retry after `Retry-After` seconds.",
+        503: "A backend (Kafka, storage) is unavailable, the services or the gateway are at their "
+        "limit of concurrent calls (`services_busy`, `overloaded`), or the gateway cannot load its API "
+        "keys (`keys_unavailable`: the key was not checked); retry after `Retry-After` seconds.",
         504: "The backend did not answer in time.",
     }
     headers = {

@@ -101,6 +101,28 @@ class GatewaySettings:
     #: Per-key token bucket: sustained requests per second and burst size.
     rate_per_s: float = 200.0
     rate_burst: int = 400
+    #: Uploads (POST /v1/objects and /v1/records) one key may have in progress
+    #: at once; one more is answered 429 `too_many_concurrent_uploads`.
+    max_concurrent_uploads: int = 8
+
+    #: Connections and requests the server holds at once (uvicorn's
+    #: `limit_concurrency`); a request past it is answered 503 `overloaded`.
+    max_connections: int = 512
+    #: Time a client has to send a request's line and headers: from the TLS
+    #: handshake's end (or the first byte of a request on a kept-alive
+    #: connection) to the end of the headers. Past it: 408, connection closed.
+    header_timeout_s: float = 10.0
+    #: Largest request line plus headers; past it: 431, connection closed.
+    max_header_bytes: int = 32 * 1024
+    #: Slow bodies: the longest wait for the next piece of a body, and the
+    #: grace period of the minimum rate below.
+    body_timeout_s: float = 15.0
+    #: Minimum average rate of a body once the grace period is used up: the
+    #: time spent waiting for body bytes may be at most `body_timeout_s` plus
+    #: one second per `body_min_rate_bps` bytes received. Past it: 408.
+    body_min_rate_bps: float = 16 * 1024
+    #: Idle time after which a kept-alive connection is closed.
+    keep_alive_timeout_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewaySettings:
@@ -129,6 +151,13 @@ class GatewaySettings:
             chunk_bytes=_int(env, "PANTHEON_GATEWAY_CHUNK_BYTES", MiB),
             rate_per_s=_number(env, "PANTHEON_GATEWAY_RATE_PER_S", 200.0),
             rate_burst=_int(env, "PANTHEON_GATEWAY_RATE_BURST", 400),
+            max_concurrent_uploads=_int(env, "PANTHEON_GATEWAY_MAX_CONCURRENT_UPLOADS", 8),
+            max_connections=_int(env, "PANTHEON_GATEWAY_MAX_CONNECTIONS", 512),
+            header_timeout_s=_number(env, "PANTHEON_GATEWAY_HEADER_TIMEOUT_S", 10.0),
+            max_header_bytes=_int(env, "PANTHEON_GATEWAY_MAX_HEADER_BYTES", 32 * 1024),
+            body_timeout_s=_number(env, "PANTHEON_GATEWAY_BODY_TIMEOUT_S", 15.0),
+            body_min_rate_bps=_number(env, "PANTHEON_GATEWAY_BODY_MIN_RATE_BPS", 16 * 1024),
+            keep_alive_timeout_s=_int(env, "PANTHEON_GATEWAY_KEEP_ALIVE_TIMEOUT_S", 30),
         )
         settings.check()
         return settings

@@ -1,4 +1,5 @@
-"""One IngestObject client stream: the header, then content in fixed-size chunks.
+"""One upload client stream (IngestObject, IngestRecordDocument): the header,
+then content in fixed-size chunks.
 
 Writes wait for gRPC flow control, so a slow service slows the reading of
 the HTTP body instead of filling memory; at most one chunk is pending. If
@@ -14,49 +15,63 @@ from typing import Any
 
 import grpc
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
-from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 
 from gateway.problems import from_rpc_error
 
 
 class IngestStream:
-    """Open with `start`, feed with `send`, close with `finish`; `cancel` on any failure."""
+    """Open with `start`, feed with `send`, close with `finish`; `cancel` on any failure.
+
+    `method` is the stub's client-streaming call and `message` its request
+    type, whose `part` oneof holds `header` or `chunk`.
+    """
 
     def __init__(
         self,
-        stub: ingest_grpc.IngestionServiceAsyncStub,
+        method: Any,
+        message: Any = pb.IngestObjectRequest,
         *,
         timeout: float,
         metadata: tuple[tuple[str, str | bytes], ...],
         request_id: str,
         chunk_bytes: int,
     ) -> None:
-        self._stub = stub
+        self._method = method
+        self._message = message
         self._timeout = timeout
         self._metadata = metadata
         self._request_id = request_id
         self._chunk = chunk_bytes
         self._pending = bytearray()
         self._call: Any = None
+        self._header: Any = None
 
-    async def start(self, header: pb.ObjectHeader) -> None:
-        self._call = self._stub.IngestObject(timeout=self._timeout, metadata=self._metadata)
-        await self._write(pb.IngestObjectRequest(header=header))
+    async def start(self, header: Any) -> None:
+        """Remember the header; the call opens with the first chunk (or at
+        `finish`), so a body refused early by a route limit never starts one."""
+        self._header = header
+
+    async def _open(self) -> None:
+        if self._call is None:
+            self._call = self._method(timeout=self._timeout, metadata=self._metadata)
+            await self._write(self._message(header=self._header))
 
     async def send(self, data: bytes) -> None:
         self._pending += data
         while len(self._pending) >= self._chunk:
             piece = bytes(self._pending[: self._chunk])
             del self._pending[: self._chunk]
-            await self._write(pb.IngestObjectRequest(chunk=piece))
+            await self._open()
+            await self._write(self._message(chunk=piece))
 
-    async def finish(self) -> pb.IngestObjectResponse:
+    async def finish(self) -> Any:
+        await self._open()
         if self._pending:
-            await self._write(pb.IngestObjectRequest(chunk=bytes(self._pending)))
+            await self._write(self._message(chunk=bytes(self._pending)))
             self._pending.clear()
         try:
             await self._call.done_writing()
-            response: pb.IngestObjectResponse = await self._call
+            response = await self._call
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await self._raise_status()
             raise
@@ -66,7 +81,7 @@ class IngestStream:
         if self._call is not None and not self._call.done():
             self._call.cancel()
 
-    async def _write(self, message: pb.IngestObjectRequest) -> None:
+    async def _write(self, message: Any) -> None:
         try:
             await self._call.write(message)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):

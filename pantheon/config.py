@@ -91,8 +91,14 @@ class KafkaSettings:
     restricted_dlq_topic: str = topics.RESTRICTED_DEAD_LETTER.name
     #: Batches produce calls made within this window into one request.
     linger_ms: int = 5
-    #: How long the producer keeps retrying one event before failing the call.
+    #: How long the producer keeps retrying one event before failing the call;
+    #: also how long a call waits for room in a full local queue before it
+    #: fails with UNAVAILABLE (having queued none of its events).
     delivery_timeout_ms: int = 15000
+    #: Bounds of the producer's local queue (librdkafka's
+    #: queue.buffering.max.messages and .kbytes): events awaiting delivery.
+    queue_max_messages: int = 100_000
+    queue_max_kbytes: int = 256 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
@@ -115,6 +121,8 @@ class KafkaSettings:
             ),
             linger_ms=int(_get(env, "PANTHEON_KAFKA_LINGER_MS", "5")),
             delivery_timeout_ms=int(_get(env, "PANTHEON_KAFKA_DELIVERY_TIMEOUT_MS", "15000")),
+            queue_max_messages=int(_get(env, "PANTHEON_KAFKA_QUEUE_MAX_MESSAGES", "100000")),
+            queue_max_kbytes=int(_get(env, "PANTHEON_KAFKA_QUEUE_MAX_KBYTES", str(256 * 1024))),
         )
 
     def client_config(self) -> dict[str, str | int | bool]:
@@ -143,6 +151,9 @@ class S3Settings:
     #: service holds about three parts per upload in memory, so this bounds
     #: memory per concurrent upload. Objects may have up to 10000 parts.
     part_size: int = 5 * 2**20
+    #: Threads of the object store's own pool (blocking S3 calls run there,
+    #: not in the default executor), and its HTTP connections to the store.
+    threads: int = 16
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> S3Settings:
@@ -156,6 +167,7 @@ class S3Settings:
             ca_file=env.get("PANTHEON_S3_CA_FILE") or env.get("PANTHEON_CA_FILE") or None,
             region=_get(env, "PANTHEON_S3_REGION", "us-east-1"),
             part_size=int(_get(env, "PANTHEON_S3_PART_SIZE", str(5 * 2**20))),
+            threads=int(_get(env, "PANTHEON_S3_THREADS", "16")),
         )
 
 
@@ -176,6 +188,8 @@ class ServiceSettings:
     identity: ClientIdentity | None = None
     #: Largest object accepted, in bytes.
     max_object_bytes: int = 5 * 2**30
+    #: Largest record document (IngestRecordDocument), parsed whole.
+    max_record_document_bytes: int = 16 * 2**20
     #: Deadline the ingestion service gives its own calls to storage.
     backend_deadline_s: float = 30.0
     #: An unfinished idempotency claim older than this belongs to a call that
@@ -186,6 +200,9 @@ class ServiceSettings:
     crash_before_publish: bool = False
     #: Where Prometheus metrics are served (HTTPS); empty turns them off.
     metrics_listen: str = "127.0.0.1:9464"
+    #: Most RPCs the server runs at once (health checks and streams
+    #: included); one more is refused at once with RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = 64
     #: Key that seals search page tokens (32 bytes), the same on every
     #: replica; without one, each process makes its own, and a token only
     #: pages on the process that issued it.
@@ -203,9 +220,11 @@ class ServiceSettings:
             storage_target=storage_target,
             identity=None if storage_target == "local" else ClientIdentity.from_env(env),
             max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
+            max_record_document_bytes=int(_get(env, "PANTHEON_MAX_RECORD_DOCUMENT_BYTES", str(16 * 2**20))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
             stale_claim_s=float(_get(env, "PANTHEON_STALE_CLAIM_S", "60")),
             crash_before_publish=env.get("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH") == "1",
             metrics_listen=env.get("PANTHEON_METRICS_LISTEN", "127.0.0.1:9464"),
+            max_concurrent_rpcs=int(_get(env, "PANTHEON_MAX_CONCURRENT_RPCS", "64")),
             page_token_key=_key(env, "PANTHEON_PAGE_TOKEN_KEY", 32),
         )

@@ -29,7 +29,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon import context as ctx
 from pantheon import metrics
 from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated
-from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant
+from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant, fingerprint
 from pantheon.validation import FieldViolation, violations
 
 log = logging.getLogger(__name__)
@@ -121,18 +121,26 @@ def authorize(context: Context, method: str, metadata: dict[str, Any], policy: P
     The identity is the SPIFFE ID of the client certificate, which the TLS
     handshake already verified against the deployment's CA.
     """
-    ids = list((context.auth_context() or {}).get("peer_spiffe_id") or [])
+    auth = context.auth_context() or {}
+    ids = list(auth.get("peer_spiffe_id") or [])
     if not ids:
         raise Unauthenticated("a client certificate with a SPIFFE ID is required", reason="identity_required")
     spiffe_id = ids[0].decode("utf-8", "replace")
     rule = policy.current().rule_for(spiffe_id)
     if rule is None:
         raise PermissionDenied(f"{spiffe_id} is not in the mesh policy", reason="unknown_identity")
+    pem = next(iter(auth.get("x509_pem_cert") or []), b"")
+    if rule.certificates and not rule.holds(fingerprint(bytes(pem))):
+        raise PermissionDenied(
+            "this certificate does not carry its identity (revoked, or not enrolled)",
+            reason="certificate_not_enrolled",
+        )
     if not rule.may_call(method):
-        raise PermissionDenied(f"{rule.name} may not call {method}", reason="method_not_allowed")
+        log.info("denied %s: %s is outside its policy", rule.name, method)
+        raise PermissionDenied("the caller may not call this method", reason="method_not_allowed")
     raw = metadata.get(PRINCIPAL_HEADER)
     if raw is not None and not rule.act_for_principals:
-        raise PermissionDenied(f"{rule.name} may not act for principals", reason="principal_not_allowed")
+        raise PermissionDenied("the caller may not act for principals", reason="principal_not_allowed")
     if raw is None and rule.act_for_principals:
         raise PermissionDenied(
             f"{rule.name} calls on behalf of principals and must name one", reason="principal_required"

@@ -33,6 +33,16 @@ DELIVERY_SECONDS = Histogram(
 
 
 def serve(listen: str, tls: TLSSettings) -> None:
-    """Serve /metrics over HTTPS in a background thread."""
+    """Serve /metrics over mutual TLS in a background thread: like the gRPC
+    services, it answers only callers with a certificate of the deployment's
+    CA (a scraper presents one), since counters by bucket say how much
+    RESTRICTED data arrives."""
     host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host, certfile=tls.cert_file, keyfile=tls.key_file)
+    start_http_server(
+        int(port),
+        addr=host,
+        certfile=tls.cert_file,
+        keyfile=tls.key_file,
+        client_cafile=tls.ca_file,
+        client_auth_required=True,
+    )

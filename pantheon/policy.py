@@ -12,7 +12,8 @@ One JSON file (`PANTHEON_POLICY_FILE`) says what each name may do:
          "write_types": ["simulation.*"],
          "read_types": ["*"],
          "read_restricted": false,
-         "act_for_principals": false}}}
+         "act_for_principals": false,
+         "certificates": ["<sha256 of the certificate, hex>"]}}}
 
 - `methods`: `<Service>/<Method>`, `<Service>/*` or `*`; health and
   reflection need no entry.
@@ -21,7 +22,11 @@ One JSON file (`PANTHEON_POLICY_FILE`) says what each name may do:
 - `read_restricted`: whether it may read RESTRICTED data.
 - `act_for_principals`: it calls on behalf of external principals (the
   gateway) and must then name one in every data call; the principal's own
-  grant narrows the identity's.
+  grant narrows the identity's (it still ingests only as sources its rule
+  allows).
+- `certificates`: if given, only these certificates (SHA-256 of their DER
+  form) carry the identity, so a revoked certificate stays revoked even when
+  its name is enrolled again. `pantheon identity create` records it.
 
 The file is re-read when it changes (checked at most once a second). A file
 that is missing or invalid refuses everyone (fail closed) until it is fixed.
@@ -29,19 +34,23 @@ that is missing or invalid refuses everyone (fail closed) until it is fixed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.errors import PermissionDenied, Unavailable
+from pantheon.metadata.access import is_restricted
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +62,24 @@ _METHOD = re.compile(r"^(\*|(IngestionService|StorageService)/(\*|[A-Z][A-Za-z]{
 _SOURCE = re.compile(r"^(\*|[a-z0-9][a-z0-9-]{0,62}\*?)$")
 _TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){0,3}(\.\*)?)$")
 _KEYS = frozenset(
-    {"methods", "sources", "write_types", "read_types", "read_restricted", "act_for_principals"}
+    {
+        "methods",
+        "sources",
+        "write_types",
+        "read_types",
+        "read_restricted",
+        "act_for_principals",
+        "certificates",
+    }
 )
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
 
 #: Method groups, as the policy file names them.
 INGEST_METHODS = (
     "IngestionService/IngestObject",
     "IngestionService/IngestRecords",
+    "IngestionService/IngestRecordDocument",
     "IngestionService/GetIngestResult",
 )
 READ_METHODS = ("StorageService/GetObject", "StorageService/StatObject", "StorageService/SearchObjects")
@@ -70,6 +90,16 @@ PRINCIPAL_HEADER = "x-pantheon-principal-bin"
 
 class PolicyError(ValueError):
     """The policy file is missing or malformed (the message names the entry)."""
+
+
+@lru_cache(maxsize=1024)
+def fingerprint(pem: bytes) -> str:
+    """SHA-256 of a PEM certificate's DER form (hex), as the policy lists it."""
+    try:
+        der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return hashlib.sha256(der).hexdigest()
 
 
 def type_matches(pattern: str, data_type: str) -> bool:
@@ -105,6 +135,11 @@ class Rule:
     read_types: tuple[str, ...] = ()
     read_restricted: bool = False
     act_for_principals: bool = False
+    certificates: tuple[str, ...] = ()
+
+    def holds(self, fingerprint: str) -> bool:
+        """Whether a certificate with this fingerprint carries the identity."""
+        return not self.certificates or fingerprint in self.certificates
 
     def may_call(self, full_method: str) -> bool:
         short = _short_method(full_method)
@@ -149,6 +184,7 @@ def rule_from(name: str, raw: Any) -> Rule:
         read_types=_strings(raw, "read_types", _TYPE, where),
         read_restricted=_flag(raw, "read_restricted", where),
         act_for_principals=_flag(raw, "act_for_principals", where),
+        certificates=_strings(raw, "certificates", _FINGERPRINT, where),
     )
 
 
@@ -161,6 +197,7 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         "read_types": list(rule.read_types),
         "read_restricted": rule.read_restricted,
         "act_for_principals": rule.act_for_principals,
+        "certificates": list(rule.certificates),
     }
 
 
@@ -209,16 +246,18 @@ class PolicyFile:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._policy: Policy | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._checked = float("-inf")
         self._refresh()
 
-    def _stamp_now(self) -> tuple[int, int] | None:
+    def _stamp_now(self) -> tuple[int, ...] | None:
         try:
             info = self._path.stat()
         except OSError:
             return None
-        return (info.st_mtime_ns, info.st_size)
+        # ctime and inode too: a chmod, or a replacement that kept the mtime
+        # and size (cp -p, rsync -t), is a change to look at.
+        return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_size)
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -226,8 +265,8 @@ class PolicyFile:
             return
         self._checked = now
         stamp = self._stamp_now()
-        if stamp == self._stamp and stamp is not None:
-            return
+        if stamp == self._stamp and stamp is not None and self._policy is not None:
+            return  # unchanged and good; a broken policy is re-read every time
         self._stamp = stamp
         try:
             self._policy = Policy.load(self._path)
@@ -258,8 +297,8 @@ class Grant:
         return self.rule.name
 
     def may_act_as(self, source: str) -> bool:
-        if self.principal is not None:
-            return source == self.principal.name
+        if self.principal is not None and source != self.principal.name:
+            return False
         return any(source_matches(p, source) for p in self.rule.sources)
 
     def _principal_covers(self, data_type: str) -> bool:
@@ -283,31 +322,34 @@ class Grant:
         return self.rule.read_restricted and by_principal
 
     def may_read(self, meta: md.Metadata) -> bool:
-        restricted = meta.classification == md.CLASSIFICATION_RESTRICTED
+        restricted = is_restricted(meta.classification)
         return self.may_read_type(meta.data_type) and (self.may_read_restricted or not restricted)
 
     # -- checks that raise PERMISSION_DENIED ----------------------------------
+    # The messages name neither the identity nor what the refused object is:
+    # they reach external callers through the gateway. The log says who.
+
+    def _denied(self, message: str, reason: str) -> PermissionDenied:
+        log.info("denied %s: %s", self.who, reason)
+        return PermissionDenied(message, reason=reason)
+
+    def check_source(self, source: str) -> None:
+        if not self.may_act_as(source):
+            raise self._denied("the caller may not ingest as this source", "source_not_allowed")
 
     def check_ingest(self, source: str, data_type: str) -> None:
-        if not self.may_act_as(source):
-            raise PermissionDenied(
-                f"{self.who} may not ingest as source {source!r}", reason="source_not_allowed"
-            )
+        self.check_source(source)
         if not self.may_write(data_type):
-            raise PermissionDenied(
-                f"{self.who} may not ingest data type {data_type!r}", reason="data_type_not_allowed"
-            )
+            raise self._denied("the caller may not ingest this data type", "data_type_not_allowed")
 
     def check_read_type(self, data_type: str) -> None:
         if not self.may_read_type(data_type):
-            raise PermissionDenied(
-                f"{self.who} may not read data type {data_type!r}", reason="data_type_not_allowed"
-            )
+            raise self._denied("the caller may not read this data type", "data_type_not_allowed")
 
     def check_read(self, meta: md.Metadata) -> None:
         self.check_read_type(meta.data_type)
         if not self.may_read(meta):
-            raise PermissionDenied(f"{self.who} may not read restricted data", reason="restricted")
+            raise self._denied("the caller may not read restricted data", "restricted")
 
 
 INTERNAL_GRANT = Grant(INTERNAL)

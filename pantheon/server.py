@@ -141,6 +141,10 @@ async def create_server(
     """Start the server on `settings.listen`; collaborators may be handed in."""
     server = grpc.aio.server(
         interceptors=[EdgeInterceptor(PolicyFile(Path(settings.policy_file)))],
+        # Admission control: past this many RPCs in flight, gRPC refuses the
+        # next call at once with RESOURCE_EXHAUSTED ("Concurrent RPC limit
+        # exceeded!"), before any interceptor or handler runs.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             *_KEEPALIVE,
             ("grpc.http2.bdp_probe", 0),
@@ -173,6 +177,7 @@ async def create_server(
             running.publisher,
             settings.kafka,
             max_object_bytes=settings.max_object_bytes,
+            max_document_bytes=settings.max_record_document_bytes,
             deadline_s=settings.backend_deadline_s,
             stale_claim=timedelta(seconds=settings.stale_claim_s),
             crash_before_publish=settings.crash_before_publish,

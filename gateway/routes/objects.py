@@ -24,7 +24,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pydantic import AwareDatetime, ValidationError
 
 from gateway.auth import Principal
-from gateway.deps import CallMetadataDep, ClientsDep, IngestPrincipal, ReadPrincipal, SettingsDep
+from gateway.deps import CallMetadataDep, ClientsDep, ReadPrincipal, SettingsDep, UploadPrincipal
 from gateway.limits import declared_length, limited
 from gateway.mapping import (
     etag_of,
@@ -141,9 +141,13 @@ def _source_of(principal: Principal, requested: str | None) -> str:
     if requested and requested != principal.name:
         raise Problem(
             403,
-            "source_mismatch",
+            "source_not_allowed",
             f"This API key ingests as source {principal.name!r} only.",
-            [FieldError(field="source", reason="source_mismatch", description="must equal the key's source")],
+            [
+                FieldError(
+                    field="source", reason="source_not_allowed", description="must equal the key's source"
+                )
+            ],
         )
     return principal.name
 
@@ -236,7 +240,7 @@ async def _stat(
 )
 async def upload_object(
     request: Request,
-    principal: IngestPrincipal,
+    principal: UploadPrincipal,
     clients: ClientsDep,
     settings: SettingsDep,
     call_metadata: CallMetadataDep,
@@ -278,7 +282,7 @@ async def upload_object(
     limit = settings.max_object_bytes
     length = declared_length(request.headers, limit)
     stream = IngestStream(
-        clients.ingest,
+        clients.ingest.IngestObject,
         timeout=settings.stream_deadline(settings.ingest_deadline_s, length),
         metadata=call_metadata,
         request_id=request_id_of(request),

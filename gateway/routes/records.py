@@ -1,27 +1,31 @@
 """`/v1/records`: many small records in one request (JSON, NDJSON or CSV).
 
-The batch becomes one IngestRecords call (one gRPC message, so the body is
-read whole, within the route's body limit). Records whose values break the
-rules are rejected one by one by the ingestion service; the answer is 201
-when every record was accepted, 207 with each record's outcome when some
-were rejected, and a 400 problem when all were.
+The edge stays thin: the body is streamed as it arrives, in chunks, to the
+ingestion service's IngestRecordDocument, which parses and types it with
+the rules CSV objects use, off its event loop. Here only the route's limits,
+the key's scope and the query parameters are checked. A document of the
+wrong shape is a 400 with one field error per problem; records whose values
+break the rules are rejected one by one by the ingestion service; the
+answer is 201 when every record was accepted, 207 with each record's outcome
+when some were rejected, and a 400 problem when all were.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-import grpc
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
+from pantheon_api.metadata.v1 import metadata_pb2 as md
 
-from gateway.batches import build_request, outcomes, parse_csv, parse_json_batch, parse_ndjson
-from gateway.deps import CallMetadataDep, ClientsDep, IngestPrincipal, SettingsDep
-from gateway.limits import declared_length, read_limited
+from gateway.batches import BATCH_FORMATS, CLASSIFICATIONS, outcomes
+from gateway.deps import CallMetadataDep, ClientsDep, SettingsDep, UploadPrincipal
+from gateway.limits import declared_length, limited
 from gateway.mapping import metadata_json, parse_labels, record_field, renamed
-from gateway.problems import FieldError, Problem, documented, from_rpc_error, request_id_of, request_invalid
+from gateway.problems import FieldError, Problem, documented, request_id_of
 from gateway.schemas import BatchFormat, Classification, RecordsResult
+from gateway.streams import IngestStream
 
 router = APIRouter(tags=["records"])
 
@@ -30,6 +34,12 @@ NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
 CSV_TYPES = frozenset({"text/csv"})
+#: The media type the services know each accepted one by.
+_CANONICAL = {
+    **dict.fromkeys(JSON_TYPES, "application/json"),
+    **dict.fromkeys(NDJSON_TYPES, "application/x-ndjson"),
+    **dict.fromkeys(CSV_TYPES, "text/csv"),
+}
 
 _NDJSON_EXAMPLE = (
     '{"entity_id": "station-42", "observed_at": "2024-11-20T10:00:00Z", '
@@ -87,7 +97,7 @@ _RECORDS_BODY: dict[str, Any] = {
 )
 async def ingest_records(
     request: Request,
-    principal: IngestPrincipal,
+    principal: UploadPrincipal,
     clients: ClientsDep,
     settings: SettingsDep,
     call_metadata: CallMetadataDep,
@@ -118,68 +128,52 @@ async def ingest_records(
             "Send records as application/json, application/x-ndjson or text/csv.",
             headers={"Accept-Post": "application/json, application/x-ndjson, text/csv"},
         )
-    limit = settings.max_records_bytes
-    declared_length(request.headers, limit)
-    body = await read_limited(request.stream(), limit)
-    query_labels = parse_labels(labels or ())
-    fields: dict[str, Any] = {
-        "data_type": data_type,
-        "source": source,
-        "batch_format": batch_format,
-        "provider": provider,
-        "classification": classification,
-        "schema_ref": schema_ref,
-    }
-    if media_type in JSON_TYPES:
-        batch = parse_json_batch(body, settings.max_records)
-        records = batch.records
-        for name in fields:
-            if getattr(batch, name) is not None:
-                fields[name] = getattr(batch, name)
-        batch_labels = {**query_labels, **batch.labels}
-    else:
-        parse = parse_ndjson if media_type in NDJSON_TYPES else parse_csv
-        records = parse(body, settings.max_records)
-        batch_labels = query_labels
-    if not fields["data_type"]:
-        raise request_invalid(
-            [FieldError(field="data_type", reason="missing", description="data_type is required")],
-            "The batch has no data_type (body field or query parameter).",
-        )
-    if not records:
-        raise request_invalid(
-            [FieldError(field="records", reason="missing", description="at least one record is required")],
-            "The batch has no records.",
-        )
-    if fields["source"] and fields["source"] != principal.name:
+    if source and source != principal.name:
         raise Problem(
             403,
-            "source_mismatch",
+            "source_not_allowed",
             f"This API key ingests as source {principal.name!r} only.",
-            [FieldError(field="source", reason="source_mismatch", description="must equal the key's source")],
+            [
+                FieldError(
+                    field="source", reason="source_not_allowed", description="must equal the key's source"
+                )
+            ],
         )
-    if not principal.may_ingest(fields["data_type"]):
+    if data_type and not principal.may_ingest(data_type):
         raise Problem(403, "data_type_not_allowed", "This API key may not ingest this data type.")
-
-    ingest = build_request(
-        data_type=fields["data_type"],
+    limit = settings.max_records_bytes
+    length = declared_length(request.headers, limit)
+    header = pb.RecordDocumentHeader(
+        media_type=_CANONICAL[media_type],
+        data_type=data_type or "",
         source=principal.name,
-        records=records,
-        idempotency_key=idempotency_key,
-        batch_format=fields["batch_format"],
-        provider=fields["provider"],
-        classification=fields["classification"],
-        labels=batch_labels,
-        schema_ref=fields["schema_ref"],
+        idempotency_key=idempotency_key or "",
+        batch_format=BATCH_FORMATS[batch_format] if batch_format else pb.BATCH_FORMAT_UNSPECIFIED,
+        provider=provider or "",
+        classification=CLASSIFICATIONS[classification] if classification else md.CLASSIFICATION_UNSPECIFIED,
+        labels=parse_labels(labels or ()),
+        schema_ref=schema_ref or "",
+    )
+    stream = IngestStream(
+        clients.ingest.IngestRecordDocument,
+        pb.IngestRecordDocumentRequest,
+        timeout=settings.stream_deadline(settings.ingest_deadline_s, length),
+        metadata=call_metadata,
+        request_id=request_id_of(request),
+        chunk_bytes=settings.chunk_bytes,
     )
     try:
-        response: pb.IngestRecordsResponse = await clients.ingest.IngestRecords(
-            ingest, timeout=settings.ingest_deadline_s, metadata=call_metadata
-        )
-    except grpc.aio.AioRpcError as exc:
-        problem = from_rpc_error(exc, request_id_of(request))
+        await stream.start(header)
+        async for piece in limited(request.stream(), limit):
+            await stream.send(piece)
+        response: pb.IngestRecordsResponse = (await stream.finish()).result
+    except Problem as problem:
+        stream.cancel()
         problem.errors = renamed(problem.errors, record_field)
-        raise problem from None
+        raise
+    except BaseException:
+        stream.cancel()
+        raise
     results = outcomes(response, record_field)
     status = 207 if response.rejected_count else (200 if response.replayed else 201)
     ref = response.object

@@ -6,6 +6,8 @@
     pantheon get ID                download an object or its metadata
     pantheon tail [TOPIC]          follow a topic and print decoded events
     pantheon keys ...              create, list, revoke API keys
+    pantheon s3-reader ...         create, list, revoke read-only MinIO keys
+    pantheon identity ...          enrol, list, revoke workload identities (gRPC mesh)
     pantheon stack ...             the local dev stack: up, down, status, env
     pantheon serve                 run the ingestion and storage gRPC services
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pantheon.cli import ingest, keys, query, serve, stack, tail
+from pantheon.cli import identity, ingest, keys, query, s3_reader, serve, stack, tail
 from pantheon.cli.rest import CliError
 
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     query.add_parsers(commands)
     tail.add_parser(commands)
     keys.add_parser(commands)
+    s3_reader.add_parser(commands)
+    identity.add_parser(commands)
     stack.add_parser(commands)
     serve.add_parser(commands)
     args = parser.parse_args(argv)

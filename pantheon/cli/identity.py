@@ -4,20 +4,25 @@ An identity is a client certificate signed by the deployment's CA whose only
 name is `spiffe://<trust domain>/<name>`, plus an entry in the mesh policy
 file (`PANTHEON_POLICY_FILE`) saying what that name may do. The services
 re-read the policy within a second, so enrolling and revoking need no
-restart. Revoking removes the policy entry: the certificate still completes
-a handshake, but every call it makes is PERMISSION_DENIED.
+restart. Each entry pins its certificate's fingerprint. Revoking removes the
+entry (and the files, where enrolment put them): the certificate still
+completes a handshake, but every call it makes is PERMISSION_DENIED, also
+after the name is enrolled again with a new certificate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pantheon.cli.rest import CliError
 from pantheon.devstack.certs import issue_identity
-from pantheon.devstack.mesh import read_policy_document, write_policy_document
+from pantheon.devstack.mesh import certificate_fingerprint, editing_policy, read_policy_document
 from pantheon.policy import INGEST_METHODS, READ_METHODS, PolicyError, rule_document, rule_from
 
 _GROUPS = {"ingest": INGEST_METHODS, "read": READ_METHODS}
@@ -54,18 +59,17 @@ def _methods(text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _read(path: Path) -> dict[str, Any]:
+@contextmanager
+def _editing(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        return read_policy_document(path)
+        with editing_policy(path) as document:
+            yield document
     except PolicyError as exc:
         raise CliError(str(exc)) from None
 
 
 def run_create(args: argparse.Namespace) -> int:
     path = _policy_path(args)
-    document = _read(path)
-    if args.name in document["identities"]:
-        raise CliError(f"identity {args.name!r} exists; revoke it first to change it")
     raw = {
         "methods": _methods(args.methods),
         "sources": _split(args.sources),
@@ -83,10 +87,15 @@ def run_create(args: argparse.Namespace) -> int:
     if not ca_cert.is_file() or not ca_key.is_file():
         raise CliError("the CA certificate and key are needed to sign the identity (--ca-cert, --ca-key)")
     out_dir = Path(args.out_dir or os.environ.get("PANTHEON_IDENTITIES_DIR") or ".")
-    spiffe_id = f"spiffe://{document.get('trust_domain', 'pantheon.local')}/{rule.name}"
-    cert, key = issue_identity(ca_cert, ca_key, out_dir, rule.name, spiffe_id)[::-1]
-    document["identities"][rule.name] = rule_document(rule)
-    write_policy_document(path, document)
+    with _editing(path) as document:
+        if rule.name in document["identities"]:
+            raise CliError(f"identity {rule.name!r} exists; revoke it first to change it")
+        spiffe_id = f"spiffe://{document.get('trust_domain', 'pantheon.local')}/{rule.name}"
+        key, cert = issue_identity(ca_cert, ca_key, out_dir, rule.name, spiffe_id)
+        # Pinned: this certificate alone carries the name, so one revoked
+        # earlier under the same name stays refused.
+        pinned = replace(rule, certificates=(certificate_fingerprint(cert),))
+        document["identities"][rule.name] = rule_document(pinned)
     print(f"identity {spiffe_id}\n  certificate {cert}\n  key         {key}\n  policy      {path}")
     print("connect with PANTHEON_CLIENT_CERT_FILE / PANTHEON_CLIENT_KEY_FILE set to these files")
     return 0
@@ -100,7 +109,10 @@ def _grouped(methods: list[str]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    document = _read(_policy_path(args))
+    try:
+        document = read_policy_document(_policy_path(args))
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
     for name, entry in sorted(document["identities"].items()):
         flags = [f for f in ("read_restricted", "act_for_principals") if entry.get(f)]
         print(
@@ -114,10 +126,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     path = _policy_path(args)
-    document = _read(path)
-    if document["identities"].pop(args.name, None) is None:
-        raise CliError(f"no identity {args.name!r} in {path}")
-    write_policy_document(path, document)
+    with _editing(path) as document:
+        if document["identities"].pop(args.name, None) is None:
+            raise CliError(f"no identity {args.name!r} in {path}")
+    # Its certificate is useless now; remove it where enrolment put it.
+    out_dir = Path(os.environ.get("PANTHEON_IDENTITIES_DIR") or ".")
+    for suffix in (".crt", ".key"):
+        (out_dir / f"{args.name}{suffix}").unlink(missing_ok=True)
     print(f"revoked {args.name}: its calls are refused within a second")
     return 0
 

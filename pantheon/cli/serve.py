@@ -11,6 +11,7 @@ from typing import Any
 
 from pantheon import logs, metrics
 from pantheon.config import ConfigError, ServiceSettings
+from pantheon.ingest import workers
 from pantheon.policy import Policy, PolicyError
 from pantheon.server import create_server
 
@@ -32,6 +33,8 @@ async def _serve(settings: ServiceSettings) -> None:
     if settings.metrics_listen:
         metrics.serve(settings.metrics_listen, settings.tls)
     running = await create_server(settings)
+    # Start the parsing processes now, so the first large document does not wait for one.
+    workers.pool().warm()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -40,6 +43,7 @@ async def _serve(settings: ServiceSettings) -> None:
     await stop.wait()
     log.info("shutting down")
     await running.stop()
+    workers.shutdown()
 
 
 def run(args: argparse.Namespace) -> int:

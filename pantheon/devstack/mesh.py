@@ -8,7 +8,11 @@ file across `up`; the built-in entries are rewritten to their defaults.
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from pantheon.policy import (
     Policy,
     PolicyError,
     Rule,
+    fingerprint,
     rule_document,
 )
 
@@ -34,7 +39,9 @@ SIMULATION = "simulation-engine"
 BUILTIN: dict[str, Rule] = {
     # The REST edge: ingests and reads only on behalf of an API-key principal,
     # whose grant narrows this one in every call.
-    GATEWAY: Rule(GATEWAY, INGEST_METHODS + READ_METHODS, (), ("*",), ("*",), True, act_for_principals=True),
+    GATEWAY: Rule(
+        GATEWAY, INGEST_METHODS + READ_METHODS, ("*",), ("*",), ("*",), True, act_for_principals=True
+    ),
     # The ingestion service calling a remote storage service: the only
     # identity that may write objects and idempotency records.
     INGEST: Rule(INGEST, ("StorageService/*",), ("*",), ("*",), ("*",), read_restricted=True),
@@ -52,7 +59,7 @@ def identity_files(paths: StackPaths, name: str) -> tuple[Path, Path]:
     return paths.identities / f"{name}.crt", paths.identities / f"{name}.key"
 
 
-def read_policy_document(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
     """The policy file's document; an empty policy if there is no file.
 
     A file that exists but does not load raises PolicyError: rewriting it
@@ -68,19 +75,47 @@ def read_policy_document(path: Path) -> dict[str, Any]:
     return dict(document)
 
 
-def write_policy_document(path: Path, document: dict[str, Any]) -> None:
-    """Validate, then replace atomically: the services may read it at any moment."""
-    Policy.from_document(document)
-    write_atomic(path, json.dumps(document, indent=2).encode() + b"\n")
+def read_policy_document(path: Path) -> dict[str, Any]:
+    """The policy file's document, for reading only (see `editing_policy`)."""
+    return _read(path)
+
+
+@contextmanager
+def editing_policy(path: Path) -> Iterator[dict[str, Any]]:
+    """The policy document to change in place, written back (validated,
+    atomically) when the block ends without an error.
+
+    An exclusive lock on `<file>.lock` spans the read, the change and the
+    write, so two edits at once (an enrolment and a revocation) never undo
+    each other.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        document = _read(path)
+        yield document
+        Policy.from_document(document)
+        write_atomic(path, json.dumps(document, indent=2).encode() + b"\n")
+
+
+def certificate_fingerprint(cert: Path) -> str:
+    return fingerprint(cert.read_bytes())
 
 
 def ensure_identities(paths: StackPaths, certs: CertFiles) -> None:
-    """Issue missing built-in identities and write the policy file."""
-    document = read_policy_document(paths.policy_file)
-    domain = document.setdefault("trust_domain", DEFAULT_TRUST_DOMAIN)
-    for name, rule in BUILTIN.items():
-        cert, key = identity_files(paths, name)
-        if not (cert.is_file() and key.is_file()):
-            issue_identity(certs.ca_cert, certs.ca_key, paths.identities, name, f"spiffe://{domain}/{name}")
-        document["identities"][name] = rule_document(rule)
-    write_policy_document(paths.policy_file, document)
+    """Issue missing built-in identities and write their policy entries.
+
+    Each entry pins its certificate: a revoked built-in (`pantheon identity
+    revoke`, which deletes its files) gets a new certificate on the next
+    `up`, and the old one stays refused.
+    """
+    with editing_policy(paths.policy_file) as document:
+        domain = document.setdefault("trust_domain", DEFAULT_TRUST_DOMAIN)
+        for name, rule in BUILTIN.items():
+            cert, key = identity_files(paths, name)
+            if not (cert.is_file() and key.is_file()):
+                issue_identity(
+                    certs.ca_cert, certs.ca_key, paths.identities, name, f"spiffe://{domain}/{name}"
+                )
+            pinned = replace(rule, certificates=(certificate_fingerprint(cert),))
+            document["identities"][name] = rule_document(pinned)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from google.rpc import code_pb2, status_pb2
 from pantheon_api.events.v1 import events_pb2
 
 from pantheon.events.cloudevents import Attributes, decode, headers_for, parse_headers
-from pantheon.events.topics import RESTRICTED_PREFIX, restricted_name
+from pantheon.events.topics import PUBLIC_TOPICS, restricted_name
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ class _SeenIds:
         return True
 
 
+#: The topics whose failed messages may go to the public dead-letter topic.
+PUBLIC_TOPIC_NAMES = tuple(topic.name for topic in PUBLIC_TOPICS)
+
+
 class EventConsumer:
     """Decode, handle, commit; dead-letter what fails; skip duplicates."""
 
@@ -88,6 +92,7 @@ class EventConsumer:
         *,
         dlq_topic: str,
         restricted_dlq_topic: str | None = None,
+        public_topics: Collection[str] = PUBLIC_TOPIC_NAMES,
         remember: int = 100_000,
         from_beginning: bool = True,
     ) -> None:
@@ -104,6 +109,7 @@ class EventConsumer:
         # What fails on a RESTRICTED topic carries RESTRICTED data: it goes to
         # the restricted dead-letter topic, never to the public one.
         self._restricted_dlq_topic = restricted_dlq_topic
+        self._public_topics = frozenset(public_topics)
         self._handler = handler
         self._seen = _SeenIds(remember)
         self._from_beginning = from_beginning
@@ -183,7 +189,10 @@ class EventConsumer:
         self._commit(message)
 
     def _dlq_for(self, topic: str) -> str:
-        if not topic.startswith(RESTRICTED_PREFIX):
+        # Fail closed: only what came from a topic known to be public goes to
+        # the public dead-letter topic (deployments that rename topics pass
+        # their public names as `public_topics`).
+        if topic in self._public_topics:
             return self._dlq_topic
         if self._restricted_dlq_topic is None:
             # Derived from the public name (`pantheon.restricted.dead-letter.v1`);

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon.metadata.access import is_restricted
 
 PREFIX = "pantheon."
 RESTRICTED_PREFIX = PREFIX + "restricted."
@@ -66,19 +66,6 @@ PUBLIC_TOPICS: tuple[Topic, ...] = (DATA_STORED, RECORDS, DEAD_LETTER)
 #: Events about RESTRICTED data: only for consumers holding that grant.
 RESTRICTED_TOPICS: tuple[Topic, ...] = (RESTRICTED_DATA_STORED, RESTRICTED_RECORDS, RESTRICTED_DEAD_LETTER)
 ALL_TOPICS: tuple[Topic, ...] = PUBLIC_TOPICS + RESTRICTED_TOPICS
-
-#: Classifications whose events go to the public topics. Anything else
-#: (RESTRICTED, or a level added to the proto later) goes to the restricted
-#: topics, so an unknown level fails closed. UNSPECIFIED counts as INTERNAL,
-#: the default the services store it with.
-_UNRESTRICTED = frozenset(
-    {md.CLASSIFICATION_UNSPECIFIED, md.CLASSIFICATION_PUBLIC, md.CLASSIFICATION_INTERNAL}
-)
-
-
-def is_restricted(classification: int) -> bool:
-    """Whether events about data of this classification need the restricted grant."""
-    return classification not in _UNRESTRICTED
 
 
 def for_classification(

@@ -2,7 +2,10 @@
 
 The declared type chooses the family; for images the bytes decide and must
 agree with it. Text formats are rewritten into one canonical form; images pass
-through unchanged after structural checks. See `formats/` for each family.
+through unchanged after structural checks. See `formats/` for each family,
+`caps` for the limits every format is held to (each refused with its own
+reason), `cells` for how CSV cells are typed, and `workers` for running a
+normaliser off the event loop.
 """
 
 from __future__ import annotations

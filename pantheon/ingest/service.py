@@ -39,13 +39,14 @@ from pantheon.errors import (
     InvalidArgument,
     NotFound,
     PantheonError,
-    PermissionDenied,
     Unavailable,
 )
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.events.topics import for_classification
+from pantheon.ingest import record_document, workers
 from pantheon.ingest import records as batch
 from pantheon.ingest.normalise import open_normaliser
+from pantheon.interceptors import check
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import current_grant
 from pantheon.streams import pieces, prepend, split_upload
@@ -105,6 +106,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         topics: KafkaSettings,
         *,
         max_object_bytes: int,
+        max_document_bytes: int = 16 * 2**20,
         deadline_s: float,
         stale_claim: timedelta,
         crash_before_publish: bool = False,
@@ -113,6 +115,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self._publisher = publisher
         self._topics = topics
         self._max_bytes = max_object_bytes
+        self._max_document_bytes = max_document_bytes
         self._deadline_s = deadline_s
         self._stale_claim = stale_claim
         self._crash_before_publish = crash_before_publish
@@ -190,10 +193,14 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "recording the result") from exc
 
-    async def _store(
-        self, meta: md.Metadata, content: AsyncIterator[bytes], deadline_s: float
-    ) -> spb.PutObjectResponse:
-        """Stream `content` to storage; an error in `content` cancels the upload."""
+    async def _store(self, meta: md.Metadata, content: Digested, deadline_s: float) -> spb.PutObjectResponse:
+        """Stream `content` to storage; an error in `content` cancels the upload.
+
+        An id already bound (a retry after a failure that came after the
+        store) resolves to the object stored first, if the content is the
+        same: different content under the same key is FAILED_PRECONDITION,
+        and the caller learns nothing of the stored object.
+        """
         call = self._storage.PutObject(timeout=deadline_s, metadata=ctx.outgoing_metadata())
         try:
             await call.write(spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta)))
@@ -204,7 +211,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             return response
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.ALREADY_EXISTS:
-                return await self._stored(meta.id)
+                first = await self._stored(meta.id)
+                await content.same_as(first.metadata.sha256)
+                return first
             raise _storage_error(exc, "storing the object") from exc
         except BaseException:
             # Invalid content found mid-stream: storage sees a cancelled
@@ -264,13 +273,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                     )
                 if header.expected_sha256:
                     sha.update(piece)
-                if out := normaliser.feed(piece):
+                if out := await workers.feed(normaliser, piece):
                     yield out
             # Checked before the last piece is sent, so storage never
             # completes an upload whose content turns out to be wrong.
             if header.expected_sha256 and sha.hexdigest() != header.expected_sha256:
                 raise InvalidArgument("content does not match expected_sha256", reason="sha256_mismatch")
-            if out := normaliser.finish():
+            if out := await workers.finish(normaliser):
                 yield out
 
         self._require_events()
@@ -281,7 +290,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             pb.IngestObjectResponse,
         )
         if replay is not None:
-            await _same_content(normalised(), replay)
+            await Digested(normalised()).same_as(replay.metadata.sha256)
             replay.replayed = True
             return replay
         async with self._holding(meta.source, meta.idempotency_key, object_id):
@@ -290,7 +299,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             self._lineage(meta, "ingest.object")
             # The stream may take as long as the caller allows, not the
             # fixed deadline of short backend calls.
-            stored = await self._store(meta, normalised(), context.time_remaining() or STREAM_DEADLINE_S)
+            stored = await self._store(
+                meta, Digested(normalised()), context.time_remaining() or STREAM_DEADLINE_S
+            )
             meta = stored.metadata
             self._fault_point()
             event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
@@ -336,7 +347,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             self._lineage(meta, "ingest.records")
             csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
             content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
-            stored = await self._store(meta, pieces(content, CHUNK), self._deadline_s)
+            stored = await self._store(meta, Digested(pieces(content, CHUNK)), self._deadline_s)
             meta = stored.metadata
 
             events = [self._record_event(meta, stored.object, item) for item in accepted]
@@ -425,17 +436,38 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             extra_headers=(("pantheon_reason", "invalid_record"),),
         )
 
+    # -- IngestRecordDocument -------------------------------------------------
+
+    async def IngestRecordDocument(
+        self, request_iterator: AsyncIterator[pb.IngestRecordDocumentRequest], context: Context
+    ) -> pb.IngestRecordDocumentResponse:
+        header, body = await split_upload(request_iterator)
+        # Who may send it is known from the header: refuse before reading it.
+        grant = current_grant.get()
+        grant.check_source(header.source)
+        if header.data_type:
+            grant.check_ingest(header.source, header.data_type)
+        document = bytearray()
+        async for piece in body:
+            if len(document) + len(piece) > self._max_document_bytes:
+                raise InvalidArgument(
+                    f"record documents are limited to {self._max_document_bytes} bytes", reason="too_large"
+                )
+            document += piece
+        # Parsing and typing up to 10000 records is CPU work that holds the
+        # GIL (json decoding): in a worker process, off the event loop.
+        request = await workers.pool().run_in_process(record_document.parse, header, bytes(document))
+        del document
+        check(request)  # the batch's own rules; records are checked one by one
+        return pb.IngestRecordDocumentResponse(result=await self.IngestRecords(request, context))
+
     # -- GetIngestResult ------------------------------------------------------
 
     async def GetIngestResult(
         self, request: pb.GetIngestResultRequest, context: Context
     ) -> pb.GetIngestResultResponse:
         grant = current_grant.get()
-        if not grant.may_act_as(request.source):
-            raise PermissionDenied(
-                f"{grant.who} may not read the results of source {request.source!r}",
-                reason="source_not_allowed",
-            )
+        grant.check_source(request.source)  # the results of the caller's own sources only
         try:
             found = await self._storage.GetIdempotencyKey(
                 spb.GetIdempotencyKeyRequest(source=request.source, idempotency_key=request.idempotency_key),
@@ -459,16 +491,31 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         return response
 
 
-async def _same_content(normalised: AsyncIterator[bytes], first: pb.IngestObjectResponse) -> None:
-    """Refuse a replay whose content differs from the first call's.
+class Digested:
+    """An upload's content that keeps the SHA-256 of what passed through it.
 
-    The idempotency claim covers the header; the content is compared here,
-    on the rare replay path, by the digest of its normalised form.
+    The idempotency claim covers the request's header; the content of a
+    replay or a resumed call is compared by this digest of its normalised
+    form, on those rare paths only.
     """
-    digest = hashlib.sha256()
-    async for piece in normalised:
-        digest.update(piece)
-    if digest.hexdigest() != first.metadata.sha256:
-        raise FailedPrecondition(
-            "idempotency key was already used for different content", reason="idempotency_key_reused"
-        )
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        self._sha = hashlib.sha256()
+        self._pieces = self._digesting(content)
+
+    async def _digesting(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for piece in content:
+            self._sha.update(piece)
+            yield piece
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces
+
+    async def same_as(self, sha256: str) -> None:
+        """Read the rest; refuse content whose digest is not `sha256`."""
+        async for _ in self._pieces:
+            pass
+        if self._sha.hexdigest() != sha256:
+            raise FailedPrecondition(
+                "idempotency key was already used for different content", reason="idempotency_key_reused"
+            )

@@ -1,23 +1,29 @@
 """The object store the storage service writes to: a Protocol and its S3 adapter.
 
 The adapter speaks the S3 API through minio-py, so it works against MinIO and
-any S3-compatible store. minio-py is blocking; calls run in worker threads so
-the asyncio gRPC server keeps serving. Two things minio-py's public API lacks
-are done through its request layer (`_execute` and the multipart helpers, on
-the pinned minio version): conditional writes (`If-None-Match: *`) and
-multipart uploads fed part by part from a stream, so an upload of any size
-holds at most two parts in memory.
+any S3-compatible store. minio-py is blocking; calls run in the store's own
+bounded thread pool (`S3Settings.threads`, as many as its HTTP connections),
+so the asyncio gRPC server keeps serving, and a slow or hung store ties up
+only that pool: the default executor stays free for everything else (calls
+beyond the pool's size wait in its queue). Two things minio-py's public API
+lacks are done through its request layer (`_execute` and the multipart
+helpers, on the pinned minio version): conditional writes (`If-None-Match:
+*`) and multipart uploads fed part by part from a stream, so an upload of any
+size holds at most two parts in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import urllib3
@@ -121,16 +127,21 @@ def _translate(exc: Exception, what: str) -> PantheonError:
 
 _TRANSIENT = (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, OSError)
 
+T = TypeVar("T")
+
 
 class S3ObjectStore:
     """ObjectStore on the S3 API (MinIO or any S3-compatible store)."""
 
-    def __init__(self, settings: S3Settings, *, pool_size: int = 16) -> None:
+    def __init__(self, settings: S3Settings) -> None:
         url = urlparse(settings.endpoint)
+        threads = max(1, settings.threads)
+        # Every blocking call runs here; one HTTP connection per thread.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
         context = ssl.create_default_context(cafile=settings.ca_file)
         http = urllib3.PoolManager(
             ssl_context=context,
-            maxsize=pool_size,
+            maxsize=threads,
             # Fail fast when the store is down: short connect timeout, and only
             # connection attempts are retried here (a repeated PUT must never
             # be confused with a conflicting one).
@@ -146,6 +157,13 @@ class S3ObjectStore:
             http_client=http,
         )
         self._part_size = max(settings.part_size, 5 * 2**20)
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` in the store's pool (with the caller's context, as
+        `asyncio.to_thread` does), awaited without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
 
     # -- writes -------------------------------------------------------------
 
@@ -183,9 +201,7 @@ class S3ObjectStore:
     ) -> StoredObject:
         what = f"upload {bucket}/{key}"
         try:
-            upload_id = await asyncio.to_thread(
-                self._client._create_multipart_upload, bucket, key, _headers(headers)
-            )
+            upload_id = await self._run(self._client._create_multipart_upload, bucket, key, _headers(headers))
         except Exception as exc:
             raise _translate(exc, what) from exc
         uploaded: list[Part] = []
@@ -206,7 +222,7 @@ class S3ObjectStore:
                 block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
             if pending is not None:
                 uploaded.append(await pending)
-            result = await asyncio.to_thread(self._complete, bucket, key, upload_id, uploaded)
+            result = await self._run(self._complete, bucket, key, upload_id, uploaded)
         except BaseException as exc:
             await asyncio.shield(self._abort(bucket, key, upload_id))
             if isinstance(exc, PantheonError | asyncio.CancelledError):
@@ -217,7 +233,7 @@ class S3ObjectStore:
         return _with(result, sha256=digest.hexdigest(), size=size)
 
     async def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> Part:
-        etag = await asyncio.to_thread(self._client._upload_part, bucket, key, data, None, upload_id, number)
+        etag = await self._run(self._client._upload_part, bucket, key, data, None, upload_id, number)
         return Part(number, etag)
 
     def _complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
@@ -249,7 +265,7 @@ class S3ObjectStore:
 
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
-            await asyncio.to_thread(self._client._abort_multipart_upload, bucket, key, upload_id)
+            await self._run(self._client._abort_multipart_upload, bucket, key, upload_id)
         except Exception as exc:  # the store cleans up stale uploads itself
             log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
@@ -263,7 +279,7 @@ class S3ObjectStore:
         if if_absent:
             headers = {**headers, "If-None-Match": "*"}
         try:
-            result = await asyncio.to_thread(self._client._put_object, bucket, key, data, _headers(headers))
+            result = await self._run(self._client._put_object, bucket, key, data, _headers(headers))
         except Exception as exc:
             raise _translate(exc, f"write {bucket}/{key}") from exc
         return StoredObject(
@@ -278,7 +294,7 @@ class S3ObjectStore:
 
     # -- reads (idempotent: transient failures are retried, bounded) --------
 
-    async def _read(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _read(self, what: str, call: Any, *args: Any) -> Any:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_TRANSIENT),
@@ -287,7 +303,7 @@ class S3ObjectStore:
                 reraise=True,
             ):
                 with attempt:
-                    return await asyncio.to_thread(call, *args, **kwargs)
+                    return await self._run(call, *args)
         except Exception as exc:
             raise _translate(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -314,7 +330,7 @@ class S3ObjectStore:
             pieces: Iterator[bytes] = response.stream(256 * 1024)
             while True:
                 try:
-                    piece = await asyncio.to_thread(next, pieces, None)
+                    piece = await self._run(next, pieces, None)
                 except Exception as exc:
                     raise _translate(exc, f"read {bucket}/{key}") from exc
                 if piece is None:

@@ -8,12 +8,18 @@ read; only candidates cost an index read. The page token (sealed, see
 page_tokens.py) holds the last key listed, the window and a digest of the
 filter, so a page resumes exactly where the previous one stopped even as new
 data arrives.
+
+A caller holding the restricted grant searches two buckets, the domain's and
+its restricted twin (pantheon.storage.buckets): sources are listed in both,
+and the keys under each prefix are merged in key order, so pages and tokens
+are the same as over one bucket (keys embed a ULID, so no key is in both).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import heapq
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -40,6 +46,28 @@ def _cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
     )
 
 
+async def _merged(streams: Sequence[AsyncGenerator[str, None]]) -> AsyncIterator[str]:
+    """The keys of several streams sorted by key, as one sorted stream (an async heapq.merge)."""
+    try:
+        heads = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
+        for head in heads:
+            if isinstance(head, BaseException):
+                raise head
+        heap = [(key, i) for i, key in enumerate(heads) if isinstance(key, str)]
+        heapq.heapify(heap)
+        while heap:
+            key, i = heap[0]
+            yield key
+            following = await anext(streams[i], None)
+            if following is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (following, i))
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
 class Searcher:
     """Runs SearchObjects against an object store and the index."""
 
@@ -47,14 +75,16 @@ class Searcher:
         self,
         store: ObjectStore,
         index: Index,
-        bucket: str,
+        buckets: Sequence[str],
         visible: Callable[[md.Metadata], bool],
         tokens: PageTokens,
     ) -> None:
         self._tokens = tokens
         self._store = store
         self._index = index
-        self._bucket = bucket
+        # The domain's bucket, and its restricted twin only when the caller
+        # may read RESTRICTED data (the servicer decides).
+        self._buckets = tuple(buckets)
         # What the caller may see: objects it may not read are skipped, as if
         # they were not there (RESTRICTED data without the grant).
         self._visible = visible
@@ -63,13 +93,17 @@ class Searcher:
         if req.source:
             return [req.source]
         prefix = source_prefix(req.data_type)
+        listed = await asyncio.gather(*(self._sources_in(b, prefix) for b in self._buckets))
+        return sorted({source for found in listed for source in found})
+
+    async def _sources_in(self, bucket: str, prefix: str) -> list[str]:
         found: list[str] = []
         start_after = ""
         while True:
-            page = await self._store.list(self._bucket, prefix, delimiter="/", start_after=start_after)
+            page = await self._store.list(bucket, prefix, delimiter="/", start_after=start_after)
             found += [p[len(prefix) :].rstrip("/") for p in page.prefixes]
             if not page.truncated or not page.prefixes:
-                return sorted(found)
+                return found
             start_after = page.prefixes[-1]
 
     async def _candidate_keys(
@@ -111,8 +145,18 @@ class Searcher:
         return p_hour > k_hour or (p_hour == k_hour and p_source < k_source)
 
     async def _keys_under(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """Keys under `prefix` after `start_after` in every searched bucket, in key order."""
+        streams: AsyncIterator[str]
+        if len(self._buckets) == 1:
+            streams = self._keys_in(self._buckets[0], prefix, start_after)
+        else:
+            streams = _merged([self._keys_in(b, prefix, start_after) for b in self._buckets])
+        async for key in streams:
+            yield key
+
+    async def _keys_in(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
         while True:
-            page = await self._store.list(self._bucket, prefix, start_after=start_after)
+            page = await self._store.list(bucket, prefix, start_after=start_after)
             for key in page.keys:
                 yield key
             if not page.truncated or not page.keys:

@@ -1,10 +1,12 @@
 """The StorageService gRPC servicer: named, encrypted objects and the index.
 
-Objects go to the bucket of their data type's domain under the v1 naming
-scheme. The metadata known before the upload travels as object user metadata
-(`x-amz-meta-pantheon-metadata`, base64 protobuf, plus readable copies of the
-fields people filter by); the complete metadata, with size and SHA-256, is
-written to the index once the bytes are stored.
+Objects go to the bucket of their data type's domain and classification
+(`pantheon.storage.buckets.bucket_for`: RESTRICTED data to the domain's
+restricted bucket) under the v1 naming scheme. The metadata known before the
+upload travels as object user metadata (`x-amz-meta-pantheon-metadata`,
+base64 protobuf, plus readable copies of the fields people filter by); the
+complete metadata, with size and SHA-256, is written to the index once the
+bytes are stored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf import any_pb2
+from pantheon_api.ingest.v1 import ingest_service_pb2 as ingest_pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
@@ -25,7 +29,7 @@ from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES, object_key
 from pantheon.policy import current_grant
-from pantheon.storage.buckets import bucket_for_domain
+from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
@@ -36,10 +40,6 @@ log = logging.getLogger(__name__)
 
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-
-
-def bucket_of(data_type: str) -> str:
-    return bucket_for_domain(data_type.split(".", 1)[0])
 
 
 def user_metadata(m: md.Metadata) -> dict[str, str]:
@@ -56,6 +56,16 @@ def user_metadata(m: md.Metadata) -> dict[str, str]:
     return found
 
 
+def _result_metadata(result: any_pb2.Any) -> md.Metadata:
+    """The metadata of a recorded ingest result (an object's or a batch's)."""
+    for kind in (ingest_pb.IngestObjectResponse, ingest_pb.IngestRecordsResponse):
+        if result.Is(kind.DESCRIPTOR):
+            found = kind()
+            result.Unpack(found)
+            return found.metadata
+    return md.Metadata(classification=md.CLASSIFICATION_RESTRICTED)  # unknown: assume the worst
+
+
 class StorageServicer(pb_grpc.StorageServiceServicer):
     """Serves the StorageService contract from an ObjectStore."""
 
@@ -68,6 +78,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
     ) -> pb.PutObjectResponse:
         header, content = await split_upload(request_iterator)
+        # Only the ingestion identity may call this (the policy), and only for
+        # the sources and data types its rule allows.
+        current_grant.get().check_ingest(header.metadata.source, header.metadata.data_type)
         meta = md.Metadata()
         meta.CopyFrom(header.metadata)
         if not meta.id or meta.format not in EXTENSIONS:
@@ -79,7 +92,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         meta.size_bytes = 0
         if not meta.media_type:
             meta.media_type = MEDIA_TYPES[meta.format]
-        bucket, key = bucket_of(meta.data_type), object_key(meta)
+        bucket, key = bucket_for(meta.data_type, meta.classification), object_key(meta)
 
         head = await anext(content, None)
         if head is None:
@@ -168,19 +181,21 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     ) -> pb.SearchObjectsResponse:
         grant = current_grant.get()
         grant.check_read_type(request.data_type)
-        searcher = Searcher(
-            self.store, self._index, bucket_of(request.data_type), grant.may_read, self._tokens
-        )
+        # The restricted bucket is listed only for a grant that may read what it holds.
+        buckets = buckets_to_search(request.data_type, restricted=grant.may_read_restricted)
+        searcher = Searcher(self.store, self._index, buckets, grant.may_read, self._tokens)
         return await searcher.search(request)
 
     async def ClaimIdempotencyKey(
         self, request: pb.ClaimIdempotencyKeyRequest, context: Context
     ) -> pb.ClaimIdempotencyKeyResponse:
+        current_grant.get().check_source(request.source)
         return await self._index.claim(request)
 
     async def CompleteIdempotencyKey(
         self, request: pb.CompleteIdempotencyKeyRequest, context: Context
     ) -> pb.CompleteIdempotencyKeyResponse:
+        current_grant.get().check_source(request.source)
         response = pb.CompleteIdempotencyKeyResponse()
         response.completed_at.FromDatetime(await self._index.complete(request))
         return response
@@ -188,11 +203,16 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def GetIdempotencyKey(
         self, request: pb.GetIdempotencyKeyRequest, context: Context
     ) -> pb.GetIdempotencyKeyResponse:
+        grant = current_grant.get()
+        grant.check_source(request.source)
         record = await self._index.record(request.source, request.idempotency_key)
+        if record.HasField("result"):
+            grant.check_read(_result_metadata(record.result))
         return pb.GetIdempotencyKeyResponse(record=record)
 
     async def ReleaseIdempotencyKey(
         self, request: pb.ReleaseIdempotencyKeyRequest, context: Context
     ) -> pb.ReleaseIdempotencyKeyResponse:
+        current_grant.get().check_source(request.source)
         await self._index.release(request)
         return pb.ReleaseIdempotencyKeyResponse()

@@ -249,6 +249,19 @@ def object_response() -> ing.IngestObjectResponse:
     return ing.IngestObjectResponse(metadata=m, object=object_ref(), event_id=OBJECT_ID, replayed=False)
 
 
+def document_header() -> ing.RecordDocumentHeader:
+    return ing.RecordDocumentHeader(
+        media_type="text/csv",
+        data_type="sensor.temperature",
+        source="vienna-sensors",
+        idempotency_key="vienna-sensors:batch-17",
+        batch_format=ing.BATCH_FORMAT_CSV,
+        provider="City of Vienna",
+        classification=md.CLASSIFICATION_INTERNAL,
+        labels={"district": "07"},
+    )
+
+
 def records_response() -> ing.IngestRecordsResponse:
     bad = bad_request_status()
     return ing.IngestRecordsResponse(
@@ -365,6 +378,15 @@ def examples() -> dict[str, Message]:
             ),
         ),
         ("", records_response()),
+        ("", document_header()),
+        ("header", ing.IngestRecordDocumentRequest(header=document_header())),
+        (
+            "chunk",
+            ing.IngestRecordDocumentRequest(
+                chunk=b"entity_id,observed_at,lat,lon,temperature_c\nvie-0042,2026-11-25T01:47:32Z,48.2,16.37,31.5\n"
+            ),
+        ),
+        ("", ing.IngestRecordDocumentResponse(result=records_response())),
         ("accepted", records_response().results[0]),
         ("rejected", records_response().results[1]),
         ("", ing.GetIngestResultRequest(source="vienna-sensors", idempotency_key="vienna-sensors:batch-17")),

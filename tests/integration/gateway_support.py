@@ -159,10 +159,14 @@ def own_gateway(stack_env: dict[str, str], tmp_path: Path, **settings: str) -> I
     """A gateway process of this test's own (same stack, own port and settings), stopped afterwards."""
     (port,) = free_ports(1)
     log_file = tmp_path / "gateway.log"
+    identities = Path(stack_env["PANTHEON_IDENTITIES_DIR"])
     env = {
         **os.environ,
         **stack_env,
         "PANTHEON_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        # The gateway's own workload identity (the stack's env carries dev-client's).
+        "PANTHEON_CLIENT_CERT_FILE": str(identities / "gateway.crt"),
+        "PANTHEON_CLIENT_KEY_FILE": str(identities / "gateway.key"),
         **settings,
     }
     with log_file.open("ab") as out:

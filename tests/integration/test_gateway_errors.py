@@ -152,24 +152,26 @@ def test_a_bad_idempotency_key_is_400(http: httpx.Client, nothing_kept: str) -> 
 
 
 def test_malformed_record_batches_are_refused_whole(http: httpx.Client, nothing_kept: str) -> None:
+    # The ingestion service parses record documents: a wrong shape is 400
+    # with one error per problem, and nothing is stored (`nothing_kept`).
     bad_json = http.post(
         "/v1/records", content=b'{"data_type": ', headers={"Content-Type": "application/json"}
     )
-    assert fields(problem(bad_json, 422)) == {"body"}
+    assert fields(problem(bad_json, 400)) == {"body"}
     no_type = http.post("/v1/records", json={"records": [record()]})
-    assert fields(problem(no_type, 422)) == {"data_type"}
+    assert fields(problem(no_type, 400)) == {"data_type"}
     shape = http.post(
         "/v1/records",
         json={"data_type": nothing_kept, "records": [record(), {**record(), "observed_at": "noon"}]},
     )
-    assert fields(problem(shape, 422)) == {"records[1].observed_at"}
+    assert fields(problem(shape, 400)) == {"records[1].observed_at"}
     csv = http.post(
         "/v1/records",
         params={"data_type": nothing_kept},
         content=f"entity_id,observed_at,lat\ns,{observed()},1\n",
         headers={"Content-Type": "text/csv"},
     )
-    assert fields(problem(csv, 422)) == {"columns.lon"}
+    assert fields(problem(csv, 400)) == {"columns.lon"}
 
 
 def test_too_many_records_is_413(http: httpx.Client, nothing_kept: str) -> None:

@@ -232,9 +232,15 @@ async def test_a_component_is_enrolled_and_revoked_with_the_cli(
             await asyncio.sleep(0.2)
         assert result.metadata.source == name
         assert await _ingest_as(stack_env, identity, unique_source()) is grpc.StatusCode.PERMISSION_DENIED
+        # Keep a copy, as a leaked certificate would be: revoking deletes the files.
+        leaked = ClientIdentity(str(tmp_path / "leaked.crt"), str(tmp_path / "leaked.key"))
+        Path(leaked.cert_file).write_bytes(Path(identity.cert_file).read_bytes())
+        Path(leaked.key_file).write_bytes(Path(identity.key_file).read_bytes())
+        identity = leaked
     finally:
         revoked = pantheon(env, "identity", "revoke", name)
     assert revoked.returncode == 0, revoked.stderr
+    assert not (tmp_path / f"{name}.crt").exists()
     for _ in range(50):
         if await _ingest_as(stack_env, identity, name) is grpc.StatusCode.PERMISSION_DENIED:
             break

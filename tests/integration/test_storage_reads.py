@@ -3,6 +3,7 @@ data type, source, time and area with paging; reflection and health."""
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -121,7 +122,12 @@ def test_plaintext_grpc_is_refused(stack_env: dict[str, str]) -> None:
 def test_services_serve_prometheus_metrics_over_https(stack_env: dict[str, str]) -> None:
     import httpx
 
-    body = httpx.get(stack_env["PANTHEON_METRICS_URL"], verify=stack_env["PANTHEON_CA_FILE"], timeout=10).text
+    identity = ClientIdentity.from_env(stack_env)
+    with pytest.raises(httpx.HTTPError):  # no client certificate, no metrics
+        httpx.get(stack_env["PANTHEON_METRICS_URL"], verify=stack_env["PANTHEON_CA_FILE"], timeout=10)
+    scraper = ssl.create_default_context(cafile=stack_env["PANTHEON_CA_FILE"])
+    scraper.load_cert_chain(identity.cert_file, identity.key_file)
+    body = httpx.get(stack_env["PANTHEON_METRICS_URL"], verify=scraper, timeout=10).text
     assert "pantheon_rpc_requests_total" in body
     assert "pantheon_event_delivery_seconds_bucket" in body
     with pytest.raises(httpx.HTTPError):

@@ -118,7 +118,7 @@ async def test_a_key_may_not_ingest_as_another_source(client: httpx.AsyncClient)
         headers={**auth(CITY), "Content-Type": "application/json"},
         content=b"{}",
     )
-    body = assert_problem(response, 403, "source_mismatch")
+    body = assert_problem(response, 403, "source_not_allowed")
     assert body["errors"][0]["field"] == "source"
 
 

@@ -1,4 +1,5 @@
-"""Edge limits: the per-key token bucket and body limits checked while streaming."""
+"""Edge limits: the per-key token bucket, body limits checked while streaming, and
+concurrent operations per key."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.limits import RateLimiter, declared_length, limited, read_limited, retry_after_header
+from gateway.limits import (
+    ConcurrencyLimiter,
+    LimitReached,
+    RateLimiter,
+    declared_length,
+    limited,
+    read_limited,
+    retry_after_header,
+    too_many_uploads,
+)
 from gateway.problems import Problem
 
 
@@ -91,3 +101,70 @@ async def test_a_stream_is_cut_off_as_soon_as_it_crosses_the_limit() -> None:
 
 async def test_read_limited_returns_a_body_within_the_limit() -> None:
     assert await read_limited(pieces(3, 0, 2), 5) == b"\x00\x00\x00\x02\x02"
+
+
+# -- concurrent operations per key ---------------------------------------------
+
+
+def test_a_key_gets_at_most_limit_slots_and_other_keys_are_not_affected() -> None:
+    clock = Clock()
+    limiter = ConcurrencyLimiter(2, clock=clock)
+    first, second = limiter.acquire("a"), limiter.acquire("a")
+    with pytest.raises(LimitReached) as caught:
+        limiter.acquire("a")
+    assert caught.value.limit == 2
+    assert caught.value.retry_after_s >= 1
+    assert limiter.acquire("b").key == "b"
+    limiter.release(first)
+    assert limiter.in_progress("a") == 1
+    limiter.acquire("a")
+    limiter.release(second)
+
+
+def test_a_slot_is_released_once_and_idle_keys_take_no_memory() -> None:
+    limiter = ConcurrencyLimiter(1, clock=Clock())
+    slot = limiter.acquire("a")
+    limiter.release(slot)
+    limiter.release(slot)  # a second release changes nothing
+    assert limiter.in_progress("a") == 0
+    assert limiter._held == {}
+    limiter.acquire("a")
+    with pytest.raises(LimitReached):
+        limiter.acquire("a")
+
+
+def test_hold_releases_on_error() -> None:
+    limiter = ConcurrencyLimiter(1, clock=Clock())
+    with pytest.raises(RuntimeError), limiter.hold("a"):
+        assert limiter.in_progress("a") == 1
+        raise RuntimeError("the handler failed")
+    assert limiter.in_progress("a") == 0
+
+
+def test_retry_after_estimates_when_the_oldest_operation_ends() -> None:
+    clock = Clock()
+    limiter = ConcurrencyLimiter(1, clock=clock, typical_s=1.0)
+    for _ in range(20):  # operations that take 10 s each
+        slot = limiter.acquire("a")
+        clock.now += 10
+        limiter.release(slot)
+    limiter.acquire("a")
+    clock.now += 4
+    with pytest.raises(LimitReached) as caught:
+        limiter.acquire("a")
+    assert 5 <= caught.value.retry_after_s <= 7  # about 10 - 4 seconds left
+    clock.now += 60  # older than typical: soon, but never less than a second
+    with pytest.raises(LimitReached) as late:
+        limiter.acquire("a")
+    assert late.value.retry_after_s == 1.0
+    problem = too_many_uploads(late.value)
+    assert (problem.status, problem.reason, problem.headers["Retry-After"]) == (
+        429,
+        "too_many_concurrent_uploads",
+        "1",
+    )
+
+
+def test_concurrency_limiter_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        ConcurrencyLimiter(0)

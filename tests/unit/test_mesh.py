@@ -410,3 +410,139 @@ def test_a_grant_is_the_rule_narrowed_by_the_principal() -> None:
     assert Grant(rule).may_write("sensor.temperature") and Grant(rule).may_read_restricted
     prefixed = Grant(Rule("t", sources=("test-*",)))
     assert prefixed.may_act_as("test-1") and not prefixed.may_act_as("prod-1")
+
+
+# -- what the adversarial review found -----------------------------------------
+
+
+def _enrol(dev_mesh: Mesh, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    from pantheon.cli import main
+
+    monkeypatch.setenv("PANTHEON_CA_FILE", str(dev_mesh.certs.ca_cert))
+    monkeypatch.setenv("PANTHEON_IDENTITIES_DIR", str(dev_mesh.paths.identities))
+    return main(["identity", "--policy-file", dev_mesh.policy_file, *args])
+
+
+async def test_a_revoked_certificate_stays_revoked_when_its_name_is_enrolled_again(
+    served: tuple[Running, MemoryObjectStore, RecordingPublisher],
+    dev_mesh: Mesh,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    running = served[0]
+    assert _enrol(dev_mesh, monkeypatch, "create", "flood-model", "--sources", "flood-model",
+                  "--write-types", "simulation.*") == 0  # fmt: skip
+    cert, key = dev_mesh.paths.identities / "flood-model.crt", dev_mesh.paths.identities / "flood-model.key"
+    kept = ClientIdentity(str(tmp_path / "old.crt"), str(tmp_path / "old.key"))
+    Path(kept.cert_file).write_bytes(cert.read_bytes())
+    Path(kept.key_file).write_bytes(key.read_bytes())
+    assert _enrol(dev_mesh, monkeypatch, "revoke", "flood-model") == 0
+    assert not cert.exists()
+    assert _enrol(dev_mesh, monkeypatch, "create", "flood-model", "--sources", "*", "--write-types", "*") == 0
+    await _wait_for_reload()
+    old = Caller(running, dev_mesh.tls.ca_file, kept)
+    await _refused(
+        old.ingest.IngestRecords(_records("city-hall")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "certificate_not_enrolled",
+    )
+    new = Caller(running, dev_mesh.tls.ca_file, ClientIdentity(str(cert), str(key)))
+    assert (await new.ingest.IngestRecords(_records("city-hall"))).accepted_count == 1
+    await old.channel.close()
+    await new.channel.close()
+
+
+async def test_storage_writes_and_idempotency_records_hold_the_caller_to_its_grant(
+    served: tuple[Running, MemoryObjectStore, RecordingPublisher], dev_mesh: Mesh
+) -> None:
+    running, store, _ = served
+    path = Path(dev_mesh.policy_file)
+    document = json.loads(path.read_text())
+    document["identities"]["auditor"] = {
+        "methods": ["StorageService/PutObject", "StorageService/GetIdempotencyKey"],
+        "sources": ["auditor"],
+        "write_types": ["weather.*"],
+        "read_types": ["*"],
+    }
+    path.write_text(json.dumps(document))
+    await _wait_for_reload()
+    dev = Caller(running, dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
+    secret = metadata("city-hall", classification=md.CLASSIFICATION_RESTRICTED, idempotency_key="k-1")
+    await dev.ingest.IngestObject(object_requests(secret, CSV, "text/csv"))
+    auditor = Caller(running, dev_mesh.tls.ca_file, dev_mesh.identity("auditor"))
+    await _refused(
+        auditor.storage.GetIdempotencyKey(
+            spb.GetIdempotencyKeyRequest(source="city-hall", idempotency_key="k-1")
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "source_not_allowed",
+    )
+    forged = metadata("city-hall")
+    forged.id, forged.format = "01ARZ3NDEKTSV4RRFFQ69G5FAV", md.FORMAT_CSV
+
+    async def put() -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=forged))
+        yield spb.PutObjectRequest(chunk=CSV)
+
+    stored_before = store.stored()
+    await _refused(auditor.storage.PutObject(put()), grpc.StatusCode.PERMISSION_DENIED, "source_not_allowed")
+    assert store.stored() == stored_before
+    for caller in (dev, auditor):
+        await caller.channel.close()
+
+
+async def test_denials_name_neither_the_identity_nor_the_refused_data(callers: dict[str, Caller]) -> None:
+    stored = await callers[DEV_CLIENT].ingest.IngestObject(
+        object_requests(metadata("src-a", "sensor.air_quality"), CSV, "text/csv")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await callers[GATEWAY].storage.StatObject(
+            spb.StatObjectRequest(id=stored.metadata.id), metadata=_principal("viewer", "weather.*")
+        )
+    details = caught.value.details() or ""
+    assert "air_quality" not in details and "gateway" not in details and "viewer" not in details
+
+
+async def test_a_gateway_like_identity_ingests_only_as_the_sources_its_rule_allows(
+    served: tuple[Running, MemoryObjectStore, RecordingPublisher], dev_mesh: Mesh
+) -> None:
+    path = Path(dev_mesh.policy_file)
+    document = json.loads(path.read_text())
+    document["identities"]["partner-gw"] = {**document["identities"][GATEWAY], "sources": ["partner-*"]}
+    document["identities"]["partner-gw"]["certificates"] = []
+    path.write_text(json.dumps(document))
+    await _wait_for_reload()
+    partner = Caller(served[0], dev_mesh.tls.ca_file, dev_mesh.identity("partner-gw"))
+    await _refused(
+        partner.ingest.IngestRecords(_records(SIMULATION), metadata=_principal(SIMULATION)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "source_not_allowed",
+    )
+    ok = await partner.ingest.IngestRecords(_records("partner-a"), metadata=_principal("partner-a"))
+    assert ok.accepted_count == 1
+    await partner.channel.close()
+
+
+async def test_a_policy_replaced_with_the_same_mtime_and_size_is_reloaded(
+    callers: dict[str, Caller], dev_mesh: Mesh
+) -> None:
+    path = Path(dev_mesh.policy_file)
+    before = path.stat()
+    text = path.read_text()
+    narrowed = text.replace('"simulation.*"', '"simulation.x"', 1)  # same length
+    assert len(narrowed) == len(text) and narrowed != text
+    path.write_text(narrowed)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    await _wait_for_reload()
+    await _refused(
+        callers[SIMULATION].ingest.IngestRecords(_records(SIMULATION, "simulation.spread")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "data_type_not_allowed",
+    )
+
+
+def test_restricted_means_every_level_beyond_internal() -> None:
+    grant = Grant(Rule("r", read_types=("*",)))
+    assert grant.may_read(md.Metadata(data_type="sensor.x", classification=md.CLASSIFICATION_INTERNAL))
+    assert not grant.may_read(md.Metadata(data_type="sensor.x", classification=md.CLASSIFICATION_RESTRICTED))
+    assert not grant.may_read(md.Metadata(data_type="sensor.x", classification=7))  # a level added later

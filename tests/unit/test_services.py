@@ -225,3 +225,19 @@ async def test_a_chunk_over_the_proto_cap_is_refused(served: tuple) -> None:  # 
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert _reason(caught.value) == "validation_failed"
     assert store.stored() == [] and publisher.events == []
+
+
+async def test_a_resumed_call_with_other_content_is_refused_and_learns_nothing(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+    meta = metadata("src-a", idempotency_key="resume-me")
+    publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    (first_key,) = store.stored()  # stored, not announced: the next call resumes under its id
+    publisher.fail = None
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(meta, b"entity_id,temp\nother,1.0\n", "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert _reason(caught.value) == "idempotency_key_reused"
+    assert first_key not in (caught.value.details() or "")
+    assert store.stored() == [first_key] and publisher.events == []

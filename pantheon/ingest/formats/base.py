@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeAlias
 
 from pantheon_api.metadata.v1 import metadata_pb2
@@ -10,10 +11,6 @@ from pantheon_api.metadata.v1 import metadata_pb2
 from pantheon.errors import InvalidArgument
 
 Format: TypeAlias = metadata_pb2.Format.ValueType
-
-# One line (NDJSON) or one record (CSV) is all a streaming normaliser holds, so
-# this bounds its memory whatever the object size.
-MAX_LINE_BYTES = 2**20
 
 _BOM = codecs.BOM_UTF8
 
@@ -45,6 +42,11 @@ class Normaliser(Protocol):
     extension: str
     record_count: int
 
+    @property
+    def held(self) -> int:
+        """Bytes kept from earlier chunks that the next `feed` or `finish` may process."""
+        ...
+
     def feed(self, chunk: bytes) -> bytes:
         """Consume input; return the canonical output that is ready now (maybe b"")."""
         ...
@@ -63,33 +65,48 @@ class LineSplitter:
 
     Lines are split on b"\\n" before decoding: the byte never occurs inside a
     multi-byte UTF-8 sequence, so a character split across chunks always ends
-    up whole in one line. A leading UTF-8 BOM is dropped.
+    up whole in one line. A leading UTF-8 BOM is dropped. A line longer than
+    `max_line_bytes` raises `too_long(line_number)` as soon as it is seen, not
+    when it ends. Each chunk is searched once: a long line arriving in many
+    small chunks costs time linear in its length.
     """
 
-    def __init__(self, reason: str, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self._reason = reason
+    def __init__(self, max_line_bytes: int, too_long: Callable[[int], InvalidContent]) -> None:
         self._max = max_line_bytes
+        self._too_long = too_long
         self._pending = bytearray()
         self._bom_checked = False
         self.line_number = 0
 
-    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
-        """Return the (line number, line without b"\\n") pairs completed by `chunk`."""
+    @property
+    def held(self) -> int:
+        """Bytes of the partial line held so far."""
+        return len(self._pending)
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes]]:
+        """Yield the (line number, line without b"\\n") pairs completed by `chunk`.
+
+        A generator, so that a partial line over the cap is refused only after
+        the lines before it were handled: whatever the chunking, the first
+        problem in the input is the one reported. Iterate it to the end.
+        """
+        # Whatever is pending holds no newline (complete lines were cut off),
+        # except for the BOM bytes that may be stripped below.
+        search_from = max(len(self._pending) - len(_BOM), 0)
         self._pending += chunk
         if not self._bom_checked:
             if len(self._pending) < len(_BOM) and _BOM.startswith(self._pending):
-                return []  # too short yet to tell a BOM from content
+                return  # too short yet to tell a BOM from content
             self._strip_bom()
-        end = self._pending.rfind(b"\n")
-        lines: list[tuple[int, bytes]] = []
+        end = self._pending.rfind(b"\n", min(search_from, len(self._pending)))
         if end >= 0:
-            for raw in bytes(self._pending[:end]).split(b"\n"):
+            complete = bytes(self._pending[:end])
+            del self._pending[: end + 1]
+            for raw in complete.split(b"\n"):
                 self.line_number += 1
                 self._check_length(len(raw), self.line_number)
-                lines.append((self.line_number, raw))
-            del self._pending[: end + 1]
+                yield self.line_number, raw
         self._check_length(len(self._pending), self.line_number + 1)
-        return lines
 
     def finish(self) -> tuple[int, bytes] | None:
         """Return the last line if the input did not end with a newline."""
@@ -109,4 +126,4 @@ class LineSplitter:
 
     def _check_length(self, size: int, line_number: int) -> None:
         if size > self._max:
-            raise InvalidContent(self._reason, f"Line {line_number} is longer than {self._max} bytes.")
+            raise self._too_long(line_number)

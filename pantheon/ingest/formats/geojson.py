@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pantheon.ingest import caps
+from pantheon.ingest.formats.base import InvalidContent
+
 # How many list levels sit above a single position in each geometry's coordinates.
 _POSITION_DEPTH = {
     "Point": 0,
@@ -15,6 +18,7 @@ _POSITION_DEPTH = {
 }
 _GEOMETRY_TYPES = frozenset(_POSITION_DEPTH) | {"GeometryCollection"}
 GEOJSON_TYPES = _GEOMETRY_TYPES | {"Feature", "FeatureCollection"}
+_FEATURE = frozenset({"Feature"})
 
 
 class _Bad(Exception):
@@ -23,8 +27,21 @@ class _Bad(Exception):
         self.detail = detail
 
 
+def check_geojson(doc: Any) -> None:
+    """Raise `InvalidContent` unless `doc` is GeoJSON within the caps.
+
+    Reasons: `invalid_geojson`, or `too_many_positions` past
+    `caps.MAX_GEOJSON_POSITIONS`. The walk is linear in the document and its
+    recursion is bounded by the JSON depth cap the parser enforces.
+    """
+    problem = geojson_problem(doc)
+    if problem is not None:
+        raise InvalidContent("invalid_geojson", f"The document is not GeoJSON: {problem}.")
+
+
 def geojson_problem(doc: Any) -> str | None:
-    """Return why `doc` is not GeoJSON, or None when it is."""
+    """Return why `doc` is not GeoJSON, or None when it is; over the position cap, raise."""
+    walk = _Walk()
     try:
         kind = _type_of(doc, "the document", GEOJSON_TYPES)
         if kind == "FeatureCollection":
@@ -32,14 +49,14 @@ def geojson_problem(doc: Any) -> str | None:
             if not isinstance(features, list):
                 raise _Bad("a FeatureCollection needs a features list")
             for index, feature in enumerate(features):
-                _feature(feature, f"features[{index}]")
+                walk.feature(feature, f"features[{index}]")
         elif kind == "Feature":
-            _feature(doc, "the document")
+            walk.feature(doc, "the document")
         else:
-            _geometry(doc, "the document")
+            walk.geometry(doc, "the document")
     except _Bad as bad:
         return bad.detail
-    except RecursionError:
+    except RecursionError:  # only for documents that did not come through parse_json
         return "geometry collections are nested too deeply"
     return None
 
@@ -53,36 +70,51 @@ def _type_of(obj: Any, where: str, allowed: frozenset[str]) -> str:
     return kind
 
 
-def _feature(obj: Any, where: str) -> None:
-    _type_of(obj, where, frozenset({"Feature"}))
-    properties = obj.get("properties")
-    if properties is not None and not isinstance(properties, dict):
-        raise _Bad(f"{where}.properties is not an object or null")
-    geometry = obj.get("geometry")
-    if geometry is not None:  # a null geometry is an unlocated feature, allowed by RFC 7946
-        _geometry(geometry, f"{where}.geometry")
+class _Walk:
+    """One document's walk, counting positions against the cap."""
 
+    def __init__(self) -> None:
+        self.positions = 0
 
-def _geometry(obj: Any, where: str) -> None:
-    kind = _type_of(obj, where, _GEOMETRY_TYPES)
-    if kind == "GeometryCollection":
-        members = obj.get("geometries")
-        if not isinstance(members, list):
-            raise _Bad(f"{where} needs a geometries list")
-        for index, member in enumerate(members):
-            _geometry(member, f"{where}.geometries[{index}]")
-        return
-    _positions(obj.get("coordinates"), _POSITION_DEPTH[kind], f"{where}.coordinates")
+    def feature(self, obj: Any, where: str) -> None:
+        _type_of(obj, where, _FEATURE)
+        properties = obj.get("properties")
+        if properties is not None and not isinstance(properties, dict):
+            raise _Bad(f"{where}.properties is not an object or null")
+        geometry = obj.get("geometry")
+        if geometry is not None:  # a null geometry is an unlocated feature, allowed by RFC 7946
+            self.geometry(geometry, f"{where}.geometry")
 
+    def geometry(self, obj: Any, where: str) -> None:
+        kind = _type_of(obj, where, _GEOMETRY_TYPES)
+        if kind == "GeometryCollection":
+            members = obj.get("geometries")
+            if not isinstance(members, list):
+                raise _Bad(f"{where} needs a geometries list")
+            for index, member in enumerate(members):
+                self.geometry(member, f"{where}.geometries[{index}]")
+            return
+        self.positions_at(obj.get("coordinates"), _POSITION_DEPTH[kind], f"{where}.coordinates")
 
-def _positions(value: Any, depth: int, where: str) -> None:
-    if depth == 0:
-        _position(value, where)
-        return
-    if not isinstance(value, list):
-        raise _Bad(f"{where} is not nested as its geometry type requires")
-    for item in value:
-        _positions(item, depth - 1, where)
+    def positions_at(self, value: Any, depth: int, where: str) -> None:
+        if depth == 0:
+            self._count(1)
+            _position(value, where)
+            return
+        if not isinstance(value, list):
+            raise _Bad(f"{where} is not nested as its geometry type requires")
+        if depth == 1:
+            self._count(len(value))
+            for item in value:
+                _position(item, where)
+            return
+        for item in value:
+            self.positions_at(item, depth - 1, where)
+
+    def _count(self, more: int) -> None:
+        self.positions += more
+        if self.positions > caps.MAX_GEOJSON_POSITIONS:
+            raise caps.GEOJSON_POSITIONS.refuse(f"The document ({self.positions} positions so far)")
 
 
 def _position(value: Any, where: str) -> None:

@@ -1,17 +1,22 @@
 """PNG, JPEG and TIFF: identified by their bytes, checked structurally as they stream past.
 
 Images are stored unchanged; these walkers only keep a few header bytes and
-counters, so memory stays constant whatever the image size.
+counters, so memory stays constant whatever the image size, and time is
+linear in it. The dimensions a PNG or JPEG declares are held to
+`caps.MAX_IMAGE_PIXELS` (reason `image_too_large`), so no reader is handed a
+decompression bomb.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Callable
 
 from pantheon_api.metadata.v1 import metadata_pb2
 
+from pantheon.ingest import caps
 from pantheon.ingest.formats.base import Format, InvalidContent, Normaliser, empty_body
 from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES
 
@@ -49,6 +54,11 @@ def _corrupt(detail: str) -> InvalidContent:
     return InvalidContent("corrupt_image", f"The image is corrupt: {detail}.")
 
 
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > caps.MAX_IMAGE_PIXELS:
+        raise caps.IMAGE_PIXELS.refuse(f"The image ({width} x {height} pixels)")
+
+
 class _ImageStream:
     """Pass-through normaliser; subclasses walk the structure in `_walk` and `_end`."""
 
@@ -58,6 +68,10 @@ class _ImageStream:
         self.extension = EXTENSIONS[fmt]
         self.record_count = 0
         self.size = 0
+
+    @property
+    def held(self) -> int:
+        return 0  # a few header bytes at most
 
     def feed(self, chunk: bytes) -> bytes:
         if chunk:
@@ -157,6 +171,9 @@ class _Png(_ImageStream):
             width, height = struct.unpack(">II", self._ihdr[:8])
             if width == 0 or height == 0:
                 raise _corrupt("the image has zero width or height")
+            if width >= 2**31 or height >= 2**31:
+                raise _corrupt("the image width or height is over 2^31 - 1")
+            _check_pixels(width, height)
         elif self._type == b"IDAT":
             self._seen_idat = True
         elif self._type == b"IEND":
@@ -176,6 +193,8 @@ _SOI, _MARKER, _MARKER_CODE, _LENGTH, _SKIP, _SCAN, _SCAN_FF, _AFTER_EOI = range
 _SOF_CODES = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF})
 _SOS, _EOI, _SOI_CODE = 0xDA, 0xD9, 0xD8
 _RST_CODES = frozenset(range(0xD0, 0xD8))
+_NOT_FILL = re.compile(rb"[^\xff]")
+_FRAME_HEAD = 5  # sample precision (1 byte), height (2), width (2)
 
 
 class _Jpeg(_ImageStream):
@@ -190,6 +209,8 @@ class _Jpeg(_ImageStream):
         self._in_scan = False
         self._seen_frame = False
         self._seen_scan = False
+        # The first bytes of a frame header (precision, height, width), while collected.
+        self._frame: bytearray | None = None
 
     def _walk(self, chunk: bytes) -> None:
         pos = 0
@@ -197,6 +218,12 @@ class _Jpeg(_ImageStream):
             state = self._state
             if state == _SKIP:
                 step = min(self._remaining, len(chunk) - pos)
+                if self._frame is not None:
+                    self._frame += chunk[pos : pos + min(step, _FRAME_HEAD - len(self._frame))]
+                    if len(self._frame) == _FRAME_HEAD:
+                        _, height, width = struct.unpack(">BHH", self._frame)
+                        self._frame = None
+                        _check_pixels(width, height)
                 self._remaining -= step
                 pos += step
                 if self._remaining == 0:
@@ -217,20 +244,25 @@ class _Jpeg(_ImageStream):
                     self._segment_start(field)
             elif state == _AFTER_EOI:
                 raise _corrupt("data follows the end-of-image marker")
+            elif state == _MARKER:
+                # Stray bytes between segments are skipped, as libjpeg does (with a
+                # warning): some encoders write them and the image still decodes.
+                found = chunk.find(b"\xff", pos)
+                pos = len(chunk) if found < 0 else found + 1
+                if found >= 0:
+                    self._state = _MARKER_CODE
             else:
-                byte = chunk[pos]
-                pos += 1
-                self._marker_byte(byte)
+                # 0xFF fill bytes may pad any marker: skip a run of them at C speed.
+                code = _NOT_FILL.search(chunk, pos)
+                if code is None:
+                    pos = len(chunk)
+                else:
+                    pos = code.end()
+                    self._marker_byte(chunk[code.start()])
 
     def _marker_byte(self, byte: int) -> None:
-        if self._state == _MARKER:
-            # Stray bytes between segments are skipped, as libjpeg does (with a
-            # warning): some encoders write them and the image still decodes.
-            if byte == 0xFF:
-                self._state = _MARKER_CODE
-        elif byte == 0xFF:
-            pass  # fill bytes may pad any marker
-        elif self._state == _SCAN_FF and (byte == 0 or byte in _RST_CODES):
+        """The byte after 0xFF (and any fill) in a marker or scan state."""
+        if self._state == _SCAN_FF and (byte == 0 or byte in _RST_CODES):
             self._state = _SCAN  # stuffed 0xFF or restart marker inside the scan
         else:
             self._marker(byte)
@@ -258,7 +290,10 @@ class _Jpeg(_ImageStream):
         if length < 2:
             raise _corrupt("a segment has an invalid length")
         if self._code in _SOF_CODES:
+            if length - 2 < _FRAME_HEAD:
+                raise _corrupt("a frame header is truncated")
             self._seen_frame = True
+            self._frame = bytearray()
         self._in_scan = self._code == _SOS
         if self._in_scan:
             if not self._seen_frame:
@@ -276,10 +311,14 @@ class _Jpeg(_ImageStream):
 
 
 class _Tiff(_ImageStream):
-    """Header, first IFD offset inside the file, and the IFD's entry count and entries.
+    """Header, first IFD offset inside the file, the IFD's entry count and its next-IFD offset.
 
-    The offset is known after the header, so the few count bytes are picked out
-    of the stream wherever the IFD lies, without buffering the image.
+    The offsets are known before the bytes they point at stream past (the
+    count follows the IFD offset, the next-IFD offset follows the count), so
+    those few bytes are picked out of the stream wherever they lie, without
+    buffering the image. IFD chains are never followed, so a loop cannot
+    hold the walker; a first IFD that points back at itself is refused, as
+    it would hold a reader that follows the chain.
     """
 
     def __init__(self) -> None:
@@ -290,6 +329,8 @@ class _Tiff(_ImageStream):
         self._big = False
         self._ifd_offset: int | None = None
         self._count_bytes = bytearray()
+        self._next_at: int | None = None
+        self._next_bytes = bytearray()
 
     def _walk(self, chunk: bytes) -> None:
         pos = 0
@@ -297,13 +338,28 @@ class _Tiff(_ImageStream):
             pos = self._read_header(chunk)
             if self._ifd_offset is None:
                 return
-        width = 8 if self._big else 2
-        start = self._ifd_offset + len(self._count_bytes)
-        stop = self._ifd_offset + width
+        width, entry, _ = self._sizes()
+        self._pick(chunk, pos, self._count_bytes, self._ifd_offset, width)
+        if self._next_at is None and len(self._count_bytes) == width:
+            self._next_at = self._ifd_offset + width + self._count() * entry
+        if self._next_at is not None:
+            self._pick(chunk, pos, self._next_bytes, self._next_at, self._sizes()[2])
+
+    def _pick(self, chunk: bytes, pos: int, field: bytearray, at: int, length: int) -> None:
+        """Add to `field` the bytes of [at, at + length) that `chunk` (from `pos`) holds."""
+        start = at + len(field)
         low = max(start, self.size + pos) - self.size
-        high = min(stop, self.size + len(chunk)) - self.size
+        high = min(at + length, self.size + len(chunk)) - self.size
         if low < high:
-            self._count_bytes += chunk[low:high]
+            field += chunk[low:high]
+
+    def _sizes(self) -> tuple[int, int, int]:
+        """Bytes of an IFD's entry count, of one entry, and of the next-IFD offset."""
+        return (8, 20, 8) if self._big else (2, 12, 4)
+
+    def _count(self) -> int:
+        count: int = struct.unpack(self._order + ("Q" if self._big else "H"), self._count_bytes)[0]
+        return count
 
     def _read_header(self, chunk: bytes) -> int:
         pos = 0
@@ -336,11 +392,16 @@ class _Tiff(_ImageStream):
             raise _corrupt("the header is truncated")
         if self._ifd_offset >= self.size:
             raise _corrupt("the first IFD offset points past the end of the file")
-        width, entry, next_offset = (8, 20, 8) if self._big else (2, 12, 4)
+        width, entry, next_offset = self._sizes()
         if len(self._count_bytes) < width:
             raise _corrupt("the first IFD is truncated")
-        count = struct.unpack(self._order + ("Q" if self._big else "H"), self._count_bytes)[0]
+        count = self._count()
         if count == 0:
             raise _corrupt("the first IFD has no entries")
         if self._ifd_offset + width + count * entry + next_offset > self.size:
             raise _corrupt("the first IFD is truncated")
+        following = struct.unpack(self._order + ("Q" if self._big else "I"), self._next_bytes)[0]
+        if following == self._ifd_offset:
+            raise _corrupt("the first IFD points to itself as the next")
+        if following >= self.size or 0 < following < self._header_size:
+            raise _corrupt("the next IFD offset points outside the file")

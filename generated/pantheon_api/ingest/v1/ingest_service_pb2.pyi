@@ -316,6 +316,142 @@ class IngestRecordsRequest(_message.Message):
 Global___IngestRecordsRequest: _TypeAlias = IngestRecordsRequest  # noqa: Y015
 
 @_typing.final
+class IngestRecordDocumentRequest(_message.Message):
+    """IngestRecordDocumentRequest is one message of an IngestRecordDocument
+    stream: the first carries the header, every following one a chunk.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Next piece of the document, at most 4 MiB."""
+    @_builtins.property
+    def header(self) -> Global___RecordDocumentHeader:
+        """What the document is and the batch's fields; first message only."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___RecordDocumentHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___IngestRecordDocumentRequest: _TypeAlias = IngestRecordDocumentRequest  # noqa: Y015
+
+@_typing.final
+class RecordDocumentHeader(_message.Message):
+    """RecordDocumentHeader describes a record document before it arrives. Its
+    batch fields mean what they mean in IngestRecordsRequest and are checked
+    by the same rules once the document is parsed; a JSON document's own
+    fields take precedence over them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    DATA_TYPE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    BATCH_FORMAT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CLASSIFICATION_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    SCHEMA_REF_FIELD_NUMBER: _builtins.int
+    media_type: _builtins.str
+    """`application/json`, `application/x-ndjson` or `text/csv`."""
+    data_type: _builtins.str
+    """Data type of every record (required unless a JSON document names it)."""
+    source: _builtins.str
+    """Source system sending the batch."""
+    idempotency_key: _builtins.str
+    """Makes retries safe, as in IngestRecordsRequest."""
+    batch_format: Global___BatchFormat.ValueType
+    """How the batch object is stored. Unspecified means NDJSON."""
+    provider: _builtins.str
+    """Organisation that provides the data."""
+    classification: _metadata_pb2.Classification.ValueType
+    """Who may read the data."""
+    schema_ref: _builtins.str
+    """URI of the schema the payloads follow, if any."""
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels for the whole batch."""
+
+    def __init__(
+        self,
+        *,
+        media_type: _builtins.str = ...,
+        data_type: _builtins.str = ...,
+        source: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        batch_format: Global___BatchFormat.ValueType = ...,
+        provider: _builtins.str = ...,
+        classification: _metadata_pb2.Classification.ValueType = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        schema_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_format", b"batch_format", "classification", b"classification", "data_type", b"data_type", "idempotency_key", b"idempotency_key", "labels", b"labels", "media_type", b"media_type", "provider", b"provider", "schema_ref", b"schema_ref", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDocumentHeader: _TypeAlias = RecordDocumentHeader  # noqa: Y015
+
+@_typing.final
+class IngestRecordDocumentResponse(_message.Message):
+    """IngestRecordDocumentResponse is the result of a record document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___IngestRecordsResponse:
+        """What IngestRecords would have answered for the parsed batch."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___IngestRecordsResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestRecordDocumentResponse: _TypeAlias = IngestRecordDocumentResponse  # noqa: Y015
+
+@_typing.final
 class IngestRecordsResponse(_message.Message):
     """IngestRecordsResponse reports the batch object and every record's fate."""
 

@@ -45,6 +45,11 @@ class IngestionServiceStub:
                 request_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsRequest.SerializeToString,
                 response_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsResponse.FromString,
                 _registered_method=True)
+        self.IngestRecordDocument = channel.stream_unary(
+                '/pantheon_api.ingest.v1.IngestionService/IngestRecordDocument',
+                request_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentResponse.FromString,
+                _registered_method=True)
         self.GetIngestResult = channel.unary_unary(
                 '/pantheon_api.ingest.v1.IngestionService/GetIngestResult',
                 request_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultRequest.SerializeToString,
@@ -91,6 +96,27 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestRecordDocument(self, request_iterator, context):
+        """IngestRecordDocument ingests a batch of records sent as a document, as
+        external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+        each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+        "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+        per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+        other column a typed payload value: the same cell rules as CSV objects).
+        The stream is a `RecordDocumentHeader` followed by the document in
+        chunks. The service parses and types it off its event loop, then
+        proceeds exactly as IngestRecords; fields of a JSON document override
+        the header's.
+
+        Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+        per malformed record (`records[<i>].<field>`, at most 100) when the
+        document's shape is wrong (nothing is stored), or reason `too_large`
+        when the document exceeds the size limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetIngestResult(self, request, context):
         """GetIngestResult returns the result of an earlier ingest call by its
         idempotency key.
@@ -115,6 +141,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.IngestRecords,
                     request_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsRequest.FromString,
                     response_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsResponse.SerializeToString,
+            ),
+            'IngestRecordDocument': grpc.stream_unary_rpc_method_handler(
+                    servicer.IngestRecordDocument,
+                    request_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentRequest.FromString,
+                    response_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentResponse.SerializeToString,
             ),
             'GetIngestResult': grpc.unary_unary_rpc_method_handler(
                     servicer.GetIngestResult,
@@ -177,6 +208,33 @@ class IngestionService:
             '/pantheon_api.ingest.v1.IngestionService/IngestRecords',
             pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsRequest.SerializeToString,
             pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestRecordDocument(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/pantheon_api.ingest.v1.IngestionService/IngestRecordDocument',
+            pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentRequest.SerializeToString,
+            pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.IngestRecordDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

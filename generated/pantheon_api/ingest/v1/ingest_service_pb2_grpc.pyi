@@ -70,6 +70,23 @@ class IngestionServiceStub:
     records, too many, bad data type or source) or every record is invalid;
     ABORTED, UNAVAILABLE and DEADLINE_EXCEEDED as for IngestObject.
     """
+    IngestRecordDocument: _grpc.StreamUnaryMultiCallable[_ingest_service_pb2.IngestRecordDocumentRequest, _ingest_service_pb2.IngestRecordDocumentResponse]
+    """IngestRecordDocument ingests a batch of records sent as a document, as
+    external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+    each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+    "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+    per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+    other column a typed payload value: the same cell rules as CSV objects).
+    The stream is a `RecordDocumentHeader` followed by the document in
+    chunks. The service parses and types it off its event loop, then
+    proceeds exactly as IngestRecords; fields of a JSON document override
+    the header's.
+
+    Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+    per malformed record (`records[<i>].<field>`, at most 100) when the
+    document's shape is wrong (nothing is stored), or reason `too_large`
+    when the document exceeds the size limit.
+    """
     GetIngestResult: _grpc.UnaryUnaryMultiCallable[_ingest_service_pb2.GetIngestResultRequest, _ingest_service_pb2.GetIngestResultResponse]
     """GetIngestResult returns the result of an earlier ingest call by its
     idempotency key.
@@ -110,6 +127,23 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     rejected); INVALID_ARGUMENT when the batch itself is invalid (no
     records, too many, bad data type or source) or every record is invalid;
     ABORTED, UNAVAILABLE and DEADLINE_EXCEEDED as for IngestObject.
+    """
+    IngestRecordDocument: _aio.StreamUnaryMultiCallable[_ingest_service_pb2.IngestRecordDocumentRequest, _ingest_service_pb2.IngestRecordDocumentResponse]  # type: ignore[assignment]
+    """IngestRecordDocument ingests a batch of records sent as a document, as
+    external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+    each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+    "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+    per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+    other column a typed payload value: the same cell rules as CSV objects).
+    The stream is a `RecordDocumentHeader` followed by the document in
+    chunks. The service parses and types it off its event loop, then
+    proceeds exactly as IngestRecords; fields of a JSON document override
+    the header's.
+
+    Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+    per malformed record (`records[<i>].<field>`, at most 100) when the
+    document's shape is wrong (nothing is stored), or reason `too_large`
+    when the document exceeds the size limit.
     """
     GetIngestResult: _aio.UnaryUnaryMultiCallable[_ingest_service_pb2.GetIngestResultRequest, _ingest_service_pb2.GetIngestResultResponse]  # type: ignore[assignment]
     """GetIngestResult returns the result of an earlier ingest call by its
@@ -160,6 +194,29 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         rejected); INVALID_ARGUMENT when the batch itself is invalid (no
         records, too many, bad data type or source) or every record is invalid;
         ABORTED, UNAVAILABLE and DEADLINE_EXCEEDED as for IngestObject.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestRecordDocument(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingest_service_pb2.IngestRecordDocumentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_service_pb2.IngestRecordDocumentResponse, _abc.Awaitable[_ingest_service_pb2.IngestRecordDocumentResponse]]:
+        """IngestRecordDocument ingests a batch of records sent as a document, as
+        external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+        each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+        "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+        per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+        other column a typed payload value: the same cell rules as CSV objects).
+        The stream is a `RecordDocumentHeader` followed by the document in
+        chunks. The service parses and types it off its event loop, then
+        proceeds exactly as IngestRecords; fields of a JSON document override
+        the header's.
+
+        Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+        per malformed record (`records[<i>].<field>`, at most 100) when the
+        document's shape is wrong (nothing is stored), or reason `too_large`
+        when the document exceeds the size limit.
         """
 
     @_abc_1.abstractmethod

@@ -521,6 +521,261 @@ func (x *IngestRecordsRequest) GetSchemaRef() string {
 	return ""
 }
 
+// IngestRecordDocumentRequest is one message of an IngestRecordDocument
+// stream: the first carries the header, every following one a chunk.
+type IngestRecordDocumentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part of the stream this message carries.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*IngestRecordDocumentRequest_Header
+	//	*IngestRecordDocumentRequest_Chunk
+	Part          isIngestRecordDocumentRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRecordDocumentRequest) Reset() {
+	*x = IngestRecordDocumentRequest{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRecordDocumentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRecordDocumentRequest) ProtoMessage() {}
+
+func (x *IngestRecordDocumentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRecordDocumentRequest.ProtoReflect.Descriptor instead.
+func (*IngestRecordDocumentRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *IngestRecordDocumentRequest) GetPart() isIngestRecordDocumentRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *IngestRecordDocumentRequest) GetHeader() *RecordDocumentHeader {
+	if x != nil {
+		if x, ok := x.Part.(*IngestRecordDocumentRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *IngestRecordDocumentRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*IngestRecordDocumentRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isIngestRecordDocumentRequest_Part interface {
+	isIngestRecordDocumentRequest_Part()
+}
+
+type IngestRecordDocumentRequest_Header struct {
+	// What the document is and the batch's fields; first message only.
+	Header *RecordDocumentHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type IngestRecordDocumentRequest_Chunk struct {
+	// Next piece of the document, at most 4 MiB.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*IngestRecordDocumentRequest_Header) isIngestRecordDocumentRequest_Part() {}
+
+func (*IngestRecordDocumentRequest_Chunk) isIngestRecordDocumentRequest_Part() {}
+
+// RecordDocumentHeader describes a record document before it arrives. Its
+// batch fields mean what they mean in IngestRecordsRequest and are checked
+// by the same rules once the document is parsed; a JSON document's own
+// fields take precedence over them.
+type RecordDocumentHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `application/json`, `application/x-ndjson` or `text/csv`.
+	MediaType string `protobuf:"bytes,1,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	// Data type of every record (required unless a JSON document names it).
+	DataType string `protobuf:"bytes,2,opt,name=data_type,json=dataType,proto3" json:"data_type,omitempty"`
+	// Source system sending the batch.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// Makes retries safe, as in IngestRecordsRequest.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// How the batch object is stored. Unspecified means NDJSON.
+	BatchFormat BatchFormat `protobuf:"varint,5,opt,name=batch_format,json=batchFormat,proto3,enum=pantheon_api.ingest.v1.BatchFormat" json:"batch_format,omitempty"`
+	// Organisation that provides the data.
+	Provider string `protobuf:"bytes,6,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Who may read the data.
+	Classification v1.Classification `protobuf:"varint,7,opt,name=classification,proto3,enum=pantheon_api.metadata.v1.Classification" json:"classification,omitempty"`
+	// Labels for the whole batch.
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// URI of the schema the payloads follow, if any.
+	SchemaRef     string `protobuf:"bytes,9,opt,name=schema_ref,json=schemaRef,proto3" json:"schema_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDocumentHeader) Reset() {
+	*x = RecordDocumentHeader{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDocumentHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDocumentHeader) ProtoMessage() {}
+
+func (x *RecordDocumentHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDocumentHeader.ProtoReflect.Descriptor instead.
+func (*RecordDocumentHeader) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RecordDocumentHeader) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *RecordDocumentHeader) GetDataType() string {
+	if x != nil {
+		return x.DataType
+	}
+	return ""
+}
+
+func (x *RecordDocumentHeader) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RecordDocumentHeader) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *RecordDocumentHeader) GetBatchFormat() BatchFormat {
+	if x != nil {
+		return x.BatchFormat
+	}
+	return BatchFormat_BATCH_FORMAT_UNSPECIFIED
+}
+
+func (x *RecordDocumentHeader) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *RecordDocumentHeader) GetClassification() v1.Classification {
+	if x != nil {
+		return x.Classification
+	}
+	return v1.Classification(0)
+}
+
+func (x *RecordDocumentHeader) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RecordDocumentHeader) GetSchemaRef() string {
+	if x != nil {
+		return x.SchemaRef
+	}
+	return ""
+}
+
+// IngestRecordDocumentResponse is the result of a record document.
+type IngestRecordDocumentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What IngestRecords would have answered for the parsed batch.
+	Result        *IngestRecordsResponse `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRecordDocumentResponse) Reset() {
+	*x = IngestRecordDocumentResponse{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRecordDocumentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRecordDocumentResponse) ProtoMessage() {}
+
+func (x *IngestRecordDocumentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRecordDocumentResponse.ProtoReflect.Descriptor instead.
+func (*IngestRecordDocumentResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *IngestRecordDocumentResponse) GetResult() *IngestRecordsResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 // IngestRecordsResponse reports the batch object and every record's fate.
 type IngestRecordsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -545,7 +800,7 @@ type IngestRecordsResponse struct {
 
 func (x *IngestRecordsResponse) Reset() {
 	*x = IngestRecordsResponse{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[5]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +812,7 @@ func (x *IngestRecordsResponse) String() string {
 func (*IngestRecordsResponse) ProtoMessage() {}
 
 func (x *IngestRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[5]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +825,7 @@ func (x *IngestRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRecordsResponse.ProtoReflect.Descriptor instead.
 func (*IngestRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{5}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IngestRecordsResponse) GetMetadata() *v1.Metadata {
@@ -640,7 +895,7 @@ type RecordResult struct {
 
 func (x *RecordResult) Reset() {
 	*x = RecordResult{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[6]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +907,7 @@ func (x *RecordResult) String() string {
 func (*RecordResult) ProtoMessage() {}
 
 func (x *RecordResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[6]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +920,7 @@ func (x *RecordResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
 func (*RecordResult) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{6}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RecordResult) GetIndex() uint32 {
@@ -709,7 +964,7 @@ type GetIngestResultRequest struct {
 
 func (x *GetIngestResultRequest) Reset() {
 	*x = GetIngestResultRequest{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[7]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +976,7 @@ func (x *GetIngestResultRequest) String() string {
 func (*GetIngestResultRequest) ProtoMessage() {}
 
 func (x *GetIngestResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[7]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +989,7 @@ func (x *GetIngestResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIngestResultRequest.ProtoReflect.Descriptor instead.
 func (*GetIngestResultRequest) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{7}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetIngestResultRequest) GetSource() string {
@@ -769,7 +1024,7 @@ type GetIngestResultResponse struct {
 
 func (x *GetIngestResultResponse) Reset() {
 	*x = GetIngestResultResponse{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[8]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1036,7 @@ func (x *GetIngestResultResponse) String() string {
 func (*GetIngestResultResponse) ProtoMessage() {}
 
 func (x *GetIngestResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[8]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1049,7 @@ func (x *GetIngestResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIngestResultResponse.ProtoReflect.Descriptor instead.
 func (*GetIngestResultResponse) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{8}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetIngestResultResponse) GetResult() isGetIngestResultResponse_Result {
@@ -891,7 +1146,29 @@ const file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc = "" +
 	"schema_ref\x18\t \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x04\x88\x01\x01R\tschemaRef\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
+	"\x1bIngestRecordDocumentRequest\x12F\n" +
+	"\x06header\x18\x01 \x01(\v2,.pantheon_api.ingest.v1.RecordDocumentHeaderH\x00R\x06header\x12\"\n" +
+	"\x05chunk\x18\x02 \x01(\fB\n" +
+	"\xbaH\az\x05\x18\x80\x80\x80\x02H\x00R\x05chunkB\r\n" +
+	"\x04part\x12\x05\xbaH\x02\b\x01\"\xfc\x04\n" +
+	"\x14RecordDocumentHeader\x12V\n" +
+	"\n" +
+	"media_type\x18\x01 \x01(\tB7\xbaH4r2R\x10application/jsonR\x14application/x-ndjsonR\btext/csvR\tmediaType\x12$\n" +
+	"\tdata_type\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\bdataType\x12\x1f\n" +
+	"\x06source\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18?R\x06source\x121\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x0eidempotencyKey\x12P\n" +
+	"\fbatch_format\x18\x05 \x01(\x0e2#.pantheon_api.ingest.v1.BatchFormatB\b\xbaH\x05\x82\x01\x02\x10\x01R\vbatchFormat\x12$\n" +
+	"\bprovider\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\bprovider\x12Z\n" +
+	"\x0eclassification\x18\a \x01(\x0e2(.pantheon_api.metadata.v1.ClassificationB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0eclassification\x12Z\n" +
+	"\x06labels\x18\b \x03(\v28.pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntryB\b\xbaH\x05\x9a\x01\x02\x10 R\x06labels\x12'\n" +
+	"\n" +
+	"schema_ref\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tschemaRef\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x1cIngestRecordDocumentResponse\x12E\n" +
+	"\x06result\x18\x01 \x01(\v2-.pantheon_api.ingest.v1.IngestRecordsResponseR\x06result\"\xd9\x02\n" +
 	"\x15IngestRecordsResponse\x12>\n" +
 	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\x12;\n" +
 	"\x06object\x18\x02 \x01(\v2#.pantheon_api.metadata.v1.ObjectRefR\x06object\x12>\n" +
@@ -916,10 +1193,11 @@ const file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc = "" +
 	"\vBatchFormat\x12\x1c\n" +
 	"\x18BATCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13BATCH_FORMAT_NDJSON\x10\x01\x12\x14\n" +
-	"\x10BATCH_FORMAT_CSV\x10\x022\xe6\x02\n" +
+	"\x10BATCH_FORMAT_CSV\x10\x022\xec\x03\n" +
 	"\x10IngestionService\x12k\n" +
 	"\fIngestObject\x12+.pantheon_api.ingest.v1.IngestObjectRequest\x1a,.pantheon_api.ingest.v1.IngestObjectResponse(\x01\x12l\n" +
-	"\rIngestRecords\x12,.pantheon_api.ingest.v1.IngestRecordsRequest\x1a-.pantheon_api.ingest.v1.IngestRecordsResponse\x12w\n" +
+	"\rIngestRecords\x12,.pantheon_api.ingest.v1.IngestRecordsRequest\x1a-.pantheon_api.ingest.v1.IngestRecordsResponse\x12\x83\x01\n" +
+	"\x14IngestRecordDocument\x123.pantheon_api.ingest.v1.IngestRecordDocumentRequest\x1a4.pantheon_api.ingest.v1.IngestRecordDocumentResponse(\x01\x12w\n" +
 	"\x0fGetIngestResult\x12..pantheon_api.ingest.v1.GetIngestResultRequest\x1a/.pantheon_api.ingest.v1.GetIngestResultResponse\"\x03\x90\x02\x01b\x06proto3"
 
 var (
@@ -935,59 +1213,70 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pantheon_api_ingest_v1_ingest_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pantheon_api_ingest_v1_ingest_service_proto_goTypes = []any{
-	(BatchFormat)(0),                // 0: pantheon_api.ingest.v1.BatchFormat
-	(*IngestObjectRequest)(nil),     // 1: pantheon_api.ingest.v1.IngestObjectRequest
-	(*ObjectHeader)(nil),            // 2: pantheon_api.ingest.v1.ObjectHeader
-	(*IngestObjectResponse)(nil),    // 3: pantheon_api.ingest.v1.IngestObjectResponse
-	(*Record)(nil),                  // 4: pantheon_api.ingest.v1.Record
-	(*IngestRecordsRequest)(nil),    // 5: pantheon_api.ingest.v1.IngestRecordsRequest
-	(*IngestRecordsResponse)(nil),   // 6: pantheon_api.ingest.v1.IngestRecordsResponse
-	(*RecordResult)(nil),            // 7: pantheon_api.ingest.v1.RecordResult
-	(*GetIngestResultRequest)(nil),  // 8: pantheon_api.ingest.v1.GetIngestResultRequest
-	(*GetIngestResultResponse)(nil), // 9: pantheon_api.ingest.v1.GetIngestResultResponse
-	nil,                             // 10: pantheon_api.ingest.v1.Record.LabelsEntry
-	nil,                             // 11: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
-	(*v1.Metadata)(nil),             // 12: pantheon_api.metadata.v1.Metadata
-	(*v1.ObjectRef)(nil),            // 13: pantheon_api.metadata.v1.ObjectRef
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
-	(*v1.GeoPoint)(nil),             // 15: pantheon_api.metadata.v1.GeoPoint
-	(*structpb.Struct)(nil),         // 16: google.protobuf.Struct
-	(v1.Classification)(0),          // 17: pantheon_api.metadata.v1.Classification
-	(*status.Status)(nil),           // 18: google.rpc.Status
+	(BatchFormat)(0),                     // 0: pantheon_api.ingest.v1.BatchFormat
+	(*IngestObjectRequest)(nil),          // 1: pantheon_api.ingest.v1.IngestObjectRequest
+	(*ObjectHeader)(nil),                 // 2: pantheon_api.ingest.v1.ObjectHeader
+	(*IngestObjectResponse)(nil),         // 3: pantheon_api.ingest.v1.IngestObjectResponse
+	(*Record)(nil),                       // 4: pantheon_api.ingest.v1.Record
+	(*IngestRecordsRequest)(nil),         // 5: pantheon_api.ingest.v1.IngestRecordsRequest
+	(*IngestRecordDocumentRequest)(nil),  // 6: pantheon_api.ingest.v1.IngestRecordDocumentRequest
+	(*RecordDocumentHeader)(nil),         // 7: pantheon_api.ingest.v1.RecordDocumentHeader
+	(*IngestRecordDocumentResponse)(nil), // 8: pantheon_api.ingest.v1.IngestRecordDocumentResponse
+	(*IngestRecordsResponse)(nil),        // 9: pantheon_api.ingest.v1.IngestRecordsResponse
+	(*RecordResult)(nil),                 // 10: pantheon_api.ingest.v1.RecordResult
+	(*GetIngestResultRequest)(nil),       // 11: pantheon_api.ingest.v1.GetIngestResultRequest
+	(*GetIngestResultResponse)(nil),      // 12: pantheon_api.ingest.v1.GetIngestResultResponse
+	nil,                                  // 13: pantheon_api.ingest.v1.Record.LabelsEntry
+	nil,                                  // 14: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	nil,                                  // 15: pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	(*v1.Metadata)(nil),                  // 16: pantheon_api.metadata.v1.Metadata
+	(*v1.ObjectRef)(nil),                 // 17: pantheon_api.metadata.v1.ObjectRef
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
+	(*v1.GeoPoint)(nil),                  // 19: pantheon_api.metadata.v1.GeoPoint
+	(*structpb.Struct)(nil),              // 20: google.protobuf.Struct
+	(v1.Classification)(0),               // 21: pantheon_api.metadata.v1.Classification
+	(*status.Status)(nil),                // 22: google.rpc.Status
 }
 var file_pantheon_api_ingest_v1_ingest_service_proto_depIdxs = []int32{
 	2,  // 0: pantheon_api.ingest.v1.IngestObjectRequest.header:type_name -> pantheon_api.ingest.v1.ObjectHeader
-	12, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	12, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	13, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	14, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
-	15, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
-	16, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
-	10, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
+	16, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	16, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	17, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	18, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
+	19, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
+	20, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
+	13, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
 	0,  // 8: pantheon_api.ingest.v1.IngestRecordsRequest.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
 	4,  // 9: pantheon_api.ingest.v1.IngestRecordsRequest.records:type_name -> pantheon_api.ingest.v1.Record
-	17, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
-	11, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
-	12, // 12: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	13, // 13: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	7,  // 14: pantheon_api.ingest.v1.IngestRecordsResponse.results:type_name -> pantheon_api.ingest.v1.RecordResult
-	18, // 15: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
-	3,  // 16: pantheon_api.ingest.v1.GetIngestResultResponse.object:type_name -> pantheon_api.ingest.v1.IngestObjectResponse
-	6,  // 17: pantheon_api.ingest.v1.GetIngestResultResponse.records:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
-	14, // 18: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
-	1,  // 19: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
-	5,  // 20: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
-	8,  // 21: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
-	3,  // 22: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
-	6,  // 23: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
-	9,  // 24: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	21, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
+	14, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	7,  // 12: pantheon_api.ingest.v1.IngestRecordDocumentRequest.header:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader
+	0,  // 13: pantheon_api.ingest.v1.RecordDocumentHeader.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
+	21, // 14: pantheon_api.ingest.v1.RecordDocumentHeader.classification:type_name -> pantheon_api.metadata.v1.Classification
+	15, // 15: pantheon_api.ingest.v1.RecordDocumentHeader.labels:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	9,  // 16: pantheon_api.ingest.v1.IngestRecordDocumentResponse.result:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
+	16, // 17: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	17, // 18: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	10, // 19: pantheon_api.ingest.v1.IngestRecordsResponse.results:type_name -> pantheon_api.ingest.v1.RecordResult
+	22, // 20: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
+	3,  // 21: pantheon_api.ingest.v1.GetIngestResultResponse.object:type_name -> pantheon_api.ingest.v1.IngestObjectResponse
+	9,  // 22: pantheon_api.ingest.v1.GetIngestResultResponse.records:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
+	18, // 23: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
+	1,  // 24: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
+	5,  // 25: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
+	6,  // 26: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:input_type -> pantheon_api.ingest.v1.IngestRecordDocumentRequest
+	11, // 27: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
+	3,  // 28: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
+	9,  // 29: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
+	8,  // 30: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:output_type -> pantheon_api.ingest.v1.IngestRecordDocumentResponse
+	12, // 31: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_ingest_v1_ingest_service_proto_init() }
@@ -999,7 +1288,11 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_init() {
 		(*IngestObjectRequest_Header)(nil),
 		(*IngestObjectRequest_Chunk)(nil),
 	}
-	file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[5].OneofWrappers = []any{
+		(*IngestRecordDocumentRequest_Header)(nil),
+		(*IngestRecordDocumentRequest_Chunk)(nil),
+	}
+	file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11].OneofWrappers = []any{
 		(*GetIngestResultResponse_Object)(nil),
 		(*GetIngestResultResponse_Records)(nil),
 	}
@@ -1009,7 +1302,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc), len(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

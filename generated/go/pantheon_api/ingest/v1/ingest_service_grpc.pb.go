@@ -30,9 +30,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IngestionService_IngestObject_FullMethodName    = "/pantheon_api.ingest.v1.IngestionService/IngestObject"
-	IngestionService_IngestRecords_FullMethodName   = "/pantheon_api.ingest.v1.IngestionService/IngestRecords"
-	IngestionService_GetIngestResult_FullMethodName = "/pantheon_api.ingest.v1.IngestionService/GetIngestResult"
+	IngestionService_IngestObject_FullMethodName         = "/pantheon_api.ingest.v1.IngestionService/IngestObject"
+	IngestionService_IngestRecords_FullMethodName        = "/pantheon_api.ingest.v1.IngestionService/IngestRecords"
+	IngestionService_IngestRecordDocument_FullMethodName = "/pantheon_api.ingest.v1.IngestionService/IngestRecordDocument"
+	IngestionService_GetIngestResult_FullMethodName      = "/pantheon_api.ingest.v1.IngestionService/GetIngestResult"
 )
 
 // IngestionServiceClient is the client API for IngestionService service.
@@ -66,6 +67,22 @@ type IngestionServiceClient interface {
 	// records, too many, bad data type or source) or every record is invalid;
 	// ABORTED, UNAVAILABLE and DEADLINE_EXCEEDED as for IngestObject.
 	IngestRecords(ctx context.Context, in *IngestRecordsRequest, opts ...grpc.CallOption) (*IngestRecordsResponse, error)
+	// IngestRecordDocument ingests a batch of records sent as a document, as
+	// external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+	// each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+	// "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+	// per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+	// other column a typed payload value: the same cell rules as CSV objects).
+	// The stream is a `RecordDocumentHeader` followed by the document in
+	// chunks. The service parses and types it off its event loop, then
+	// proceeds exactly as IngestRecords; fields of a JSON document override
+	// the header's.
+	//
+	// Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+	// per malformed record (`records[<i>].<field>`, at most 100) when the
+	// document's shape is wrong (nothing is stored), or reason `too_large`
+	// when the document exceeds the size limit.
+	IngestRecordDocument(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IngestRecordDocumentRequest, IngestRecordDocumentResponse], error)
 	// GetIngestResult returns the result of an earlier ingest call by its
 	// idempotency key.
 	//
@@ -105,6 +122,19 @@ func (c *ingestionServiceClient) IngestRecords(ctx context.Context, in *IngestRe
 	}
 	return out, nil
 }
+
+func (c *ingestionServiceClient) IngestRecordDocument(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IngestRecordDocumentRequest, IngestRecordDocumentResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &IngestionService_ServiceDesc.Streams[1], IngestionService_IngestRecordDocument_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[IngestRecordDocumentRequest, IngestRecordDocumentResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestionService_IngestRecordDocumentClient = grpc.ClientStreamingClient[IngestRecordDocumentRequest, IngestRecordDocumentResponse]
 
 func (c *ingestionServiceClient) GetIngestResult(ctx context.Context, in *GetIngestResultRequest, opts ...grpc.CallOption) (*GetIngestResultResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -147,6 +177,22 @@ type IngestionServiceServer interface {
 	// records, too many, bad data type or source) or every record is invalid;
 	// ABORTED, UNAVAILABLE and DEADLINE_EXCEEDED as for IngestObject.
 	IngestRecords(context.Context, *IngestRecordsRequest) (*IngestRecordsResponse, error)
+	// IngestRecordDocument ingests a batch of records sent as a document, as
+	// external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+	// each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+	// "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+	// per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+	// other column a typed payload value: the same cell rules as CSV objects).
+	// The stream is a `RecordDocumentHeader` followed by the document in
+	// chunks. The service parses and types it off its event loop, then
+	// proceeds exactly as IngestRecords; fields of a JSON document override
+	// the header's.
+	//
+	// Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+	// per malformed record (`records[<i>].<field>`, at most 100) when the
+	// document's shape is wrong (nothing is stored), or reason `too_large`
+	// when the document exceeds the size limit.
+	IngestRecordDocument(grpc.ClientStreamingServer[IngestRecordDocumentRequest, IngestRecordDocumentResponse]) error
 	// GetIngestResult returns the result of an earlier ingest call by its
 	// idempotency key.
 	//
@@ -169,6 +215,9 @@ func (UnimplementedIngestionServiceServer) IngestObject(grpc.ClientStreamingServ
 }
 func (UnimplementedIngestionServiceServer) IngestRecords(context.Context, *IngestRecordsRequest) (*IngestRecordsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IngestRecords not implemented")
+}
+func (UnimplementedIngestionServiceServer) IngestRecordDocument(grpc.ClientStreamingServer[IngestRecordDocumentRequest, IngestRecordDocumentResponse]) error {
+	return status.Error(codes.Unimplemented, "method IngestRecordDocument not implemented")
 }
 func (UnimplementedIngestionServiceServer) GetIngestResult(context.Context, *GetIngestResultRequest) (*GetIngestResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetIngestResult not implemented")
@@ -219,6 +268,13 @@ func _IngestionService_IngestRecords_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestionService_IngestRecordDocument_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(IngestionServiceServer).IngestRecordDocument(&grpc.GenericServerStream[IngestRecordDocumentRequest, IngestRecordDocumentResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestionService_IngestRecordDocumentServer = grpc.ClientStreamingServer[IngestRecordDocumentRequest, IngestRecordDocumentResponse]
+
 func _IngestionService_GetIngestResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetIngestResultRequest)
 	if err := dec(in); err != nil {
@@ -257,6 +313,11 @@ var IngestionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "IngestObject",
 			Handler:       _IngestionService_IngestObject_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "IngestRecordDocument",
+			Handler:       _IngestionService_IngestRecordDocument_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -28,7 +28,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file pantheon_api/ingest/v1/ingest_service.proto.
  */
 export const file_pantheon_api_ingest_v1_ingest_service: GenFile = /*@__PURE__*/
-  fileDesc("CitwYW50aGVvbl9hcGkvaW5nZXN0L3YxL2luZ2VzdF9zZXJ2aWNlLnByb3RvEhZwYW50aGVvbl9hcGkuaW5nZXN0LnYxInkKE0luZ2VzdE9iamVjdFJlcXVlc3QSNgoGaGVhZGVyGAEgASgLMiQucGFudGhlb25fYXBpLmluZ2VzdC52MS5PYmplY3RIZWFkZXJIABIbCgVjaHVuaxgCIAEoDEIKukgHegUYgICAAkgAQg0KBHBhcnQSBbpIAggBIqUBCgxPYmplY3RIZWFkZXISPAoIbWV0YWRhdGEYASABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGFCBrpIA8gBARIkChNkZWNsYXJlZF9tZWRpYV90eXBlGAIgASgJQge6SARyAhh/EjEKD2V4cGVjdGVkX3NoYTI1NhgDIAEoCUIYukgVchAyDl5bMC05YS1mXXs2NH0k2AEBIqUBChRJbmdlc3RPYmplY3RSZXNwb25zZRI0CghtZXRhZGF0YRgBIAEoCzIiLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5NZXRhZGF0YRIzCgZvYmplY3QYAiABKAsyIy5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuT2JqZWN0UmVmEhAKCGV2ZW50X2lkGAMgASgJEhAKCHJlcGxheWVkGAQgASgIIvUDCgZSZWNvcmQSQAoJZW50aXR5X2lkGAEgASgJQi26SCpyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fOi1dezAsMTI3fSTIAQESpgEKC29ic2VydmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEJ1ukhysgECKgC6AWcKFm9ic2VydmVkX2F0Lm5vdF9mdXR1cmUSLW11c3Qgbm90IGJlIG1vcmUgdGhhbiA1IG1pbnV0ZXMgaW4gdGhlIGZ1dHVyZRoedGhpcyA8PSBub3cgKyBkdXJhdGlvbignMzAwcycpyAEBEjwKCGxvY2F0aW9uGAMgASgLMiIucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLkdlb1BvaW50Qga6SAPIAQESKAoHcGF5bG9hZBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSaQoGbGFiZWxzGAUgAygLMioucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmQuTGFiZWxzRW50cnlCLbpIKpoBJxAgIhxyGjIYXlthLXpdW2EtejAtOV8uLV17MCw2Mn0kKgVyAxiAAhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQFChRJbmdlc3RSZWNvcmRzUmVxdWVzdBJ+CglkYXRhX3R5cGUYASABKAlCa7pIaHJjGEAyX14oc2Vuc29yfHdlYXRoZXJ8aW1hZ2VyeXxyZXBvcnR8aGF6YXJkfGluZnJhc3RydWN0dXJlfHNpbXVsYXRpb24pKFwuW2Etel1bYS16MC05X117MCwzMH0pezEsM30kyAEBEjMKBnNvdXJjZRgCIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0k2AEBEkMKDGJhdGNoX2Zvcm1hdBgEIAEoDjIjLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuQmF0Y2hGb3JtYXRCCLpIBYIBAhABEkEKB3JlY29yZHMYBSADKAsyHi5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLlJlY29yZEIQukgNkgEKCAEQkE4iA9gBAxIaCghwcm92aWRlchgGIAEoCUIIukgFcgMYgAESSgoOY2xhc3NpZmljYXRpb24YByABKA4yKC5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuQ2xhc3NpZmljYXRpb25CCLpIBYIBAhABEncKBmxhYmVscxgIIAMoCzI4LnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1JlcXVlc3QuTGFiZWxzRW50cnlCLbpIKpoBJxAgIhxyGjIYXlthLXpdW2EtejAtOV8uLV17MCw2Mn0kKgVyAxiAAhIiCgpzY2hlbWFfcmVmGAkgASgJQg66SAtyBhiABIgBAdgBARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIo0CChVJbmdlc3RSZWNvcmRzUmVzcG9uc2USNAoIbWV0YWRhdGEYASABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGESMwoGb2JqZWN0GAIgASgLMiMucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk9iamVjdFJlZhI1CgdyZXN1bHRzGAMgAygLMiQucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmRSZXN1bHQSFgoOYWNjZXB0ZWRfY291bnQYBCABKA0SFgoOcmVqZWN0ZWRfY291bnQYBSABKA0SEAoIZXZlbnRfaWQYBiABKAkSEAoIcmVwbGF5ZWQYByABKAgiXwoMUmVjb3JkUmVzdWx0Eg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiIKBnN0YXR1cxgEIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzIooBChZHZXRJbmdlc3RSZXN1bHRSZXF1ZXN0EjMKBnNvdXJjZRgBIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0kyAEBItcBChdHZXRJbmdlc3RSZXN1bHRSZXNwb25zZRI+CgZvYmplY3QYASABKAsyLC5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlc3BvbnNlSAASQAoHcmVjb3JkcxgCIAEoCzItLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1Jlc3BvbnNlSAASMAoMY29tcGxldGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIICgZyZXN1bHQqWgoLQmF0Y2hGb3JtYXQSHAoYQkFUQ0hfRk9STUFUX1VOU1BFQ0lGSUVEEAASFwoTQkFUQ0hfRk9STUFUX05ESlNPThABEhQKEEJBVENIX0ZPUk1BVF9DU1YQAjLmAgoQSW5nZXN0aW9uU2VydmljZRJrCgxJbmdlc3RPYmplY3QSKy5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlcXVlc3QaLC5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlc3BvbnNlKAESbAoNSW5nZXN0UmVjb3JkcxIsLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1JlcXVlc3QaLS5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdFJlY29yZHNSZXNwb25zZRJ3Cg9HZXRJbmdlc3RSZXN1bHQSLi5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkdldEluZ2VzdFJlc3VsdFJlcXVlc3QaLy5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkdldEluZ2VzdFJlc3VsdFJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_rpc_status, file_pantheon_api_metadata_v1_metadata]);
+  fileDesc("CitwYW50aGVvbl9hcGkvaW5nZXN0L3YxL2luZ2VzdF9zZXJ2aWNlLnByb3RvEhZwYW50aGVvbl9hcGkuaW5nZXN0LnYxInkKE0luZ2VzdE9iamVjdFJlcXVlc3QSNgoGaGVhZGVyGAEgASgLMiQucGFudGhlb25fYXBpLmluZ2VzdC52MS5PYmplY3RIZWFkZXJIABIbCgVjaHVuaxgCIAEoDEIKukgHegUYgICAAkgAQg0KBHBhcnQSBbpIAggBIqUBCgxPYmplY3RIZWFkZXISPAoIbWV0YWRhdGEYASABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGFCBrpIA8gBARIkChNkZWNsYXJlZF9tZWRpYV90eXBlGAIgASgJQge6SARyAhh/EjEKD2V4cGVjdGVkX3NoYTI1NhgDIAEoCUIYukgVchAyDl5bMC05YS1mXXs2NH0k2AEBIqUBChRJbmdlc3RPYmplY3RSZXNwb25zZRI0CghtZXRhZGF0YRgBIAEoCzIiLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5NZXRhZGF0YRIzCgZvYmplY3QYAiABKAsyIy5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuT2JqZWN0UmVmEhAKCGV2ZW50X2lkGAMgASgJEhAKCHJlcGxheWVkGAQgASgIIvUDCgZSZWNvcmQSQAoJZW50aXR5X2lkGAEgASgJQi26SCpyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fOi1dezAsMTI3fSTIAQESpgEKC29ic2VydmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEJ1ukhysgECKgC6AWcKFm9ic2VydmVkX2F0Lm5vdF9mdXR1cmUSLW11c3Qgbm90IGJlIG1vcmUgdGhhbiA1IG1pbnV0ZXMgaW4gdGhlIGZ1dHVyZRoedGhpcyA8PSBub3cgKyBkdXJhdGlvbignMzAwcycpyAEBEjwKCGxvY2F0aW9uGAMgASgLMiIucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLkdlb1BvaW50Qga6SAPIAQESKAoHcGF5bG9hZBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSaQoGbGFiZWxzGAUgAygLMioucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmQuTGFiZWxzRW50cnlCLbpIKpoBJxAgIhxyGjIYXlthLXpdW2EtejAtOV8uLV17MCw2Mn0kKgVyAxiAAhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQFChRJbmdlc3RSZWNvcmRzUmVxdWVzdBJ+CglkYXRhX3R5cGUYASABKAlCa7pIaHJjGEAyX14oc2Vuc29yfHdlYXRoZXJ8aW1hZ2VyeXxyZXBvcnR8aGF6YXJkfGluZnJhc3RydWN0dXJlfHNpbXVsYXRpb24pKFwuW2Etel1bYS16MC05X117MCwzMH0pezEsM30kyAEBEjMKBnNvdXJjZRgCIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0k2AEBEkMKDGJhdGNoX2Zvcm1hdBgEIAEoDjIjLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuQmF0Y2hGb3JtYXRCCLpIBYIBAhABEkEKB3JlY29yZHMYBSADKAsyHi5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLlJlY29yZEIQukgNkgEKCAEQkE4iA9gBAxIaCghwcm92aWRlchgGIAEoCUIIukgFcgMYgAESSgoOY2xhc3NpZmljYXRpb24YByABKA4yKC5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuQ2xhc3NpZmljYXRpb25CCLpIBYIBAhABEncKBmxhYmVscxgIIAMoCzI4LnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1JlcXVlc3QuTGFiZWxzRW50cnlCLbpIKpoBJxAgIhxyGjIYXlthLXpdW2EtejAtOV8uLV17MCw2Mn0kKgVyAxiAAhIiCgpzY2hlbWFfcmVmGAkgASgJQg66SAtyBhiABIgBAdgBARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIokBChtJbmdlc3RSZWNvcmREb2N1bWVudFJlcXVlc3QSPgoGaGVhZGVyGAEgASgLMiwucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmREb2N1bWVudEhlYWRlckgAEhsKBWNodW5rGAIgASgMQgq6SAd6BRiAgIACSABCDQoEcGFydBIFukgCCAEiiQQKFFJlY29yZERvY3VtZW50SGVhZGVyEksKCm1lZGlhX3R5cGUYASABKAlCN7pINHIyUhBhcHBsaWNhdGlvbi9qc29uUhRhcHBsaWNhdGlvbi94LW5kanNvblIIdGV4dC9jc3YSGgoJZGF0YV90eXBlGAIgASgJQge6SARyAhhAEhcKBnNvdXJjZRgDIAEoCUIHukgEcgIYPxIhCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCLpIBXIDGIABEkMKDGJhdGNoX2Zvcm1hdBgFIAEoDjIjLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuQmF0Y2hGb3JtYXRCCLpIBYIBAhABEhoKCHByb3ZpZGVyGAYgASgJQgi6SAVyAxiAARJKCg5jbGFzc2lmaWNhdGlvbhgHIAEoDjIoLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5DbGFzc2lmaWNhdGlvbkIIukgFggECEAESUgoGbGFiZWxzGAggAygLMjgucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmREb2N1bWVudEhlYWRlci5MYWJlbHNFbnRyeUIIukgFmgECECASHAoKc2NoZW1hX3JlZhgJIAEoCUIIukgFcgMYgAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdChxJbmdlc3RSZWNvcmREb2N1bWVudFJlc3BvbnNlEj0KBnJlc3VsdBgBIAEoCzItLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1Jlc3BvbnNlIo0CChVJbmdlc3RSZWNvcmRzUmVzcG9uc2USNAoIbWV0YWRhdGEYASABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGESMwoGb2JqZWN0GAIgASgLMiMucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk9iamVjdFJlZhI1CgdyZXN1bHRzGAMgAygLMiQucGFudGhlb25fYXBpLmluZ2VzdC52MS5SZWNvcmRSZXN1bHQSFgoOYWNjZXB0ZWRfY291bnQYBCABKA0SFgoOcmVqZWN0ZWRfY291bnQYBSABKA0SEAoIZXZlbnRfaWQYBiABKAkSEAoIcmVwbGF5ZWQYByABKAgiXwoMUmVjb3JkUmVzdWx0Eg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiIKBnN0YXR1cxgEIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzIooBChZHZXRJbmdlc3RSZXN1bHRSZXF1ZXN0EjMKBnNvdXJjZRgBIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0kyAEBItcBChdHZXRJbmdlc3RSZXN1bHRSZXNwb25zZRI+CgZvYmplY3QYASABKAsyLC5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlc3BvbnNlSAASQAoHcmVjb3JkcxgCIAEoCzItLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1Jlc3BvbnNlSAASMAoMY29tcGxldGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIICgZyZXN1bHQqWgoLQmF0Y2hGb3JtYXQSHAoYQkFUQ0hfRk9STUFUX1VOU1BFQ0lGSUVEEAASFwoTQkFUQ0hfRk9STUFUX05ESlNPThABEhQKEEJBVENIX0ZPUk1BVF9DU1YQAjLsAwoQSW5nZXN0aW9uU2VydmljZRJrCgxJbmdlc3RPYmplY3QSKy5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlcXVlc3QaLC5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdE9iamVjdFJlc3BvbnNlKAESbAoNSW5nZXN0UmVjb3JkcxIsLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3Jkc1JlcXVlc3QaLS5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdFJlY29yZHNSZXNwb25zZRKDAQoUSW5nZXN0UmVjb3JkRG9jdW1lbnQSMy5wYW50aGVvbl9hcGkuaW5nZXN0LnYxLkluZ2VzdFJlY29yZERvY3VtZW50UmVxdWVzdBo0LnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuSW5nZXN0UmVjb3JkRG9jdW1lbnRSZXNwb25zZSgBEncKD0dldEluZ2VzdFJlc3VsdBIuLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuR2V0SW5nZXN0UmVzdWx0UmVxdWVzdBovLnBhbnRoZW9uX2FwaS5pbmdlc3QudjEuR2V0SW5nZXN0UmVzdWx0UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_rpc_status, file_pantheon_api_metadata_v1_metadata]);
 
 /**
  * IngestObjectRequest is one message of an IngestObject stream: the first
@@ -278,6 +278,145 @@ export const IngestRecordsRequestSchema: GenMessage<IngestRecordsRequest> = /*@_
   messageDesc(file_pantheon_api_ingest_v1_ingest_service, 4);
 
 /**
+ * IngestRecordDocumentRequest is one message of an IngestRecordDocument
+ * stream: the first carries the header, every following one a chunk.
+ *
+ * @generated from message pantheon_api.ingest.v1.IngestRecordDocumentRequest
+ */
+export type IngestRecordDocumentRequest = Message<"pantheon_api.ingest.v1.IngestRecordDocumentRequest"> & {
+  /**
+   * The part of the stream this message carries.
+   *
+   * @generated from oneof pantheon_api.ingest.v1.IngestRecordDocumentRequest.part
+   */
+  part: {
+    /**
+     * What the document is and the batch's fields; first message only.
+     *
+     * @generated from field: pantheon_api.ingest.v1.RecordDocumentHeader header = 1;
+     */
+    value: RecordDocumentHeader;
+    case: "header";
+  } | {
+    /**
+     * Next piece of the document, at most 4 MiB.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message pantheon_api.ingest.v1.IngestRecordDocumentRequest.
+ * Use `create(IngestRecordDocumentRequestSchema)` to create a new message.
+ */
+export const IngestRecordDocumentRequestSchema: GenMessage<IngestRecordDocumentRequest> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 5);
+
+/**
+ * RecordDocumentHeader describes a record document before it arrives. Its
+ * batch fields mean what they mean in IngestRecordsRequest and are checked
+ * by the same rules once the document is parsed; a JSON document's own
+ * fields take precedence over them.
+ *
+ * @generated from message pantheon_api.ingest.v1.RecordDocumentHeader
+ */
+export type RecordDocumentHeader = Message<"pantheon_api.ingest.v1.RecordDocumentHeader"> & {
+  /**
+   * `application/json`, `application/x-ndjson` or `text/csv`.
+   *
+   * @generated from field: string media_type = 1;
+   */
+  mediaType: string;
+
+  /**
+   * Data type of every record (required unless a JSON document names it).
+   *
+   * @generated from field: string data_type = 2;
+   */
+  dataType: string;
+
+  /**
+   * Source system sending the batch.
+   *
+   * @generated from field: string source = 3;
+   */
+  source: string;
+
+  /**
+   * Makes retries safe, as in IngestRecordsRequest.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+
+  /**
+   * How the batch object is stored. Unspecified means NDJSON.
+   *
+   * @generated from field: pantheon_api.ingest.v1.BatchFormat batch_format = 5;
+   */
+  batchFormat: BatchFormat;
+
+  /**
+   * Organisation that provides the data.
+   *
+   * @generated from field: string provider = 6;
+   */
+  provider: string;
+
+  /**
+   * Who may read the data.
+   *
+   * @generated from field: pantheon_api.metadata.v1.Classification classification = 7;
+   */
+  classification: Classification;
+
+  /**
+   * Labels for the whole batch.
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * URI of the schema the payloads follow, if any.
+   *
+   * @generated from field: string schema_ref = 9;
+   */
+  schemaRef: string;
+};
+
+/**
+ * Describes the message pantheon_api.ingest.v1.RecordDocumentHeader.
+ * Use `create(RecordDocumentHeaderSchema)` to create a new message.
+ */
+export const RecordDocumentHeaderSchema: GenMessage<RecordDocumentHeader> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 6);
+
+/**
+ * IngestRecordDocumentResponse is the result of a record document.
+ *
+ * @generated from message pantheon_api.ingest.v1.IngestRecordDocumentResponse
+ */
+export type IngestRecordDocumentResponse = Message<"pantheon_api.ingest.v1.IngestRecordDocumentResponse"> & {
+  /**
+   * What IngestRecords would have answered for the parsed batch.
+   *
+   * @generated from field: pantheon_api.ingest.v1.IngestRecordsResponse result = 1;
+   */
+  result?: IngestRecordsResponse | undefined;
+};
+
+/**
+ * Describes the message pantheon_api.ingest.v1.IngestRecordDocumentResponse.
+ * Use `create(IngestRecordDocumentResponseSchema)` to create a new message.
+ */
+export const IngestRecordDocumentResponseSchema: GenMessage<IngestRecordDocumentResponse> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 7);
+
+/**
  * IngestRecordsResponse reports the batch object and every record's fate.
  *
  * @generated from message pantheon_api.ingest.v1.IngestRecordsResponse
@@ -339,7 +478,7 @@ export type IngestRecordsResponse = Message<"pantheon_api.ingest.v1.IngestRecord
  * Use `create(IngestRecordsResponseSchema)` to create a new message.
  */
 export const IngestRecordsResponseSchema: GenMessage<IngestRecordsResponse> = /*@__PURE__*/
-  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 5);
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 8);
 
 /**
  * RecordResult is the fate of one record of a batch.
@@ -382,7 +521,7 @@ export type RecordResult = Message<"pantheon_api.ingest.v1.RecordResult"> & {
  * Use `create(RecordResultSchema)` to create a new message.
  */
 export const RecordResultSchema: GenMessage<RecordResult> = /*@__PURE__*/
-  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 6);
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 9);
 
 /**
  * GetIngestResultRequest names an earlier ingest call.
@@ -410,7 +549,7 @@ export type GetIngestResultRequest = Message<"pantheon_api.ingest.v1.GetIngestRe
  * Use `create(GetIngestResultRequestSchema)` to create a new message.
  */
 export const GetIngestResultRequestSchema: GenMessage<GetIngestResultRequest> = /*@__PURE__*/
-  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 7);
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 10);
 
 /**
  * GetIngestResultResponse carries the stored result of the call.
@@ -454,7 +593,7 @@ export type GetIngestResultResponse = Message<"pantheon_api.ingest.v1.GetIngestR
  * Use `create(GetIngestResultResponseSchema)` to create a new message.
  */
 export const GetIngestResultResponseSchema: GenMessage<GetIngestResultResponse> = /*@__PURE__*/
-  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 8);
+  messageDesc(file_pantheon_api_ingest_v1_ingest_service, 11);
 
 /**
  * BatchFormat is how a record batch is stored.
@@ -536,6 +675,30 @@ export const IngestionService: GenService<{
     methodKind: "unary";
     input: typeof IngestRecordsRequestSchema;
     output: typeof IngestRecordsResponseSchema;
+  },
+  /**
+   * IngestRecordDocument ingests a batch of records sent as a document, as
+   * external systems write them: JSON (`{"data_type": ..., "records": [...]}`,
+   * each record `{"entity_id", "observed_at", "location": {"lat", "lon",
+   * "alt"}, "payload": {...}, "labels": {...}}`), NDJSON (one such record
+   * per line) or CSV (columns `entity_id,observed_at,lat,lon[,alt]`, every
+   * other column a typed payload value: the same cell rules as CSV objects).
+   * The stream is a `RecordDocumentHeader` followed by the document in
+   * chunks. The service parses and types it off its event loop, then
+   * proceeds exactly as IngestRecords; fields of a JSON document override
+   * the header's.
+   *
+   * Returns as IngestRecords, and INVALID_ARGUMENT with one field violation
+   * per malformed record (`records[<i>].<field>`, at most 100) when the
+   * document's shape is wrong (nothing is stored), or reason `too_large`
+   * when the document exceeds the size limit.
+   *
+   * @generated from rpc pantheon_api.ingest.v1.IngestionService.IngestRecordDocument
+   */
+  ingestRecordDocument: {
+    methodKind: "client_streaming";
+    input: typeof IngestRecordDocumentRequestSchema;
+    output: typeof IngestRecordDocumentResponseSchema;
   },
   /**
    * GetIngestResult returns the result of an earlier ingest call by its

@@ -1,0 +1,170 @@
+"""The producer's full local queue: an asynchronous wait with a deadline,
+after which the call fails with UNAVAILABLE having queued none of its batch.
+
+A fake stands in for confluent_kafka.Producer (a queue of a few messages
+that drains only when the test says so); the deadline is the delivery
+timeout, made tiny here. Nothing is asserted about time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from pantheon_api.events.v1 import events_pb2
+
+from pantheon.config import KafkaSettings
+from pantheon.errors import Unavailable
+from pantheon.events.producer import Event, KafkaPublisher
+
+
+class FakeProducer:
+    """A local queue of `capacity` messages; `deliver` reports them delivered."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.queue: list[tuple[str, Any]] = []
+        self.produced: list[str] = []
+        self.full_refusals = 0
+        self.length_checks = 0
+
+    def produce(self, topic: str, *, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None:
+        if len(self.queue) >= self.capacity:
+            self.full_refusals += 1
+            raise BufferError("Local: Queue full")
+        event_id = dict(headers)["ce_id"].decode()
+        self.queue.append((event_id, on_delivery))
+        self.produced.append(event_id)
+
+    def deliver(self) -> None:
+        """Kafka acknowledges everything queued."""
+        queued, self.queue = self.queue, []
+        for _, on_delivery in queued:
+            if on_delivery is not None:
+                on_delivery(None, None)
+
+    def poll(self, timeout: float) -> int:
+        time.sleep(timeout)  # the delivery thread's pace, as librdkafka's poll
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return len(self.queue)
+
+    def list_topics(self, *, timeout: float) -> Any:
+        return None
+
+    def __len__(self) -> int:
+        self.length_checks += 1
+        return len(self.queue)
+
+
+def settings(deadline_ms: int, capacity: int) -> KafkaSettings:
+    return KafkaSettings(
+        "unused:1", "u", "p", "ca.pem", delivery_timeout_ms=deadline_ms, queue_max_messages=capacity
+    )
+
+
+@pytest.fixture
+def fake() -> FakeProducer:
+    return FakeProducer(capacity=2)
+
+
+def event(event_id: str) -> Event:
+    return Event("topic", "key", events_pb2.DataStored(event_id=event_id), event_id, "src")
+
+
+def blocker(n: int) -> Any:
+    """Messages already in the queue that no call of the test's owns."""
+    return [(f"old-{i}", None) for i in range(n)]
+
+
+@asynccontextmanager
+async def publisher(fake: FakeProducer, deadline_ms: int) -> AsyncIterator[KafkaPublisher]:
+    p = KafkaPublisher(settings(deadline_ms, fake.capacity), producer=fake)
+    try:
+        yield p
+    finally:
+        p.close(0)
+
+
+async def test_a_queue_that_stays_full_fails_the_call_with_unavailable_and_queues_nothing(
+    fake: FakeProducer,
+) -> None:
+    fake.queue = blocker(2)
+    async with publisher(fake, deadline_ms=50) as p:
+        with pytest.raises(Unavailable) as caught:
+            await p.publish([event("e1")])
+    assert caught.value.reason == "event_queue_full"
+    assert caught.value.retry_after_s >= 1
+    assert fake.produced == []
+    assert fake.length_checks > 1  # it waited (and looked again) before giving up
+
+
+async def test_a_batch_is_queued_whole_or_not_at_all(fake: FakeProducer) -> None:
+    fake.queue = blocker(1)  # room for one event; the batch has two
+    async with publisher(fake, deadline_ms=50) as p:
+        with pytest.raises(Unavailable):
+            await p.publish([event("e1"), event("e2")])
+    assert fake.produced == []  # not e1 alone
+
+
+async def test_the_wait_leaves_the_event_loop_free(fake: FakeProducer) -> None:
+    fake.queue = blocker(2)
+    async with publisher(fake, deadline_ms=10_000) as p:
+        task = asyncio.create_task(p.publish([event("e1")]))
+        # Other coroutines run while the call waits for room.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert fake.produced == []
+
+
+async def test_the_call_proceeds_once_the_queue_has_room(fake: FakeProducer) -> None:
+    fake.queue = blocker(2)
+    async with publisher(fake, deadline_ms=10_000) as p:
+        task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
+        for _ in range(200):
+            if fake.length_checks:
+                break
+            await asyncio.sleep(0.005)
+        assert fake.produced == []
+        fake.queue = []  # the old messages were delivered
+        for _ in range(200):
+            if fake.produced:
+                break
+            await asyncio.sleep(0.005)
+        assert fake.produced == ["e1", "e2"]  # both at once
+        fake.deliver()
+        await task
+        assert p._queued_bytes == 0
+
+
+async def test_a_batch_larger_than_the_queue_is_queued_as_room_allows() -> None:
+    """The documented exception: such a batch can never fit whole; it waits for
+    an empty queue, then queues what fits, and may fail part-way (the events
+    queued keep their ids, so a retry republishes the same ones)."""
+    fake = FakeProducer(capacity=2)
+    async with publisher(fake, deadline_ms=50) as p:
+        with pytest.raises(Unavailable):
+            await p.publish([event("e1"), event("e2"), event("e3")])
+    assert fake.produced == ["e1", "e2"]
+    assert fake.full_refusals >= 1
+
+
+async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -> None:
+    async with publisher(fake, deadline_ms=1000) as p:
+        task = asyncio.create_task(p.publish([event("e1")]))
+        for _ in range(200):
+            if fake.produced:
+                break
+            await asyncio.sleep(0.005)
+        assert not task.done()  # queued is not acknowledged
+        fake.deliver()
+        await task
