@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
@@ -93,8 +94,22 @@ def object_metadata(given: ObjectMetadataIn, source: str) -> md.Metadata:
         meta.location.altitude_m = given.alt
     if given.classification:
         meta.classification = CLASSIFICATIONS[given.classification]
-    meta.observed_at.FromDatetime(given.observed_at)
+    set_time(meta.observed_at, given.observed_at, "observed_at")
     return meta
+
+
+def set_time(field: timestamp_pb2.Timestamp, value: datetime, name: str) -> None:
+    """`field` = `value`; a time with no UTC form (0001-01-01T00:00:00+14:00) is 422."""
+    try:
+        field.FromDatetime(value)
+    except (OverflowError, ValueError):
+        raise request_invalid(
+            [
+                FieldError(
+                    field=name, reason="out_of_range", description="the time has no UTC form in years 1-9999"
+                )
+            ]
+        ) from None
 
 
 _OBJECT_FIELDS = {

@@ -78,9 +78,10 @@ _GENERIC_DETAIL: Mapping[int, str] = {
 #: Codes whose callers may retry after a short wait (seconds).
 _RETRY_AFTER_DEFAULT: Mapping[int, int] = {409: 1, 429: 1, 503: 2}
 #: What gRPC itself answers (RESOURCE_EXHAUSTED, no Pantheon ErrorInfo) when
-#: a server's `maximum_concurrent_rpcs` is reached: the services are busy,
-#: which says nothing about this caller's rate or request.
-_CONCURRENCY_LIMIT_DETAILS = "Concurrent RPC limit exceeded"
+#: a server's `maximum_concurrent_rpcs` is reached (the services are busy,
+#: which says nothing about this caller's rate or request), ...
+#: ... or when a message is over a channel's size limit.
+_MESSAGE_TOO_LARGE_DETAILS = "larger than max"
 #: Seconds a caller is asked to wait when the services are at that limit.
 SERVICES_BUSY_RETRY_AFTER_S = 1
 
@@ -235,11 +236,11 @@ def from_rpc_error(error: grpc.aio.AioRpcError, request_id: str) -> Problem:
     status = HTTP_STATUS.get(code, 500)
     rich_status = _status_from_trailers(error.trailing_metadata())
     rich = read_status(rich_status) if rich_status is not None else None
-    if (
-        code is grpc.StatusCode.RESOURCE_EXHAUSTED
-        and rich is None
-        and _CONCURRENCY_LIMIT_DETAILS in (error.details() or "")
-    ):
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and rich is None:
+        # gRPC's own answer, not a Pantheon limit: 429 is for rate and
+        # concurrency limits of this caller only.
+        if _MESSAGE_TOO_LARGE_DETAILS in (error.details() or ""):
+            return Problem(413, "too_large", "The request is larger than the services accept in one message.")
         return Problem(
             503,
             "services_busy",

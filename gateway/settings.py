@@ -103,7 +103,7 @@ class GatewaySettings:
     rate_burst: int = 400
     #: Uploads (POST /v1/objects and /v1/records) one key may have in progress
     #: at once; one more is answered 429 `too_many_concurrent_uploads`.
-    max_concurrent_uploads: int = 8
+    max_concurrent_uploads: int = 32
 
     #: Connections and requests the server holds at once (uvicorn's
     #: `limit_concurrency`); a request past it is answered 503 `overloaded`.
@@ -151,7 +151,7 @@ class GatewaySettings:
             chunk_bytes=_int(env, "PANTHEON_GATEWAY_CHUNK_BYTES", MiB),
             rate_per_s=_number(env, "PANTHEON_GATEWAY_RATE_PER_S", 200.0),
             rate_burst=_int(env, "PANTHEON_GATEWAY_RATE_BURST", 400),
-            max_concurrent_uploads=_int(env, "PANTHEON_GATEWAY_MAX_CONCURRENT_UPLOADS", 8),
+            max_concurrent_uploads=_int(env, "PANTHEON_GATEWAY_MAX_CONCURRENT_UPLOADS", 32),
             max_connections=_int(env, "PANTHEON_GATEWAY_MAX_CONNECTIONS", 512),
             header_timeout_s=_number(env, "PANTHEON_GATEWAY_HEADER_TIMEOUT_S", 10.0),
             max_header_bytes=_int(env, "PANTHEON_GATEWAY_MAX_HEADER_BYTES", 32 * 1024),

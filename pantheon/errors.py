@@ -19,6 +19,20 @@ from pantheon.validation import FieldViolation
 
 #: ErrorInfo domain of every Pantheon error.
 DOMAIN = "pantheon.scdt"
+#: Trailing metadata entry that carries the rich status (gRPC's convention).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str | None:
+    """The ErrorInfo reason of a failed call to a Pantheon service, if any."""
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info) and info.domain == DOMAIN:
+                    return str(info.reason)
+    return None
 
 
 class PantheonError(Exception):

@@ -39,8 +39,29 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
+class Undecodable:
+    """Stands in for a request message that did not parse (too deep, bad UTF-8)."""
+
+
+def _decoding(deserializer: Callable[[bytes], Message] | None) -> Callable[[bytes], Any]:
+    """`deserializer`, but a message that does not parse becomes `Undecodable`,
+    so `check` answers INVALID_ARGUMENT instead of gRPC's UNKNOWN with the
+    parser's own text."""
+    assert deserializer is not None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, RecursionError: the bytes are not a valid message
+            return Undecodable()
+
+    return decode
+
+
 def check(message: Message) -> None:
     """Raise InvalidArgument listing every rule `message` breaks."""
+    if isinstance(message, Undecodable):
+        raise InvalidArgument("the request is not a valid protobuf message", reason="undecodable")
     found = violations(message)
     if found:
         raise InvalidArgument.from_violations(found)
@@ -72,7 +93,7 @@ def check_streamed(message: Message) -> None:
     a tenth of the CPU of a large upload. The cap is read from the proto, so
     the rule still lives there.
     """
-    limit = _chunk_limit(message)
+    limit = None if isinstance(message, Undecodable) else _chunk_limit(message)
     if limit is None:
         check(message)
     elif len(message.chunk) > limit:  # type: ignore[attr-defined]
@@ -200,7 +221,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
                 await _abort(context, exc, method)
 
         return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
+            stream_unary, _decoding(handler.request_deserializer), handler.response_serializer
         )
     if handler.response_streaming:
         inner_us: Any = handler.unary_stream
@@ -217,7 +238,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
                 await _abort(context, exc, method)
 
         return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
+            unary_stream, _decoding(handler.request_deserializer), handler.response_serializer
         )
     inner_uu: Any = handler.unary_unary
 
@@ -232,7 +253,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
             await _abort(context, exc, method)
 
     return grpc.unary_unary_rpc_method_handler(
-        unary_unary, handler.request_deserializer, handler.response_serializer
+        unary_unary, _decoding(handler.request_deserializer), handler.response_serializer
     )
 
 

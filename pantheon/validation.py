@@ -8,6 +8,7 @@ transports can show to callers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,4 +56,44 @@ def violations(message: Message, prefix: str = "") -> list[FieldViolation]:
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         found.append(FieldViolation(path, violation.proto.rule_id, violation.proto.message))
+    for path in _bad_values(message):
+        found.append(FieldViolation(f"{prefix}.{path}" if prefix else path, *_BAD_VALUE))
+    return found
+
+
+#: Timestamps protobuf defines (years 1 to 9999, nanos below a second), which
+#: protovalidate does not check; a value outside them breaks every consumer
+#: that converts it (JSON, datetime), so it is refused like any broken rule.
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
+_TIMESTAMP = "google.protobuf.Timestamp"
+#: Struct values are free-form, but JSON (stored batches, consumers) has no
+#: NaN or Infinity.
+_VALUE = "google.protobuf.Value"
+_BAD_VALUE = ("value.well_formed", "must be a valid timestamp (years 1-9999) or a finite number")
+
+
+def _bad_values(message: Message, path: str = "") -> list[str]:
+    """Paths of set Timestamps out of range and non-finite numbers in Structs."""
+    found: list[str] = []
+    name = message.DESCRIPTOR.full_name
+    if name == _TIMESTAMP:
+        seconds, nanos = message.seconds, message.nanos  # type: ignore[attr-defined]
+        if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+            found.append(path)
+        return found
+    if name == _VALUE and message.WhichOneof("kind") == "number_value":
+        if not math.isfinite(message.number_value):  # type: ignore[attr-defined]
+            found.append(path)
+        return found
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        here = f"{path}.{field.name}" if path else field.name
+        if field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                found += [p for k, v in value.items() for p in _bad_values(v, f"{here}[{k!r}]")]
+        elif field.is_repeated:
+            found += [p for i, v in enumerate(value) for p in _bad_values(v, f"{here}[{i}]")]
+        else:
+            found += _bad_values(value, here)
     return found

@@ -34,6 +34,7 @@ from gateway.mapping import (
     object_metadata,
     parse_labels,
     renamed,
+    set_time,
 )
 from gateway.multipart import FileData, FileStart, MetadataPart, MultipartReader, boundary_of
 from gateway.problems import (
@@ -54,6 +55,8 @@ from gateway.streams import IngestStream
 router = APIRouter(tags=["objects"])
 
 ULID_PATTERN = "^[0-9A-HJKMNP-TV-Z]{26}$"
+#: What a search covers when it names no `since`.
+_DEFAULT_WINDOW = timedelta(hours=24)
 _ULID = re.compile(ULID_PATTERN)
 _METADATA_PARAMS = (
     "data_type",
@@ -604,11 +607,12 @@ async def search_objects(
     # client pages.
     if page_token is None:
         until = until or datetime.now(UTC)
-        since = since or until - timedelta(hours=24)
+        floor = datetime.min.replace(tzinfo=UTC)  # no day before year 1 to default to
+        since = since or (until - _DEFAULT_WINDOW if until - floor >= _DEFAULT_WINDOW else floor)
     if since is not None:
-        search.observed_after.FromDatetime(since)
+        set_time(search.observed_after, since, "since")
     if until is not None:
-        search.observed_before.FromDatetime(until)
+        set_time(search.observed_before, until, "until")
     if bbox is not None:
         search.bbox.CopyFrom(_bbox(bbox))
     try:

@@ -1,24 +1,38 @@
 """A consumer helper for downstream components.
 
 `EventConsumer` subscribes to Pantheon topics, decodes each record by its
-`ce_dataschema` header into the typed protobuf payload, hands it to a
-handler, and commits the offset only after the handler returned. A record
-the handler cannot process (it raises) or that cannot be decoded goes to the
-dead-letter topic with the reason in headers, and is then committed, so one
-bad record never blocks a partition. Events already handled (same `ce_id`)
-are skipped: producers may deliver an event twice after a retry.
+`ce_dataschema` header into the typed protobuf payload and hands it to a
+handler. A record the handler cannot process (it raises) or that cannot be
+decoded goes to the dead-letter topic with the reason in headers, so one bad
+record never blocks a partition. An event counts as processed once the
+handler returned or the dead-letter topic acknowledged it; only then is its
+id remembered and its offset due for commit. Events already processed (same
+`ce_id`) are skipped: producers may deliver an event twice after a retry.
+
+When neither the handler nor the dead-letter topic took an event, the
+consumer seeks its partition back to that event, commits what was processed
+before it, and raises `EventNotProcessed`: the event stays uncommitted, so it
+is delivered again, to this consumer if it polls again or to the next member
+of its group.
+
+Offsets of processed events are committed asynchronously in batches (every
+`commit_every` events or `commit_interval_s` seconds, whichever comes first),
+synchronously when partitions are revoked, and once more, synchronously, on
+`close()`. A crash between commits redelivers at most those events, which
+the handler may then see again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from google.protobuf.message import Message as ProtoMessage
 from google.rpc import code_pb2, status_pb2
 from pantheon_api.events.v1 import events_pb2
@@ -58,12 +72,33 @@ class Received:
 Handler = Callable[[Received], None]
 
 
+class EventNotProcessed(RuntimeError):
+    """Neither the handler nor the dead-letter topic took an event.
+
+    The consumer sought its partition back to the event and did not commit
+    it: it is delivered again (to this consumer if it polls again, or to the
+    next member of its group)."""
+
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        super().__init__(
+            f"event at {topic}[{partition}]@{offset} was neither handled nor dead-lettered "
+            f"({reason}); not committing it"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+
+
 class _SeenIds:
     """The most recent event ids, bounded so memory stays flat."""
 
     def __init__(self, size: int) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._size = size
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
 
     def add(self, event_id: str) -> bool:
         """False if `event_id` was seen already."""
@@ -78,6 +113,9 @@ class _SeenIds:
 
 #: The topics whose failed messages may go to the public dead-letter topic.
 PUBLIC_TOPIC_NAMES = tuple(topic.name for topic in PUBLIC_TOPICS)
+
+#: (topic, partition)
+_Partition = tuple[str, int]
 
 
 class EventConsumer:
@@ -95,16 +133,20 @@ class EventConsumer:
         public_topics: Collection[str] = PUBLIC_TOPIC_NAMES,
         remember: int = 100_000,
         from_beginning: bool = True,
+        commit_every: int = 500,
+        commit_interval_s: float = 5.0,
+        dlq_timeout_s: float = 30.0,
     ) -> None:
-        self._consumer = Consumer(
-            {
-                **client_config,
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest" if from_beginning else "latest",
-            }
-        )
-        self._dlq = Producer({**client_config, "enable.idempotence": True, "acks": "all"})
+        config = {
+            **client_config,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+        }
+        config.setdefault("on_commit", self._on_commit)
+        self._consumer = Consumer(config)
+        self._client_config = client_config
+        self._dlq = self._dead_letter_producer()
         self._dlq_topic = dlq_topic
         # What fails on a RESTRICTED topic carries RESTRICTED data: it goes to
         # the restricted dead-letter topic, never to the public one.
@@ -113,7 +155,24 @@ class EventConsumer:
         self._handler = handler
         self._seen = _SeenIds(remember)
         self._from_beginning = from_beginning
-        self._consumer.subscribe(list(topics), on_assign=self._on_assign)
+        self._commit_every = max(1, commit_every)
+        self._commit_interval_s = commit_interval_s
+        self._dlq_timeout_s = dlq_timeout_s
+        #: Per partition, the offset to commit next: past the last processed
+        #: event, not yet sent in a commit.
+        self._pending: dict[_Partition, int] = {}
+        #: Per partition, the highest offset sent in a commit.
+        self._sent: dict[_Partition, int] = {}
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+        self._consumer.subscribe(
+            list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _dead_letter_producer(self) -> Producer:
+        return Producer({**self._client_config, "enable.idempotence": True, "acks": "all"})
+
+    # -- group membership -----------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # A new group starting "at the end" must start at the end as of its
@@ -126,20 +185,50 @@ class EventConsumer:
             if done.offset < 0:
                 _, high = consumer.get_watermark_offsets(partition, timeout=10)
                 partition.offset = high
+                # The group's starting point is committed with the next batch,
+                # so a member taking the partition over (say after this one
+                # stopped on an event it could not process) starts here too,
+                # not at its own "latest", past that event.
+                self._pending[(partition.topic, partition.partition)] = high
         consumer.assign(partitions)
 
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The next owner starts from the committed offsets: commit what this
+        # member processed on them before letting go.
+        offsets = [
+            TopicPartition(p.topic, p.partition, self._pending.pop((p.topic, p.partition)))
+            for p in partitions
+            if (p.topic, p.partition) in self._pending
+        ]
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                log.warning("consumer: commit on revocation failed: %s", exc)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Another member owns them already: committing would fail.
+        for p in partitions:
+            self._pending.pop((p.topic, p.partition), None)
+
+    # -- consuming ------------------------------------------------------------
+
     def poll_once(self, timeout_s: float = 1.0) -> bool:
-        """Process at most one record; False when none arrived in time."""
+        """Process at most one record; False when none arrived in time.
+
+        Raises EventNotProcessed (after seeking back to it) for an event that
+        neither the handler nor the dead-letter topic took."""
         message = self._consumer.poll(timeout_s)
-        if message is None:
-            return False
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+        processed = False
+        if message is not None:
+            error = message.error()
+            if error is None:
+                self._process(message)
+                processed = True
+            elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer: %s", error.name())
-            return False
-        self._process(message)
-        return True
+        self._maybe_commit()
+        return processed
 
     def wait_until_assigned(self, timeout_s: float = 30.0) -> None:
         """Join the group (processing whatever arrives meanwhile) until
@@ -171,10 +260,12 @@ class EventConsumer:
             attributes, payload = decode(headers, message.value() or b"")
         except (ValueError, KeyError) as exc:
             self._dead_letter(message, "undecodable", type(exc).__name__)
+            self._processed(message)
             return
-        if not self._seen.add(attributes.id):
+        if attributes.id in self._seen:
+            self._seen.add(attributes.id)  # recently seen again: kept longer
             log.debug("skipping duplicate event %s", attributes.id)
-            self._commit(message)
+            self._processed(message)
             return
         key = (message.key() or b"").decode("utf-8", "replace")
         received = Received(
@@ -185,8 +276,10 @@ class EventConsumer:
         except Exception as exc:
             log.warning("handler failed on event %s: %s", attributes.id, type(exc).__name__)
             self._dead_letter(message, "handler_failed", type(exc).__name__)
-            return
-        self._commit(message)
+        # Handled, or durably parked on the dead-letter topic: only now is
+        # the event done, so only now does a redelivery count as a duplicate.
+        self._seen.add(attributes.id)
+        self._processed(message)
 
     def _dlq_for(self, topic: str) -> str:
         # Fail closed: only what came from a topic known to be public goes to
@@ -201,6 +294,12 @@ class EventConsumer:
         return self._restricted_dlq_topic
 
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
+        """Return once the dead-letter topic acknowledged the message; else
+        seek back to it and raise EventNotProcessed."""
+        try:
+            target = self._dlq_for(message.topic() or "")
+        except ValueError as exc:
+            self._stop(message, f"no dead-letter topic: {exc}")
         original = parse_headers(message.headers())
         where = f"{message.topic()}-{message.partition()}-{message.offset()}"
         letter = events_pb2.DeadLetter(
@@ -223,20 +322,134 @@ class EventConsumer:
                 "pantheon_original_offset": str(message.offset()),
             },
         )
-        self._dlq.produce(
-            self._dlq_for(message.topic() or ""),
-            value=letter.SerializeToString(),
-            key=message.key(),
-            headers=headers,
+        reports: list[KafkaError | None] = []
+        try:
+            self._dlq.produce(
+                target,
+                value=letter.SerializeToString(),
+                key=message.key(),
+                headers=headers,
+                on_delivery=lambda failure, _message: reports.append(failure),
+            )
+        except (BufferError, KafkaException) as exc:
+            self._dead_letter_failed(message, target, _kafka_error(exc), f"could not queue: {exc}")
+        # A dead letter must be durable before the original counts as
+        # processed: an empty queue is not enough, the delivery must succeed.
+        left = self._dlq.flush(self._dlq_timeout_s)
+        # (`is None`: KafkaError's == against None leaves a TypeError set.)
+        if left == 0 and len(reports) == 1 and reports[0] is None:
+            return
+        failure = reports[0] if reports else None
+        why = (
+            failure.name() if failure is not None else f"no acknowledgement within {self._dlq_timeout_s:g} s"
         )
-        # A dead letter must be durable before the original is committed away.
-        if self._dlq.flush(30) != 0:
-            raise RuntimeError("dead-letter topic did not acknowledge; not committing")
-        self._commit(message)
+        self._dead_letter_failed(message, target, failure, why)
 
-    def _commit(self, message: Message) -> None:
-        self._consumer.commit(message=message, asynchronous=False)
+    def _dead_letter_failed(
+        self, message: Message, target: str, failure: KafkaError | None, why: str
+    ) -> NoReturn:
+        # Nothing of this letter may land later, after the event was
+        # redelivered (a late copy would only duplicate the letter, but the
+        # queue would keep growing while the topic is unreachable).
+        try:
+            self._dlq.purge(in_queue=True, in_flight=False)
+            self._dlq.poll(0)
+        except KafkaException:
+            pass
+        if failure is not None and (failure.fatal() or failure.code() == KafkaError._FATAL):
+            log.error("consumer: the dead-letter producer failed fatally (%s); replacing it", failure.name())
+            self._dlq = self._dead_letter_producer()
+        self._stop(message, f"dead-letter topic {target} did not acknowledge: {why}")
+
+    def _stop(self, message: Message, reason: str) -> NoReturn:
+        """Seek back to `message`, commit what was processed before it, raise."""
+        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+        try:
+            # Also drops what was fetched after it on that partition.
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            # Still uncommitted: whoever owns the partition next reads it.
+            log.warning("consumer: could not seek back to %s[%d]@%d: %s", topic, partition, offset, exc)
+        log.error("consumer: stopping at %s[%d]@%d: %s", topic, partition, offset, reason)
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:
+            log.warning("consumer: commit before stopping failed: %s", exc)
+        raise EventNotProcessed(topic, partition, offset, reason)
+
+    # -- committing -----------------------------------------------------------
+
+    def _processed(self, message: Message) -> None:
+        self._pending[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
+        self._since_commit += 1
+
+    def _maybe_commit(self) -> None:
+        due = self._since_commit >= self._commit_every or (
+            self._pending and time.monotonic() - self._last_commit >= self._commit_interval_s
+        )
+        if not due:
+            return
+        try:
+            self._commit(asynchronous=True)
+        except KafkaException as exc:
+            log.warning("consumer: commit failed: %s", exc)
+
+    def _commit(self, *, asynchronous: bool) -> None:
+        """Commit the offsets of processed events (only those)."""
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+        if not self._pending:
+            return
+        offsets = [
+            TopicPartition(topic, partition, offset) for (topic, partition), offset in self._pending.items()
+        ]
+        self._pending.clear()
+        for tp in offsets:
+            self._sent[(tp.topic, tp.partition)] = max(
+                tp.offset, self._sent.get((tp.topic, tp.partition), -1)
+            )
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)  # answered in _on_commit
+                return
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException:
+            self._restore(offsets)
+            raise
+        failed = [tp for tp in results or () if tp.error is not None]
+        if failed:
+            self._restore(failed)
+            raise KafkaException(failed[0].error)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed or (error is not None and error.code() == KafkaError._NO_OFFSET):
+            return
+        log.warning("consumer: commit failed: %s", error.name() if error is not None else failed[0].error)
+        # Committed again with the next batch, unless a later commit covers it.
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        except (KafkaException, RuntimeError):  # closing
+            return
+        self._restore([tp for tp in failed if (tp.topic, tp.partition) in assigned])
+
+    def _restore(self, offsets: list[TopicPartition]) -> None:
+        for tp in offsets:
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0 and tp.offset >= self._sent.get(key, -1):
+                self._pending.setdefault(key, tp.offset)
 
     def close(self) -> None:
-        self._consumer.close()
-        self._dlq.flush(10)
+        """Commit what was processed (synchronously), then leave the group."""
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:
+            log.error("consumer: final commit failed: %s", exc)
+        finally:
+            self._consumer.close()
+            self._dlq.flush(10)
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return error if isinstance(error, KafkaError) else None

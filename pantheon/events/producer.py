@@ -17,16 +17,29 @@ whole queue, and a librdkafka refusal of one event (a KafkaException such as
 an event over the broker's message size, INTERNAL). The events already
 queued may then be delivered; their ids are deterministic, so the client's
 retry republishes the same ids and consumers drop the copies.
+
+A fatal error (librdkafka's idempotent producer gives up when it can no
+longer keep its ordering and no-duplicate guarantees: `error_cb` with
+`fatal()`, a delivery report or a produce call failing with one) kills the
+producer for good. From that moment until a new producer is in place,
+`ready()` and `probe()` are false: ingestion refuses fast, before storing
+anything, and health reports NOT_SERVING. The delivery thread then retires the dead producer: it waits
+briefly (`FATAL_DRAIN_S`) for the broker's answers to what was in flight,
+purges the rest, and fails every call still waiting on it with UNAVAILABLE;
+only a delivery Kafka acknowledged completes a call. It then creates a new
+producer (after a backoff when fatal errors repeat) and is ready again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -43,6 +56,14 @@ log = logging.getLogger(__name__)
 #: How often a call waiting for room in the full local queue looks again
 #: (on the event loop, with asyncio.sleep: the delivery thread drains it).
 QUEUE_POLL_S = 0.02
+#: After a fatal error, how long the dead producer may wait for the broker's
+#: answers to the requests it had in flight before the rest is purged.
+FATAL_DRAIN_S = 2.0
+#: Delay before creating the next producer when fatal errors repeat within
+#: `RECREATE_RESET_S` of the last replacement: doubling from the first value,
+#: capped at the second. The first replacement is immediate.
+RECREATE_BACKOFF_S = (0.5, 30.0)
+RECREATE_RESET_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -85,11 +106,19 @@ class KafkaProducer(Protocol):
 
     def flush(self, timeout: float) -> int: ...
 
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
+
     def list_topics(self, *, timeout: float) -> Any: ...
 
     def __len__(self) -> int:
         """Messages (and requests) in the local queue, not yet delivered."""
         ...
+
+
+#: librdkafka's error callback, which a producer must be created with.
+ErrorCallback = Callable[[KafkaError], None]
+#: Makes a producer that reports its errors to the callback it is given.
+ProducerFactory = Callable[[ErrorCallback], KafkaProducer]
 
 
 @dataclass(frozen=True)
@@ -103,61 +132,204 @@ class _Queued:
     size: int
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """A call's future for one queued event, until its delivery is reported."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    size: int
+
+
+@dataclass
+class _Generation:
+    """One underlying producer, and the deliveries calls are waiting for."""
+
+    number: int
+    producer: KafkaProducer
+    #: The fatal error that killed it; set once, never cleared.
+    fatal: KafkaError | None = None
+    #: Retired: nothing more is produced on it; its waiting calls have failed.
+    retired: bool = False
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
+
+
 class KafkaPublisher:
     """EventPublisher on confluent-kafka with idempotence and acks=all."""
 
-    def __init__(self, settings: KafkaSettings, *, producer: KafkaProducer | None = None) -> None:
-        if producer is None:
-            producer = Producer(
-                {
-                    **settings.client_config(),
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": settings.linger_ms,
-                    "compression.type": "lz4",
-                    # The call fails once this passes; the event id stays the same
-                    # on the client's retry, so consumers can drop a late copy.
-                    "delivery.timeout.ms": settings.delivery_timeout_ms,
-                    "queue.buffering.max.messages": settings.queue_max_messages,
-                    "queue.buffering.max.kbytes": settings.queue_max_kbytes,
-                    "error_cb": self._on_error,
-                }
-            )
-        self._producer: KafkaProducer = producer
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        producer: KafkaProducer | None = None,
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
+        # A producer handed in alone cannot be replaced after a fatal error:
+        # the publisher then stays not ready until it is closed.
+        if producer is None and producer_factory is None:
+            producer_factory = self._kafka_producer
+        self._settings = settings
+        self._factory = producer_factory
         self._queue_max_messages = settings.queue_max_messages
         self._queue_max_bytes = settings.queue_max_kbytes * 1024
         self._queue_wait_s = settings.delivery_timeout_ms / 1000
+        #: Guards the generations' waiting calls and their retirement, and
+        #: the byte count below.
+        self._lock = threading.Lock()
         #: Bytes of the events this publisher queued and Kafka has not yet
         #: reported on (librdkafka does not tell; the delivery thread subtracts).
         self._queued_bytes = 0
-        self._queued_lock = threading.Lock()
+        self._tokens = itertools.count()
+        self._numbers = itertools.count(1)
         self._brokers_down = False
+        self._replacements = 0
+        self._last_replaced = float("-inf")
         self._closing = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._gen = self._new_generation(producer)
+        self._poller = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
         self._poller.start()
 
-    def _on_error(self, error: KafkaError) -> None:
+    def _kafka_producer(self, error_cb: ErrorCallback) -> KafkaProducer:
+        settings = self._settings
+        return Producer(
+            {
+                **settings.client_config(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": settings.linger_ms,
+                "compression.type": "lz4",
+                # The call fails once this passes; the event id stays the same
+                # on the client's retry, so consumers can drop a late copy.
+                "delivery.timeout.ms": settings.delivery_timeout_ms,
+                "queue.buffering.max.messages": settings.queue_max_messages,
+                "queue.buffering.max.kbytes": settings.queue_max_kbytes,
+                "error_cb": error_cb,
+            }
+        )
+
+    def _new_generation(self, producer: KafkaProducer | None = None) -> _Generation:
+        number = next(self._numbers)
+        if producer is None:
+            assert self._factory is not None
+            # The callback names the generation by number only, so a dead
+            # producer is freed once it is dropped (no cycle through it).
+            producer = self._factory(lambda error: self._on_error(number, error))
+        return _Generation(number, producer)
+
+    # -- errors ---------------------------------------------------------------
+
+    def _on_error(self, number: int, error: KafkaError) -> None:
+        gen = self._gen
+        if gen.number != number:
+            return  # a replaced producer's last words
+        if _is_fatal(error):
+            self._kill(gen, error)
+            return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_down = True
         log.warning("kafka producer: %s", error.name())
 
-    def _poll(self) -> None:
+    def _kill(self, gen: _Generation, error: KafkaError) -> None:
+        """Mark `gen`'s producer dead; the delivery thread replaces it."""
+        with self._lock:
+            if gen.fatal is not None:
+                return
+            gen.fatal = error
+        log.error(
+            "kafka producer: fatal error %s (%s); refusing events until the producer is replaced",
+            error.name(),
+            error.str(),
+        )
+
+    def inject_fatal_error(self, reason: str = "injected fatal error") -> None:
+        """Fault injection: act as if librdkafka had just raised a fatal error."""
+        self._on_error(self._gen.number, KafkaError(KafkaError._FATAL, reason, fatal=True))
+
+    # -- the delivery thread --------------------------------------------------
+
+    def _serve(self) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.1)
+            gen = self._gen
+            if gen.fatal is not None:
+                self._replace(gen)
+                continue
+            try:
+                gen.producer.poll(0.1)
+            except Exception:  # raised by a callback: the thread must live on
+                log.exception("kafka producer: serving delivery reports failed")
+
+    def _replace(self, dead: _Generation) -> None:
+        self._retire(dead)
+        if self._factory is None:
+            log.error("kafka producer: fatal error, and no way to create another producer")
+            self._closing.wait()
+            return
+        now = time.monotonic()
+        if now - self._last_replaced > RECREATE_RESET_S:
+            self._replacements = 0
+        while not self._closing.is_set():
+            first, cap = RECREATE_BACKOFF_S
+            delay = 0.0 if self._replacements == 0 else min(cap, first * 2 ** (self._replacements - 1))
+            self._replacements += 1
+            if self._closing.wait(delay):
+                return
+            try:
+                fresh = self._new_generation()
+            except Exception:  # e.g. librdkafka rejecting the configuration
+                log.exception("kafka producer: could not create a new producer")
+                continue
+            self._last_replaced = time.monotonic()
+            self._brokers_down = False
+            self._gen = fresh
+            log.warning("kafka producer: replaced after a fatal error (producer #%d)", fresh.number)
+            return
+
+    def _retire(self, gen: _Generation) -> None:
+        """Settle everything the dead producer owes, Kafka's answers first."""
+        try:
+            # In-flight requests may still be acknowledged (librdkafka purges
+            # only its queue on a fatal error); serve those reports, then
+            # purge whatever is left and serve the purge reports.
+            gen.producer.flush(FATAL_DRAIN_S)
+            gen.producer.purge(in_queue=True, in_flight=True, blocking=True)
+            gen.producer.poll(0)
+        except Exception:
+            log.exception("kafka producer: purging the dead producer failed")
+        with self._lock:
+            gen.retired = True
+            unreported = list(gen.waiting.values())
+            gen.waiting.clear()
+            self._queued_bytes -= sum(waiting.size for waiting in unreported)
+        for waiting in unreported:
+            _notify(waiting, _unacknowledged())
+        if unreported:
+            log.warning("kafka producer: %d events of the dead producer failed unreported", len(unreported))
+
+    # -- health ---------------------------------------------------------------
 
     def ready(self) -> bool:
-        return not self._brokers_down
+        return self._gen.fatal is None and not self._brokers_down
 
     async def probe(self) -> bool:
+        gen = self._gen
+        if gen.fatal is not None:
+            return False
         try:
-            await asyncio.to_thread(self._producer.list_topics, timeout=2.0)
-        except KafkaException:
+            await asyncio.to_thread(gen.producer.list_topics, timeout=2.0)
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error is not None and _is_fatal(error):
+                self._kill(gen, error)
             self._brokers_down = True
             return False
         self._brokers_down = False
-        return True
+        return gen.fatal is None
+
+    # -- publishing -----------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
+        if self._gen.fatal is not None:
+            raise _replacing()
         # While brokers are known down, a metadata request tells cheaply
         # whether one is back, instead of queueing into the void.
         if self._brokers_down and not await self.probe():
@@ -166,13 +338,15 @@ class KafkaPublisher:
         batch = [_prepare(event) for event in events]
         deadline = loop.time() + self._queue_wait_s
         await self._wait_for_room(batch, deadline)
+        # The whole batch goes to one producer: the one current now.
+        gen = self._gen
         futures: list[asyncio.Future[None]] = []
         try:
             for item in batch:
                 future: asyncio.Future[None] = loop.create_future()
                 # With room for the batch this never awaits: nothing else
                 # produces between the check and the last event.
-                await self._produce(item, self._reporter(loop, future, item), deadline)
+                await self._produce(gen, item, _Waiting(loop, future, item.size), deadline)
                 futures.append(future)
         except BaseException:
             for queued in futures:  # their outcome no longer matters to anyone
@@ -185,7 +359,7 @@ class KafkaPublisher:
 
     def _has_room(self, count: int, size: int) -> bool:
         return (
-            len(self._producer) + count <= self._queue_max_messages
+            len(self._gen.producer) + count <= self._queue_max_messages
             and self._queued_bytes + size <= self._queue_max_bytes
         )
 
@@ -197,52 +371,106 @@ class KafkaPublisher:
         size = min(sum(item.size for item in batch), self._queue_max_bytes)
         loop = asyncio.get_running_loop()
         while not self._has_room(count, size):
+            if self._gen.fatal is not None:
+                raise _replacing()
             if loop.time() >= deadline:
                 raise _queue_full()
             await asyncio.sleep(QUEUE_POLL_S)
 
-    def _reporter(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], item: _Queued) -> Any:
+    def _reporter(self, gen: _Generation, token: int, topic: str) -> Any:
         produced = time.perf_counter()
-        topic = item.topic
 
         def report(error: KafkaError | None, _message: Any) -> None:
-            with self._queued_lock:
-                self._queued_bytes -= item.size
-            loop.call_soon_threadsafe(_settle, future, error)
+            if error is not None and _is_fatal(error):
+                self._kill(gen, error)
+            with self._lock:
+                waiting = gen.waiting.pop(token, None)
+                if waiting is None:
+                    return  # the call already failed with its retired producer
+                self._queued_bytes -= waiting.size
             if error is None:
-                self._brokers_down = False
+                if gen is self._gen:
+                    self._brokers_down = False
                 metrics.EVENTS.labels(topic).inc()
                 metrics.DELIVERY_SECONDS.observe(time.perf_counter() - produced)
+                _notify(waiting, None)
+            elif gen.fatal is not None or error.code() in _UNACKNOWLEDGED or error.retriable():
+                # Not acknowledged: the client's retry keeps the event's id.
+                _notify(waiting, _unacknowledged())
+            else:
+                log.error("kafka refused an event: %s", error.name())
+                _notify(waiting, Internal("event backbone refused the event"))
 
         return report
 
-    async def _produce(self, item: _Queued, on_delivery: Any, deadline: float) -> None:
+    async def _produce(self, gen: _Generation, item: _Queued, waiting: _Waiting, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                self._producer.produce(
-                    item.topic, value=item.value, key=item.key, headers=item.headers, on_delivery=on_delivery
-                )
-            except BufferError:
-                # Only when the batch is larger than the queue, or librdkafka
-                # counts bytes differently: wait for room, asynchronously.
-                if loop.time() >= deadline:
-                    raise _queue_full() from None
-                await asyncio.sleep(QUEUE_POLL_S)
-                continue
-            except KafkaException as exc:
-                raise Internal("could not queue event") from exc
-            with self._queued_lock:
-                self._queued_bytes += item.size
-            return
+            fatal: KafkaError | None = None
+            with self._lock:
+                # A dead producer takes nothing more: what it would queue
+                # could never be acknowledged.
+                if gen.fatal is not None or gen.retired:
+                    raise _replacing()
+                token = next(self._tokens)
+                try:
+                    gen.producer.produce(
+                        item.topic,
+                        value=item.value,
+                        key=item.key,
+                        headers=item.headers,
+                        on_delivery=self._reporter(gen, token, item.topic),
+                    )
+                except BufferError:
+                    pass
+                except KafkaException as exc:
+                    fatal = _kafka_error(exc)
+                    if fatal is None or not _is_fatal(fatal):
+                        raise Internal("could not queue event") from exc
+                else:
+                    # Delivery reports are served by poll() on the delivery
+                    # thread, which takes this lock first: none is missed.
+                    gen.waiting[token] = waiting
+                    self._queued_bytes += item.size
+                    return
+            if fatal is not None:
+                self._kill(gen, fatal)
+                raise _replacing()
+            # Only when the batch is larger than the queue, or librdkafka
+            # counts bytes differently: wait for room, asynchronously.
+            if loop.time() >= deadline:
+                raise _queue_full()
+            await asyncio.sleep(QUEUE_POLL_S)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (bounded), then stop the delivery thread."""
         self._closing.set()
         self._poller.join()
-        left = self._producer.flush(timeout_s)
+        left = self._gen.producer.flush(timeout_s)
         if left:
             log.error("%d events undelivered at shutdown", left)
+
+
+#: Delivery errors that mean "not acknowledged, retry": timeouts, transport,
+#: and the purge of a dead producer's messages.
+_UNACKNOWLEDGED = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError._FATAL,
+    }
+)
+
+
+def _is_fatal(error: KafkaError) -> bool:
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else None
 
 
 def _prepare(event: Event) -> _Queued:
@@ -268,19 +496,31 @@ def _queue_full() -> Unavailable:
     )
 
 
+def _replacing() -> Unavailable:
+    return Unavailable("event backbone is recovering from a producer failure, retry later")
+
+
+def _unacknowledged() -> Unavailable:
+    return Unavailable("event backbone did not acknowledge, retry later")
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     """Mark a settled future's exception as seen (its caller has gone)."""
     if not future.cancelled():
         future.exception()
 
 
-def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
+def _notify(waiting: _Waiting, error: BaseException | None) -> None:
+    """Settle a call's future from any thread."""
+    # RuntimeError: its event loop is closed, so nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
+        waiting.loop.call_soon_threadsafe(_settle, waiting.future, error)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
     if future.done():
         return
     if error is None:
         future.set_result(None)
-    elif error.retriable() or error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
-        future.set_exception(Unavailable("event backbone did not acknowledge, retry later"))
     else:
-        log.error("kafka refused an event: %s", error.name())
-        future.set_exception(Internal("event backbone refused the event"))
+        future.set_exception(error)

@@ -31,6 +31,10 @@ MAX_CSV_CELL_CHARS = 2**16
 MAX_CSV_COLUMNS = 2_000
 #: Longest CSV column name, in characters.
 MAX_CSV_NAME_CHARS = 64
+#: Most cells (rows x columns) in one CSV record document: each cell becomes
+#: a typed payload value, in memory and in its record's event; 10000 records
+#: of 100 values each fit.
+MAX_RECORD_DOCUMENT_CELLS = 1_000_000
 
 # -- NDJSON -----------------------------------------------------------------
 
@@ -94,6 +98,9 @@ CSV_COLUMNS = Cap("max_csv_columns", MAX_CSV_COLUMNS, "columns", "too_many_colum
 CSV_NAME = Cap(
     "max_csv_name_chars", MAX_CSV_NAME_CHARS, "characters", "column_name_too_long", "one CSV column name"
 )
+RECORD_DOCUMENT_CELLS = Cap(
+    "max_record_document_cells", MAX_RECORD_DOCUMENT_CELLS, "cells", "too_many_cells", "a CSV record document"
+)
 NDJSON_LINE = Cap("max_ndjson_line_bytes", MAX_NDJSON_LINE_BYTES, "bytes", "line_too_long", "one NDJSON line")
 JSON_DOCUMENT = Cap(
     "max_json_document_bytes",
@@ -121,6 +128,7 @@ CAPS: tuple[Cap, ...] = (
     CSV_CELL,
     CSV_COLUMNS,
     CSV_NAME,
+    RECORD_DOCUMENT_CELLS,
     NDJSON_LINE,
     JSON_DOCUMENT,
     JSON_DEPTH,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
@@ -92,18 +92,30 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _text(value: Any) -> bool:
+    """A string protobuf can carry: JSON allows lone surrogate escapes, UTF-8 does not."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _time(value: Any) -> datetime | None:
+    """An RFC 3339 time with an offset that has a UTC form (`0001-01-01T00:00:00+14:00` has none)."""
     if not isinstance(value, str) or len(value) > _MAX_TIME_CHARS:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _strings(value: Any) -> dict[str, str] | None:
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+    if not isinstance(value, dict) or not all(_text(k) and _text(v) for k, v in value.items()):
         return None
     return value
 
@@ -117,8 +129,8 @@ def record_from(raw: Any, where: str, violations: _Violations) -> pb.Record | No
     for name in sorted(set(raw) - _RECORD_FIELDS):
         violations.add(f"{where}.{name[:64]}", "unknown_field", "not a record field")
     entity = raw.get("entity_id")
-    if not isinstance(entity, str):
-        violations.add(f"{where}.entity_id", "required", "a string is required")
+    if not _text(entity):
+        violations.add(f"{where}.entity_id", "required", "a UTF-8 string is required")
     observed = _time(raw.get("observed_at"))
     if observed is None:
         violations.add(f"{where}.observed_at", "rfc3339", "an RFC 3339 time with an offset is required")
@@ -201,10 +213,10 @@ def _batch_fields(
         value = document.get(name)
         if value is None:
             continue
-        if isinstance(value, str):
+        if _text(value):
             setattr(request, name, value)
         else:
-            violations.add(name, "type", "a string is required")
+            violations.add(name, "type", "a UTF-8 string is required")
     for name, (enum, prefix) in _ENUMS.items():
         value = document.get(name)
         if value is None:
@@ -279,6 +291,9 @@ def _csv(body: bytes, request: pb.IngestRecordsRequest) -> None:
                 continue
             if index >= MAX_RECORDS:
                 raise _too_many()
+            if (index + 1) * len(header) > caps.MAX_RECORD_DOCUMENT_CELLS:
+                cap = caps.RECORD_DOCUMENT_CELLS
+                raise InvalidArgument(cap.describe(f"row {index + 1}"), reason=cap.reason)
             where = f"records[{index}]"
             index += 1
             if len(row) != len(header):

@@ -22,6 +22,12 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon.metadata.ulid import ulid_from_key
 from pantheon.validation import FieldViolation, violations
 
+#: Largest encoded record. Each accepted record travels in its own Kafka
+#: event (a RecordIngested with its metadata), and a Kafka message is at most
+#: 1 MB by default: a record over this budget is rejected on its own, before
+#: anything is stored, so no event can be refused half-way through a batch.
+MAX_RECORD_BYTES = 512 * 1024
+
 #: Columns every CSV batch starts with; payload keys follow in name order.
 CSV_COLUMNS = ("id", "entity_id", "observed_at", "lat", "lon", "alt")
 
@@ -50,11 +56,39 @@ def triage(records: Iterable[pb.Record]) -> tuple[list[Accepted], list[Rejected]
     rejected: list[Rejected] = []
     for index, record in enumerate(records):
         found = violations(record, f"records[{index}]")
+        if record.ByteSize() > MAX_RECORD_BYTES:
+            found.append(
+                FieldViolation(
+                    f"records[{index}]",
+                    "record.max_bytes",
+                    f"an encoded record may be at most {MAX_RECORD_BYTES} bytes (one Kafka event)",
+                )
+            )
         if found:
             rejected.append(Rejected(index, record, found))
         else:
             accepted.append(Accepted(index, "", record))
     return accepted, rejected
+
+
+#: Batches of up to this many records are checked and encoded on the event
+#: loop (a hop costs more than the work); larger ones in a worker process,
+#: since per-record validation and JSON encoding hold the GIL.
+INLINE_MAX_RECORDS = 64
+
+
+def triage_indices(request_bytes: bytes) -> tuple[list[int], list[tuple[int, list[FieldViolation]]]]:
+    """`triage` of a serialized request, as indices: what a worker returns."""
+    request = pb.IngestRecordsRequest.FromString(request_bytes)
+    accepted, rejected = triage(request.records)
+    return [a.index for a in accepted], [(r.index, r.violations) for r in rejected]
+
+
+def encode_ids(request_bytes: bytes, ids: list[tuple[int, str]], csv_batch: bool) -> bytes:
+    """The batch object of a serialized request's records `ids` (index, id)."""
+    request = pb.IngestRecordsRequest.FromString(request_bytes)
+    items = [Accepted(index, record_id, request.records[index]) for index, record_id in ids]
+    return encode_csv(items) if csv_batch else encode_ndjson(items)
 
 
 def identify(batch_id: str, accepted: list[Accepted]) -> list[Accepted]:

@@ -10,12 +10,14 @@ their ids, so consumers see no second distinct event.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -40,6 +42,7 @@ from pantheon.errors import (
     NotFound,
     PantheonError,
     Unavailable,
+    reason_of,
 )
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.events.topics import for_classification
@@ -62,6 +65,15 @@ CHUNK = 1 << 20
 #: Deadline of an upload stream whose caller set none.
 STREAM_DEADLINE_S = 3600.0
 
+#: The claim this call holds (its candidate id is the holder's id): renewed
+#: while the call runs, named when it completes or releases the key.
+_lease: ContextVar[spb.ClaimIdempotencyKeyRequest | None] = ContextVar("lease", default=None)
+
+
+def _holder(object_id: str) -> str:
+    lease = _lease.get()
+    return lease.candidate_id if lease is not None else object_id
+
 
 def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
     """A caller-safe error for a failed storage call, by status code only."""
@@ -69,7 +81,8 @@ def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable("storage is unavailable, retry later")
     if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument(f"{what} was refused by storage", reason="storage_rejected")
+        # Storage's reason (such as `too_large`) tells the caller what to fix.
+        return InvalidArgument(f"{what} was refused by storage", reason=reason_of(exc) or "storage_rejected")
     log.error("storage %s failed: %s", what, code.name)
     return Internal(f"{what} failed")
 
@@ -132,18 +145,26 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         """The id to store under, or the first call's result to replay."""
         if not key:
             return new_ulid(), None
+        request = spb.ClaimIdempotencyKeyRequest(
+            source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
+        )
+        # Storage takes over a claim its holder released or stopped renewing.
+        request.take_over_after.FromTimedelta(self._stale_claim)
         try:
             claim = await self._storage.ClaimIdempotencyKey(
-                spb.ClaimIdempotencyKeyRequest(
-                    source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
-                ),
-                timeout=self._deadline_s,
-                metadata=ctx.outgoing_metadata(),
+                request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
             )
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "claiming the idempotency key") from exc
         record = claim.record
         if claim.claimed:
+            if record.id != request.candidate_id:
+                # The holder failed or died; the object is written at most
+                # once and the events keep their ids, and the former holder
+                # can no longer complete or release the key.
+                log.info("took over the idempotency key of a failed call (id %s)", record.id)
+            request.ClearField("take_over_after")
+            _lease.set(request)
             return record.id, None
         if record.request_digest != digest:
             raise FailedPrecondition(
@@ -151,33 +172,52 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             )
         if record.HasField("result"):
             return record.id, _unpack(record.result, cls)
-        age = datetime.now(UTC) - record.claimed_at.ToDatetime(tzinfo=UTC)
-        if not record.released and age < self._stale_claim:
-            raise Aborted(
-                "a call with this idempotency key is in progress, retry later", reason="in_progress"
-            )
-        # The holder failed or died. Resuming under its id is safe even if
-        # two retries do it at once: the object is written at most once and
-        # the events keep their ids.
-        log.info("resuming idempotency key of a failed call (id %s)", record.id)
-        return record.id, None
+        raise Aborted("a call with this idempotency key is in progress, retry later", reason="in_progress")
+
+    async def _renew(self, lease: spb.ClaimIdempotencyKeyRequest) -> None:
+        """Renew the claim `lease` holds every third of the stale-claim age, until cancelled."""
+        every = max(self._stale_claim.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                renewed = await self._storage.ClaimIdempotencyKey(
+                    lease, timeout=every, metadata=ctx.outgoing_metadata()
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not renew idempotency key: %s", exc.code().name)
+                continue
+            if not renewed.claimed:
+                # Taken over after missed renewals: this call's result will
+                # not be recorded (the new holder's stands).
+                log.warning("idempotency key was taken over (id %s)", renewed.record.id)
+                return
 
     @asynccontextmanager
     async def _holding(self, source: str, key: str, object_id: str) -> AsyncIterator[None]:
-        """Give the key up if the call fails, so a retry need not wait."""
+        """Renew the claim while the call runs; give the key up if the call
+        fails, so a retry need not wait."""
+        lease = _lease.get() if key else None
+        renewing = asyncio.create_task(self._renew(lease)) if lease is not None else None
         try:
             yield
         except BaseException:
+            if renewing is not None:
+                renewing.cancel()
             if key:
                 try:
                     await self._storage.ReleaseIdempotencyKey(
-                        spb.ReleaseIdempotencyKeyRequest(source=source, idempotency_key=key, id=object_id),
+                        spb.ReleaseIdempotencyKeyRequest(
+                            source=source, idempotency_key=key, id=_holder(object_id)
+                        ),
                         timeout=5.0,
                         metadata=ctx.outgoing_metadata(),
                     )
                 except grpc.aio.AioRpcError as exc:
                     log.warning("could not release idempotency key: %s", exc.code().name)
             raise
+        finally:
+            if renewing is not None:
+                renewing.cancel()
 
     async def _complete(self, source: str, key: str, object_id: str, result: Message) -> None:
         if not key:
@@ -185,12 +225,18 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         try:
             await self._storage.CompleteIdempotencyKey(
                 spb.CompleteIdempotencyKeyRequest(
-                    source=source, idempotency_key=key, id=object_id, result=_pack(result)
+                    source=source, idempotency_key=key, id=_holder(object_id), result=_pack(result)
                 ),
                 timeout=self._deadline_s,
                 metadata=ctx.outgoing_metadata(),
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                # A retry took the key over after this call stopped renewing it.
+                raise Aborted(
+                    "a retry of this call took its idempotency key over, retry to get its result",
+                    reason="in_progress",
+                ) from exc
             raise _storage_error(exc, "recording the result") from exc
 
     async def _store(self, meta: md.Metadata, content: Digested, deadline_s: float) -> spb.PutObjectResponse:
@@ -325,7 +371,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self, request: pb.IngestRecordsRequest, context: Context
     ) -> pb.IngestRecordsResponse:
         current_grant.get().check_ingest(request.source, request.data_type)
-        accepted, rejected = batch.triage(request.records)
+        accepted, rejected = await self._triage(request)
         if not accepted:
             raise InvalidArgument.from_violations(
                 [v for r in rejected for v in r.violations], "records (every record is invalid)"
@@ -346,7 +392,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             meta.ingested_at.GetCurrentTime()
             self._lineage(meta, "ingest.records")
             csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
-            content = batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
+            content = await self._encode(request, accepted, csv_batch)
             stored = await self._store(meta, Digested(pieces(content, CHUNK)), self._deadline_s)
             meta = stored.metadata
 
@@ -393,6 +439,30 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             log.info("ingested batch %s: %d accepted, %d rejected", batch_id, len(accepted), len(rejected))
             return result
 
+    @staticmethod
+    async def _triage(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
+        """Valid and invalid records; a large batch is checked in a worker process."""
+        if len(request.records) <= batch.INLINE_MAX_RECORDS:
+            return batch.triage(request.records)
+        good, bad = await workers.pool().run_in_process(batch.triage_indices, request.SerializeToString())
+        records = request.records
+        return (
+            [batch.Accepted(i, "", records[i]) for i in good],
+            [batch.Rejected(i, records[i], violations) for i, violations in bad],
+        )
+
+    @staticmethod
+    async def _encode(
+        request: pb.IngestRecordsRequest, accepted: list[batch.Accepted], csv_batch: bool
+    ) -> bytes:
+        """The batch object's bytes; a large batch is encoded in a worker process."""
+        if len(accepted) <= batch.INLINE_MAX_RECORDS:
+            return batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
+        ids = [(a.index, a.id) for a in accepted]
+        return await workers.pool().run_in_process(
+            batch.encode_ids, request.SerializeToString(), ids, csv_batch
+        )
+
     def _record_event(self, meta: md.Metadata, ref: md.ObjectRef, item: batch.Accepted) -> Event:
         record_meta = batch.record_metadata(meta, item)
         payload = events_pb2.RecordIngested(
@@ -422,7 +492,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 entity_id=item.record.entity_id,
                 lineage=meta.lineage,
             ),
-            original=item.record.SerializeToString()[: 900 * 1024],
+            original=item.record.SerializeToString()[: batch.MAX_RECORD_BYTES],
         )
         return Event(
             # The rejected record itself is in `original`: keep it with its batch's readers.

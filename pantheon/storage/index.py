@@ -4,22 +4,141 @@ Layout of the index bucket (`pantheon-index`):
 
     ids/<id>                             StatObjectResponse of a stored object
     idempotency/<source>/<sha256(key)>   IdempotencyRecord of an ingest call
+    spans/end/<position>                 a record batch, in the last hour of its span
+    spans/cover/<position>               ... in each earlier hour (spans of up to 744 hours)
+    spans/long/v1/<data_type>/<source>/<end ns, 21 digits>/<key after the source>
+                                         a batch spanning more than 744 hours
 
 `ids/` answers "where is object <id>" in one GET, since object keys embed
 metadata an id alone does not give. `idempotency/` entries are created with
 a conditional write, so exactly one of concurrent callers claims a key.
+
+After that, an idempotency record changes only by compare-and-swap: read it
+with its ETag, decide, write with `If-Match: <etag>`; a write that lost a
+race re-reads and decides again, so every change is decided on the record
+it replaces. The rules, on the record as read:
+
+- A claim is a lease held by `holder` (the candidate id of the call that won
+  or took it over; `id`, the object id, never changes). The holder renews it
+  by claiming again with its own candidate id, which moves `claimed_at`.
+- A claim released, or not renewed for the caller's `take_over_after`, of
+  the same request (digest) is taken over: `holder` becomes the new caller,
+  who resumes under `id` (the object is written at most once, the events
+  keep their ids).
+- Complete and release name the holder. Any other id, a former holder that
+  finishes late included, is FAILED_PRECONDITION `key_held` and changes
+  nothing, so the new holder's state stands. A completed record is final:
+  never released, renewed, taken over or completed again (completing it
+  again as its holder returns the first completion).
+
+`spans/` lets search find a record batch by any hour its records cover. A
+batch is filed under its first record's place and earliest second, but its
+span (`observed_at` to `validity.end`) may run over many hours. Its
+*position* in an hour H is the v1 key it would have if it had been observed
+at max(its start, H): the same data type, source, cell, id and extension, so
+positions sort among the keys of hour H, and in its first hour the position
+is its own key. The entries are named `spans/<kind>/<position>` (and hold
+the object key); they are written before the id is bound, so a batch that
+is visible has them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
-from pantheon.errors import AlreadyExists, FailedPrecondition, NotFound
+from pantheon.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from pantheon.metadata.naming import SCHEME, parse_key
 from pantheon.storage.buckets import INDEX_BUCKET
-from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.object_store import ObjectStore, PreconditionFailed
+
+#: Span entries of one batch: the hour its span ends in, and each earlier hour.
+SPAN_END = "spans/end/"
+SPAN_COVER = "spans/cover/"
+#: A batch spanning more hours than SPAN_HOURS_MAX gets one entry here instead
+#: of an entry per earlier hour; search lists those ending after its window.
+SPAN_LONG = "spans/long/"
+#: 31 days, the longest search window.
+SPAN_HOURS_MAX = 744
+#: Span entries written at once.
+_SPAN_WRITES = 32
+HOUR_NS = 3600 * 10**9
+#: Compare-and-swap attempts of one idempotency record update before ABORTED.
+_CAS_ATTEMPTS = 16
+_END_DIGITS = 21  # nanoseconds up to year 9999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns(t: datetime) -> int:
+    """`t` (timezone-aware) in nanoseconds since the epoch."""
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def hour_of(t_ns: int) -> int:
+    """The start of the hour holding `t_ns`, in nanoseconds."""
+    return t_ns - t_ns % HOUR_NS
+
+
+def batch_span(meta: md.Metadata) -> tuple[int, int] | None:
+    """[start, end) in nanoseconds of a record batch's records; None for any other object.
+
+    A batch (`record_count` set, which only record batches are given) starts
+    at `observed_at` (its earliest record, the time its key holds) and ends
+    at `validity.end` (just after its latest record).
+    """
+    if not meta.record_count or not meta.validity.HasField("end"):
+        return None
+    start = meta.observed_at.ToNanoseconds()
+    return start, max(meta.validity.end.ToNanoseconds(), start + 1)
+
+
+def position(key: str, hour_ns: int) -> str:
+    """The place in the hour starting at `hour_ns` of the batch stored under `key`:
+    `key` itself in the batch's first hour, else its name as if observed at the hour's start.
+    """
+    p = parse_key(key)
+    t = max(p.observed_at, _EPOCH + timedelta(microseconds=hour_ns // 1000))
+    return (
+        f"{SCHEME}/{p.data_type}/{p.source}/{t.year:04d}/{t.month:02d}/{t.day:02d}/{t.hour:02d}/"
+        f"{p.geohash5}/{t.year:04d}{t.month:02d}{t.day:02d}T{t.hour:02d}{t.minute:02d}{t.second:02d}Z_"
+        f"{p.id}.{p.extension}"
+    )
+
+
+def long_prefix(data_type: str, source: str) -> str:
+    return f"{SPAN_LONG}{SCHEME}/{data_type}/{source}/"
+
+
+def long_entry(key: str, end_ns: int) -> str:
+    p = parse_key(key)
+    tail = key[len(f"{SCHEME}/{p.data_type}/{p.source}/") :]
+    return f"{long_prefix(p.data_type, p.source)}{end_ns:0{_END_DIGITS}d}/{tail}"
+
+
+def parse_long_entry(name: str, prefix: str) -> tuple[int, str]:
+    """(end in nanoseconds, object key) of a `spans/long/` entry listed under `prefix`."""
+    end, _, tail = name[len(prefix) :].partition("/")
+    return int(end), f"{SCHEME}/{prefix[len(SPAN_LONG) + len(SCHEME) + 1 :]}{tail}"
+
+
+def span_entries(info: pb.StatObjectResponse) -> list[str]:
+    """The `spans/` entries of a stored object (none unless it is a record batch)."""
+    span = batch_span(info.metadata)
+    if span is None:
+        return []
+    key = info.object.key
+    first, last = hour_of(span[0]), hour_of(span[1] - 1)
+    entries = [SPAN_END + position(key, last)]
+    if (last - first) // HOUR_NS + 1 > SPAN_HOURS_MAX:
+        entries.append(long_entry(key, span[1]))
+    else:
+        entries += [SPAN_COVER + position(key, hour) for hour in range(first, last, HOUR_NS)]
+    return entries
 
 
 def _id_key(object_id: str) -> str:
@@ -29,6 +148,26 @@ def _id_key(object_id: str) -> str:
 def _idempotency_key(source: str, key: str) -> str:
     # Hashed: keys may hold characters that are awkward in object names.
     return f"idempotency/{source}/{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def holder_of(record: pb.IdempotencyRecord) -> str:
+    """The candidate id of the call holding a key (`id` in records older than takeovers)."""
+    return record.holder or record.id
+
+
+def _renewed(held: pb.IdempotencyRecord, holder: str) -> pb.IdempotencyRecord | None:
+    """`held` with its lease renewed for `holder`; None when `holder` no longer holds it."""
+    if holder_of(held) != holder or held.released or held.HasField("completed_at"):
+        return None
+    renewed = pb.IdempotencyRecord()
+    renewed.CopyFrom(held)
+    renewed.holder = holder
+    renewed.claimed_at.FromDatetime(datetime.now(UTC))
+    return renewed
+
+
+#: Decides an update from the record as read: the record to write, or None to leave it.
+Decide = Callable[[pb.IdempotencyRecord], pb.IdempotencyRecord | None]
 
 
 class Index:
@@ -42,8 +181,11 @@ class Index:
 
         Writing the same binding again (a retry that indexes what a crashed
         call stored) is a no-op; binding the id to another object is
-        ALREADY_EXISTS, and the first binding stays.
+        ALREADY_EXISTS, and the first binding stays. A record batch's span
+        entries are written first (rewriting them is harmless), so a batch
+        that can be found by id can be found by every hour it covers.
         """
+        await self._put_spans(span_entries(info), info.object.key)
         try:
             await self._store.put_bytes(
                 INDEX_BUCKET, _id_key(info.metadata.id), info.SerializeToString(), if_absent=True
@@ -54,6 +196,32 @@ class Index:
                 raise AlreadyExists(
                     f"object id {info.metadata.id} is bound to another object", reason="object_exists"
                 ) from None
+
+    async def _put_spans(self, entries: list[str], key: str) -> None:
+        if not entries:
+            return
+        slots = asyncio.Semaphore(_SPAN_WRITES)
+
+        async def put(name: str) -> None:
+            async with slots:
+                await self._store.put_bytes(INDEX_BUCKET, name, key.encode(), if_absent=False)
+
+        for outcome in await asyncio.gather(*(put(name) for name in entries), return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def has_spans(self, info: pb.StatObjectResponse) -> bool:
+        """Whether a batch's span entries were written (not for batches indexed before they were)."""
+        span = batch_span(info.metadata)
+        if span is None:
+            return False
+        try:
+            await self._store.get_bytes(
+                INDEX_BUCKET, SPAN_END + position(info.object.key, hour_of(span[1] - 1))
+            )
+        except NotFound:
+            return False
+        return True
 
     async def has_object(self, object_id: str) -> bool:
         try:
@@ -70,15 +238,57 @@ class Index:
         return pb.StatObjectResponse.FromString(data)
 
     async def claim(self, request: pb.ClaimIdempotencyKeyRequest) -> pb.ClaimIdempotencyKeyResponse:
-        record = pb.IdempotencyRecord(id=request.candidate_id, request_digest=request.request_digest)
+        """Create the key's record, renew the caller's lease, or take a stale one over.
+
+        `claimed` is true when the caller holds the key afterwards.
+        """
+        record = pb.IdempotencyRecord(
+            id=request.candidate_id, request_digest=request.request_digest, holder=request.candidate_id
+        )
         record.claimed_at.FromDatetime(datetime.now(UTC))
         name = _idempotency_key(request.source, request.idempotency_key)
         try:
             await self._store.put_bytes(INDEX_BUCKET, name, record.SerializeToString(), if_absent=True)
             return pb.ClaimIdempotencyKeyResponse(claimed=True, record=record)
         except AlreadyExists:
-            held = await self.record(request.source, request.idempotency_key)
-            return pb.ClaimIdempotencyKeyResponse(claimed=False, record=held)
+            pass
+        take_over = request.take_over_after.ToTimedelta() if request.HasField("take_over_after") else None
+
+        def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:
+            if holder_of(held) == request.candidate_id:
+                return _renewed(held, request.candidate_id)
+            if (
+                take_over is None
+                or take_over <= timedelta(0)
+                or held.HasField("completed_at")
+                or held.request_digest != request.request_digest
+            ):
+                return None
+            age = datetime.now(UTC) - held.claimed_at.ToDatetime(tzinfo=UTC)
+            if not held.released and age < take_over:
+                return None
+            taken = pb.IdempotencyRecord()
+            taken.CopyFrom(held)
+            taken.holder = request.candidate_id
+            taken.released = False
+            taken.claimed_at.FromDatetime(datetime.now(UTC))
+            return taken
+
+        held, written = await self._update(request.source, request.idempotency_key, decide)
+        return pb.ClaimIdempotencyKeyResponse(claimed=written, record=held)
+
+    async def renew(self, source: str, key: str, holder: str) -> pb.IdempotencyRecord:
+        """Renew `holder`'s lease on a key (FAILED_PRECONDITION `key_held` when
+        it was taken over, released or completed)."""
+
+        def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:
+            renewed = _renewed(held, holder)
+            if renewed is None:
+                raise FailedPrecondition("idempotency key is no longer held by this id", reason="key_held")
+            return renewed
+
+        record, _ = await self._update(source, key, decide)
+        return record
 
     async def record(self, source: str, key: str) -> pb.IdempotencyRecord:
         try:
@@ -87,24 +297,54 @@ class Index:
             raise NotFound("idempotency key was never used", reason="key_not_found") from None
         return pb.IdempotencyRecord.FromString(data)
 
+    async def _update(self, source: str, key: str, decide: Decide) -> tuple[pb.IdempotencyRecord, bool]:
+        """Compare-and-swap a key's record: `decide` gets the record as read and
+        returns the one to write, or None to leave it (or raises). A write that
+        lost a race re-reads and decides again. Returns the record as it now
+        is, and whether this call wrote it."""
+        name = _idempotency_key(source, key)
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                data, etag = await self._store.get_bytes_versioned(INDEX_BUCKET, name)
+                held = pb.IdempotencyRecord.FromString(data)
+                new = decide(held)
+                if new is None:
+                    return held, False
+                await self._store.put_bytes(
+                    INDEX_BUCKET, name, new.SerializeToString(), if_absent=False, if_match=etag
+                )
+                return new, True
+            except NotFound:
+                raise NotFound("idempotency key was never used", reason="key_not_found") from None
+            except PreconditionFailed:
+                continue
+        raise Aborted("idempotency key is contended, retry later", reason="in_progress")
+
     async def complete(self, request: pb.CompleteIdempotencyKeyRequest) -> datetime:
-        held = await self.record(request.source, request.idempotency_key)
-        if held.id != request.id:
-            raise FailedPrecondition("idempotency key is held by another call", reason="key_held")
-        if held.HasField("completed_at"):
-            return held.completed_at.ToDatetime(tzinfo=UTC)
-        held.result.CopyFrom(request.result)
-        held.completed_at.FromDatetime(datetime.now(UTC))
-        name = _idempotency_key(request.source, request.idempotency_key)
-        await self._store.put_bytes(INDEX_BUCKET, name, held.SerializeToString(), if_absent=False)
-        return held.completed_at.ToDatetime(tzinfo=UTC)
+        def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:
+            if holder_of(held) != request.id:
+                raise FailedPrecondition("idempotency key is held by another call", reason="key_held")
+            if held.HasField("completed_at"):
+                return None
+            done = pb.IdempotencyRecord()
+            done.CopyFrom(held)
+            done.result.CopyFrom(request.result)
+            done.released = False
+            done.completed_at.FromDatetime(datetime.now(UTC))
+            return done
+
+        record, _ = await self._update(request.source, request.idempotency_key, decide)
+        return record.completed_at.ToDatetime(tzinfo=UTC)
 
     async def release(self, request: pb.ReleaseIdempotencyKeyRequest) -> None:
-        held = await self.record(request.source, request.idempotency_key)
-        if held.id != request.id or held.HasField("completed_at"):
-            raise FailedPrecondition("idempotency key is not held by this id", reason="key_held")
-        if held.released:
-            return
-        held.released = True
-        name = _idempotency_key(request.source, request.idempotency_key)
-        await self._store.put_bytes(INDEX_BUCKET, name, held.SerializeToString(), if_absent=False)
+        def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:
+            if holder_of(held) != request.id or held.HasField("completed_at"):
+                raise FailedPrecondition("idempotency key is not held by this id", reason="key_held")
+            if held.released:
+                return None
+            released = pb.IdempotencyRecord()
+            released.CopyFrom(held)
+            released.released = True
+            return released
+
+        await self._update(request.source, request.idempotency_key, decide)

@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.message import Message
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
-from pantheon.errors import PantheonError
+from pantheon.errors import STATUS_DETAILS_KEY, PantheonError
 from pantheon.interceptors import check, check_streamed
 from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.storage.service import StorageServicer
@@ -33,7 +33,9 @@ _END = object()
 
 
 def _as_rpc_error(exc: PantheonError) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(exc.code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=exc.message)
+    # The rich status rides in the trailers, as it does over the network.
+    trailers = grpc.aio.Metadata((STATUS_DETAILS_KEY, exc.to_status().SerializeToString()))
+    return grpc.aio.AioRpcError(exc.code, grpc.aio.Metadata(), trailers, details=exc.message)
 
 
 async def _call(work: Awaitable[R], timeout: float | None) -> R:

@@ -8,8 +8,9 @@ only that pool: the default executor stays free for everything else (calls
 beyond the pool's size wait in its queue). Two things minio-py's public API
 lacks are done through its request layer (`_execute` and the multipart
 helpers, on the pinned minio version): conditional writes (`If-None-Match:
-*`) and multipart uploads fed part by part from a stream, so an upload of any
-size holds at most two parts in memory.
+*` to create, `If-Match: <etag>` to compare-and-swap) and multipart uploads
+fed part by part from a stream, so an upload of any size holds at most two
+parts in memory.
 """
 
 from __future__ import annotations
@@ -38,13 +39,34 @@ from tenacity import (
 )
 
 from pantheon.config import S3Settings
-from pantheon.errors import AlreadyExists, Internal, NotFound, PantheonError, Unavailable
+from pantheon.errors import (
+    Aborted,
+    AlreadyExists,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PantheonError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 #: SSE-S3 on every write, even where a bucket lacks default encryption.
 _SSE = {"X-Amz-Server-Side-Encryption": "AES256"}
 _META = "X-Amz-Meta-"
+
+
+class PreconditionFailed(Aborted):
+    """A compare-and-swap write (`if_match`) lost: the object changed since
+    it was read. The writer re-reads and decides again.
+
+    Distinct from AlreadyExists, which is what a create-only write
+    (`if_absent`) that finds the object reports: S3 answers both with 412
+    PreconditionFailed, and the adapter tells them apart by which condition
+    it sent. ABORTED if it ever reaches a caller: a conflict, retry the call.
+    """
+
+    reason = "precondition_failed"
 
 
 @dataclass(frozen=True)
@@ -85,12 +107,20 @@ class ObjectStore(Protocol):
         """Write `chunks` to `key` unless it exists (AlreadyExists then)."""
         ...
 
-    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
-        """Write a small object; with `if_absent`, only if it does not exist."""
+    async def put_bytes(
+        self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
+    ) -> StoredObject:
+        """Write a small object; with `if_absent`, only if it does not exist
+        (AlreadyExists); with `if_match`, only if its ETag still is that
+        (PreconditionFailed when it changed, NotFound when it is gone)."""
         ...
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a small object whole (NotFound when missing)."""
+        ...
+
+    async def get_bytes_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """Read a small object whole with its ETag, for a later `if_match` write."""
         ...
 
     def get_stream(self, bucket: str, key: str, offset: int = 0, length: int = 0) -> AsyncIterator[bytes]:
@@ -108,16 +138,70 @@ class ObjectStore(Protocol):
         ...
 
 
+#: Every S3 error code the services expect, mapped to what the caller sees.
+#: Transient conditions are retryable (UNAVAILABLE); a request the store
+#: finds too large or malformed is the caller's (INVALID_ARGUMENT, never a
+#: 500); credentials, policies and buckets that do not work are deployment
+#: faults (INTERNAL, logged as such); any other code is INTERNAL.
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchVersion"})
+_EXISTS = frozenset({"PreconditionFailed"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "XMinioServerNotInitialized",
+        "XMinioReadQuorum",
+        "XMinioWriteQuorum",
+        "XMinioStorageFull",
+        "OperationAborted",
+    }
+)
+_TOO_LARGE = frozenset({"EntityTooLarge", "MaxMessageLengthExceeded"})
+_CALLER = frozenset(
+    {"MetadataTooLarge", "EntityTooSmall", "InvalidPart", "InvalidArgument", "KeyTooLongError"}
+)
+_DEPLOYMENT = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "AllAccessDisabled",
+        "XMinioAdminKMSNotConfigured",
+        "KMS.KMSNotConfigured",
+    }
+)
+
+
 def _translate(exc: Exception, what: str) -> PantheonError:
     """A caller-safe error for a failed store call; details go to the log."""
     if isinstance(exc, S3Error):
-        if exc.code in ("NoSuchKey", "NoSuchObject"):
+        code = exc.code or ""
+        if code in _NOT_FOUND:
             return NotFound(f"{what}: not found")
-        if exc.code == "PreconditionFailed":
+        if code in _EXISTS:
             return AlreadyExists(f"{what}: already exists")
-        if exc.code in ("SlowDown", "ServiceUnavailable", "XMinioServerNotInitialized", "InternalError"):
+        if code in _TRANSIENT_CODES:
+            log.warning("object store busy or degraded during %s: %s", what, code)
             return Unavailable("object store is unavailable, retry later")
-        log.error("object store refused %s: %s", what, exc.code)
+        if code in _TOO_LARGE:
+            return InvalidArgument("the object store refused the object as too large", reason="too_large")
+        if code in _CALLER:
+            log.warning("object store refused %s as invalid: %s", what, code)
+            return InvalidArgument(
+                "the object store refused the request as invalid", reason="storage_rejected"
+            )
+        if code in _DEPLOYMENT:
+            log.error(
+                "deployment fault: the object store refused %s with %s (check keys, policy, buckets)",
+                what,
+                code,
+            )
+            return Internal("object store refused the request")
+        log.error("object store refused %s with an unexpected code: %s", what, code)
         return Internal("object store refused the request")
     if isinstance(exc, ServerError | InvalidResponseError):
         return Unavailable("object store is unavailable, retry later")
@@ -269,18 +353,37 @@ class S3ObjectStore:
         except Exception as exc:  # the store cleans up stale uploads itself
             log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
-    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
+    async def put_bytes(
+        self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
+    ) -> StoredObject:
         headers = {"Content-Type": "application/octet-stream", **_SSE}
-        return await self._put(bucket, key, data, headers, if_absent=if_absent)
+        return await self._put(bucket, key, data, headers, if_absent=if_absent, if_match=if_match)
 
     async def _put(
-        self, bucket: str, key: str, data: bytes, headers: dict[str, str], *, if_absent: bool
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        headers: dict[str, str],
+        *,
+        if_absent: bool,
+        if_match: str = "",
     ) -> StoredObject:
         if if_absent:
             headers = {**headers, "If-None-Match": "*"}
+        if if_match:
+            headers = {**headers, "If-Match": '"' + if_match.strip('"') + '"'}
         try:
             result = await self._run(self._client._put_object, bucket, key, data, _headers(headers))
         except Exception as exc:
+            # 412 to an If-Match write: the object changed since it was read.
+            # 409 ConditionalRequestConflict: a concurrent conditional write.
+            if (
+                if_match
+                and isinstance(exc, S3Error)
+                and exc.code in ("PreconditionFailed", "ConditionalRequestConflict")
+            ):
+                raise PreconditionFailed(f"write {bucket}/{key}: changed since read") from exc
             raise _translate(exc, f"write {bucket}/{key}") from exc
         return StoredObject(
             bucket=bucket,
@@ -319,6 +422,18 @@ class S3ObjectStore:
 
         data: bytes = await self._read(f"read {bucket}/{key}", read)
         return data
+
+    async def get_bytes_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        def read() -> tuple[bytes, str]:
+            response = self._client.get_object(bucket, key)
+            try:
+                return bytes(response.read()), (response.headers.get("etag") or "").strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        found: tuple[bytes, str] = await self._read(f"read {bucket}/{key}", read)
+        return found
 
     async def get_stream(
         self, bucket: str, key: str, offset: int = 0, length: int = 0

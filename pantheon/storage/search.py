@@ -2,17 +2,29 @@
 
 A search names a data type and a time range (at most 31 days), so it maps to
 a bounded set of `v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>/` prefixes:
-hours newest first, sources in name order within an hour. Keys are parsed
-and filtered on what they embed (time, geohash cell) before any metadata is
-read; only candidates cost an index read. The page token (sealed, see
-page_tokens.py) holds the last key listed, the window and a digest of the
-filter, so a page resumes exactly where the previous one stopped even as new
-data arrives.
+hours newest first, and within an hour keys in name order (so sources in
+the order of `<source>/`: `ab-c/` before `ab/`). Keys are parsed and
+filtered on what they embed (time, geohash cell) before any metadata is
+read; only candidates cost an index read, which decides with the exact
+metadata (`observed_at` to the nanosecond, the location). The page token
+(sealed, see page_tokens.py) holds the last key listed, the window and a
+digest of the filter, so a page resumes exactly where the previous one
+stopped even as new data arrives.
 
 A caller holding the restricted grant searches two buckets, the domain's and
 its restricted twin (pantheon.storage.buckets): sources are listed in both,
 and the keys under each prefix are merged in key order, so pages and tokens
 are the same as over one bucket (keys embed a ULID, so no key is in both).
+
+A record batch is found by any search whose window and box overlap its
+records: its span (earliest to latest record) and its bounding box, not the
+first record its key names. The index holds its position in every hour it
+covers (pantheon.storage.index, `spans/`), and each batch is answered once,
+in the newest hour where its span and the window meet: the last hour of its
+span (`spans/end/`), or the window's newest hour when the span runs past it
+(`spans/cover/` and `spans/long/`, listed only for that hour). Positions are
+v1 keys of the hour, merged with the keys listed there, so the order and the
+page tokens stay those of plain keys.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -27,16 +40,54 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.errors import NotFound
 from pantheon.metadata import geohash
-from pantheon.metadata.naming import hour_prefixes, parse_key, source_prefix
-from pantheon.storage.index import Index
+from pantheon.metadata.naming import ParsedKey, hour_prefixes, parse_key, source_prefix
+from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.index import (
+    HOUR_NS,
+    SPAN_COVER,
+    SPAN_END,
+    Index,
+    batch_span,
+    hour_of,
+    long_prefix,
+    ns,
+    parse_long_entry,
+    position,
+)
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
 
 DEFAULT_PAGE_SIZE = 100
+_SECOND_NS = 10**9
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The search window [after, before) in nanoseconds."""
+
+    after: int
+    before: int
+
+    @property
+    def newest_hour(self) -> int:
+        return hour_of(self.before - 1)
+
+
+def _key_time(parsed: ParsedKey) -> int:
+    return ns(parsed.observed_at)  # whole seconds: the exact time is up to a second later
 
 
 def _inside(box: md.BoundingBox, lat: float, lon: float) -> bool:
     return box.min_latitude <= lat <= box.max_latitude and box.min_longitude <= lon <= box.max_longitude
+
+
+def _boxes_meet(box: md.BoundingBox, other: md.BoundingBox) -> bool:
+    return not (
+        other.max_latitude < box.min_latitude
+        or other.min_latitude > box.max_latitude
+        or other.max_longitude < box.min_longitude
+        or other.min_longitude > box.max_longitude
+    )
 
 
 def _cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
@@ -109,30 +160,32 @@ class Searcher:
     async def _candidate_keys(
         self, req: pb.SearchObjectsRequest, after: datetime, before: datetime, last_key: str
     ) -> AsyncIterator[str]:
-        """Keys matching time and cell, in page order, after `last_key`."""
+        """Keys and batch positions that may match, in page order, after `last_key`, each once."""
         sources = await self._sources(req)
+        window = _Window(ns(after), ns(before))
         root = len(source_prefix(req.data_type))
         by_hour: dict[str, list[str]] = {}
         for source in sources:
             for prefix in hour_prefixes(req.data_type, source, after, before):
                 by_hour.setdefault(prefix[root + len(source) + 1 :], []).append(prefix)
+        newest = max(by_hour, default="")
         for hour in sorted(by_hour, reverse=True):  # "yyyy/mm/dd/hh/" sorts by time
-            for prefix in sorted(by_hour[hour]):
+            for prefix in sorted(by_hour[hour]):  # by "<source>/", the order of the keys
                 start_after = ""
                 if last_key.startswith(prefix):
                     start_after = last_key
                 elif last_key and self._before_resume(prefix, last_key, req.data_type):
                     continue
-                async for key in self._keys_under(prefix, start_after):
-                    try:
-                        parsed = parse_key(key)
-                    except ValueError:
-                        continue  # not written by Pantheon
-                    if not after <= parsed.observed_at < before:
-                        continue
-                    if req.HasField("bbox") and not _cell_overlaps(req.bbox, parsed.geohash5):
-                        continue
-                    yield key
+                streams = [self._keys_in(b, prefix, start_after, req, window) for b in self._buckets]
+                streams.append(self._positions(SPAN_END, prefix, start_after, window))
+                if hour == newest:
+                    streams.append(self._positions(SPAN_COVER, prefix, start_after, window))
+                    streams.append(self._long_positions(prefix, start_after, window))
+                previous = ""
+                async for key in _merged(streams):
+                    if key != previous:  # a batch's own key and its position in its first hour
+                        previous = key
+                        yield key
 
     @staticmethod
     def _before_resume(prefix: str, last_key: str, data_type: str) -> bool:
@@ -141,20 +194,70 @@ class Searcher:
         p_source, _, p_hour = prefix[root:].partition("/")
         k_source, _, k_rest = last_key[root:].partition("/")
         k_hour = k_rest[: len(p_hour)]
-        # Earlier in page order: a newer hour, or the same hour and a smaller source.
-        return p_hour > k_hour or (p_hour == k_hour and p_source < k_source)
+        # Earlier in page order: a newer hour, or the same hour and a smaller
+        # source, compared as "<source>/" as in the keys themselves.
+        return p_hour > k_hour or (p_hour == k_hour and p_source + "/" < k_source + "/")
 
-    async def _keys_under(self, prefix: str, start_after: str) -> AsyncIterator[str]:
-        """Keys under `prefix` after `start_after` in every searched bucket, in key order."""
-        streams: AsyncIterator[str]
-        if len(self._buckets) == 1:
-            streams = self._keys_in(self._buckets[0], prefix, start_after)
-        else:
-            streams = _merged([self._keys_in(b, prefix, start_after) for b in self._buckets])
-        async for key in streams:
+    async def _keys_in(
+        self, bucket: str, prefix: str, start_after: str, req: pb.SearchObjectsRequest, window: _Window
+    ) -> AsyncGenerator[str, None]:
+        """Object keys under `prefix` in `bucket` whose name allows a match, in key order."""
+        async for key in self._listed(bucket, prefix, start_after):
+            try:
+                parsed = parse_key(key)
+            except ValueError:
+                continue  # not written by Pantheon
+            # Conservative: the key holds whole seconds. A batch whose key
+            # fails here is found by its span entries.
+            at = _key_time(parsed)
+            if not window.after - _SECOND_NS < at < window.before:
+                continue
+            if req.HasField("bbox") and not _cell_overlaps(req.bbox, parsed.geohash5):
+                continue
             yield key
 
-    async def _keys_in(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
+    async def _positions(
+        self, kind: str, prefix: str, start_after: str, window: _Window
+    ) -> AsyncGenerator[str, None]:
+        """Positions of batches under `prefix` from the `kind` span entries, in key order.
+
+        Only the start is known from a name (nothing of the bounding box), so
+        only a batch starting after the window is left out before its index
+        entry is read.
+        """
+        start = kind + start_after if start_after else ""
+        async for name in self._listed(INDEX_BUCKET, kind + prefix, start):
+            key = name[len(kind) :]
+            try:
+                at = _key_time(parse_key(key))
+            except ValueError:
+                continue
+            if at < window.before:
+                yield key
+
+    async def _long_positions(
+        self, prefix: str, start_after: str, window: _Window
+    ) -> AsyncGenerator[str, None]:
+        """Positions in the window's newest hour of batches spanning past it and over
+        744 hours (few), in key order."""
+        _, data_type, source, _ = prefix.split("/", 3)
+        entries = long_prefix(data_type, source)
+        hour_end = window.newest_hour + HOUR_NS
+        found: list[str] = []
+        async for name in self._listed(INDEX_BUCKET, entries, f"{entries}{hour_end:021d}"):
+            try:
+                end, key = parse_long_entry(name, entries)
+                at = _key_time(parse_key(key))
+            except ValueError:
+                continue
+            if end > hour_end and at < window.before:
+                here = position(key, window.newest_hour)
+                if here > start_after:
+                    found.append(here)
+        for key in sorted(found):
+            yield key
+
+    async def _listed(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
         while True:
             page = await self._store.list(bucket, prefix, start_after=start_after)
             for key in page.keys:
@@ -165,39 +268,78 @@ class Searcher:
 
     async def search(self, req: pb.SearchObjectsRequest) -> pb.SearchObjectsResponse:
         after, before, last_key = self._tokens.window_and_resume(req)
+        window = _Window(ns(after), ns(before))
         size = req.page_size or DEFAULT_PAGE_SIZE
         response = pb.SearchObjectsResponse()
         batch: list[str] = []
-        last_returned = ""
         async for key in self._candidate_keys(req, after, before, last_key):
             batch.append(key)
             if len(batch) < size - len(response.objects):
                 continue
-            last_returned = await self._admit(req, batch, response) or last_returned
-            batch = []
+            await self._admit(req, window, batch, response)
             if len(response.objects) >= size:
-                response.next_page_token = self._tokens.seal(req, after, before, last_returned)
+                response.next_page_token = self._tokens.seal(req, after, before, batch[-1])
                 return response
+            batch = []
         if batch:
-            await self._admit(req, batch, response)
+            await self._admit(req, window, batch, response)
         return response
 
     async def _admit(
-        self, req: pb.SearchObjectsRequest, keys: list[str], response: pb.SearchObjectsResponse
-    ) -> str:
-        """Read the index entries of `keys` concurrently; add those that match."""
+        self,
+        req: pb.SearchObjectsRequest,
+        window: _Window,
+        keys: list[str],
+        response: pb.SearchObjectsResponse,
+    ) -> None:
+        """Decide on `keys` concurrently, from their index entries; add those that match."""
+        for found in await asyncio.gather(*(self._match(req, window, k) for k in keys)):
+            if found is not None:
+                response.objects.append(found)
 
-        async def info(key: str) -> pb.StatObjectResponse | None:
-            try:
-                return await self._index.object_info(parse_key(key).id)
-            except NotFound:
-                return None  # stored but not yet indexed: not visible yet
-
-        for found in await asyncio.gather(*(info(k) for k in keys)):
-            if found is None or found.object.key not in keys or not self._visible(found.metadata):
-                continue  # unindexed, a stray object under a bound id, or not the caller's to see
-            loc = found.metadata.location
+    async def _match(
+        self, req: pb.SearchObjectsRequest, window: _Window, key: str
+    ) -> pb.StatObjectResponse | None:
+        """The object at `key` (an object's key or a batch's position) if it matches, else None."""
+        parsed = parse_key(key)
+        try:
+            found = await self._index.object_info(parsed.id)
+        except NotFound:
+            return None  # stored but not yet indexed: not visible yet
+        meta = found.metadata
+        if not self._visible(meta):
+            return None  # not the caller's to see
+        span = batch_span(meta)
+        if span is None:
+            if key != found.object.key:
+                return None  # a stray object under a bound id
+            if not window.after <= meta.observed_at.ToNanoseconds() < window.before:
+                return None
+            loc = meta.location
             if req.HasField("bbox") and not _inside(req.bbox, loc.latitude, loc.longitude):
-                continue
-            response.objects.append(found)
-        return keys[-1] if keys else ""
+                return None
+            return found
+        # A record batch: its records' span and bounding box.
+        hour = hour_of(_key_time(parsed))
+        start, end = span
+        if key != position(found.object.key, hour) or not (start < window.before and end > window.after):
+            return None
+        if req.HasField("bbox"):
+            box = meta.bbox
+            if not meta.HasField("bbox"):
+                point = meta.location
+                box = md.BoundingBox(
+                    min_latitude=point.latitude,
+                    max_latitude=point.latitude,
+                    min_longitude=point.longitude,
+                    max_longitude=point.longitude,
+                )
+            if not _boxes_meet(req.bbox, box):
+                return None
+        # Answered in the newest hour where span and window meet, from its
+        # span entries; elsewhere only by its own key if it was indexed
+        # before there were any.
+        newest = hour_of(min(end, window.before) - 1)
+        if hour != newest and (key != found.object.key or await self._index.has_spans(found)):
+            return None
+        return found

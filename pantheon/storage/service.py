@@ -2,16 +2,14 @@
 
 Objects go to the bucket of their data type's domain and classification
 (`pantheon.storage.buckets.bucket_for`: RESTRICTED data to the domain's
-restricted bucket) under the v1 naming scheme. The metadata known before the
-upload travels as object user metadata (`x-amz-meta-pantheon-metadata`,
-base64 protobuf, plus readable copies of the fields people filter by); the
-complete metadata, with size and SHA-256, is written to the index once the
-bytes are stored.
+restricted bucket) under the v1 naming scheme. The fields people filter by
+travel as readable object user metadata (within S3's 2 KiB); the complete
+metadata, with size and SHA-256, is written to the index once the bytes are
+stored.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -43,13 +41,21 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 def user_metadata(m: md.Metadata) -> dict[str, str]:
-    """Object user metadata: the whole message, and the fields people filter by."""
+    """Object user metadata: the readable fields people filter by.
+
+    S3 allows 2 KiB of user metadata per object; these fields fit it for
+    every metadata the proto accepts (their rules bound each one). The whole
+    message, labels and lineage included, is in the index (`ids/<id>`).
+    """
     found = {
-        "pantheon-metadata": base64.b64encode(m.SerializeToString(deterministic=True)).decode(),
+        "pantheon-id": m.id,
         "pantheon-data-type": m.data_type,
         "pantheon-source": m.source,
         "pantheon-observed-at": m.observed_at.ToJsonString(),
         "pantheon-location": f"{m.location.latitude},{m.location.longitude}",
+        "pantheon-classification": md.Classification.Name(m.classification)
+        .removeprefix("CLASSIFICATION_")
+        .lower(),
     }
     if m.entity_id:
         found["pantheon-entity-id"] = m.entity_id

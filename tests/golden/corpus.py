@@ -41,6 +41,7 @@ from google.protobuf import (
     any_pb2,
     descriptor_pb2,
     descriptor_pool,
+    duration_pb2,
     json_format,
     message_factory,
     timestamp_pb2,
@@ -67,6 +68,8 @@ EXTRA_SCHEMA = ("google/rpc/error_details.proto",)
 BATCH_ID = "01J0BX5Q2S8R4T6V8W0Y2A4C6E"
 RECORD_IDS = ("01J0BX5Q2S8R4T6V8W0Y2A4C6F", "01J0BX5Q2S8R4T6V8W0Y2A4C6G")
 OBJECT_ID = "01J0BX7M3D5F7H9K1N3Q5S7V9X"
+#: A call that took a stale claim of OBJECT_ID's key over.
+HOLDER_ID = "01J0BX9C4E6G8J0M2P4R6T8W0Y"
 PARENT_ID = "01J0BW0000AAAAAAAAAAAAAAAA"
 REQUEST_ID = "6f1c2a9e8b7d4c3a9e1f2b3c4d5e6f70"
 CSV = (
@@ -290,6 +293,7 @@ def idempotency_record() -> st.IdempotencyRecord:
         claimed_at=timestamp(INGESTED - timedelta(seconds=1)),
         completed_at=timestamp(INGESTED),
         released=False,
+        holder=HOLDER_ID,
     )
 
 
@@ -423,8 +427,9 @@ def examples() -> dict[str, Message]:
             st.ClaimIdempotencyKeyRequest(
                 source="vienna-sensors",
                 idempotency_key="vienna-sensors:batch-17",
-                candidate_id=OBJECT_ID,
+                candidate_id=HOLDER_ID,
                 request_digest=sha256(b"request:" + CSV),
+                take_over_after=duration_pb2.Duration(seconds=60),
             ),
         ),
         ("", st.ClaimIdempotencyKeyResponse(claimed=False, record=idempotency_record())),
@@ -434,7 +439,7 @@ def examples() -> dict[str, Message]:
             st.CompleteIdempotencyKeyRequest(
                 source="vienna-sensors",
                 idempotency_key="vienna-sensors:batch-17",
-                id=OBJECT_ID,
+                id=HOLDER_ID,
                 result=packed(object_response()),
             ),
         ),

@@ -17,12 +17,16 @@ import grpc
 from confluent_kafka import Consumer, TopicPartition
 from google.protobuf.message import Message
 from minio import Minio
+from pantheon_api.events.v1 import events_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.config import ClientIdentity
 from pantheon.events.cloudevents import decode, parse_headers
+from pantheon.events.producer import Event
+from pantheon.events.topics import DATA_STORED
+from pantheon.metadata.ulid import new_ulid
 from pantheon.server import secure_channel
 
 #: The dev stack's port variables, in the order `private_stack_env` fills them.
@@ -70,6 +74,15 @@ def metadata(source: str, data_type: str = "sensor.temperature", **fields: Any) 
     m = md.Metadata(data_type=data_type, source=source, **fields)
     m.observed_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
     return m
+
+
+def data_stored_event(source: str) -> Event:
+    """A DataStored event about a made-up object of `source`, for event-library tests."""
+    meta = metadata(source)
+    meta.id = new_ulid()
+    payload = events_pb2.DataStored(event_id=meta.id, metadata=meta)
+    payload.object.bucket, payload.object.key = "pantheon-sensor", f"v1/x/{meta.id}"
+    return Event(DATA_STORED.name, source, payload, meta.id, source, subject=meta.id)
 
 
 def record(entity: str, t: datetime, lat: float = 48.2, lon: float = 16.37, **payload: Any) -> pb.Record:

@@ -20,8 +20,7 @@ from pantheon.devstack.credentials import KAFKA_SIMULATION_USER
 from pantheon.events.consumer import EventConsumer, Received
 from pantheon.events.producer import Event, KafkaPublisher
 from pantheon.events.topics import DATA_STORED, DEAD_LETTER, restricted_name
-from pantheon.metadata.ulid import new_ulid
-from tests.integration.support import EventWatcher, from_source, metadata, unique_source
+from tests.integration.support import EventWatcher, data_stored_event, from_source, unique_source
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
@@ -34,19 +33,11 @@ def publisher(stack_env: dict[str, str]) -> Any:
     p.close()
 
 
-def _event(source: str) -> Event:
-    meta = metadata(source)
-    meta.id = new_ulid()
-    payload = events_pb2.DataStored(event_id=meta.id, metadata=meta)
-    payload.object.bucket, payload.object.key = "pantheon-sensor", f"v1/x/{meta.id}"
-    return Event(DATA_STORED.name, source, payload, meta.id, source, subject=meta.id)
-
-
 async def test_a_protobuf_event_round_trips_over_sasl_ssl(
     publisher: KafkaPublisher, kafka_config: Any
 ) -> None:
     source = unique_source()
-    event = _event(source)
+    event = data_stored_event(source)
     watcher = EventWatcher(kafka_config(), [DATA_STORED.name])
     await publisher.publish([event])
     (seen,) = watcher.collect(from_source(source), count=1)
@@ -82,7 +73,7 @@ async def test_a_failing_handler_sends_the_event_to_the_dead_letter_topic(
 
     consumer = _consumer(kafka_config, handler)
     dlq = EventWatcher(kafka_config(), [DEAD_LETTER.name])
-    event = _event(source)
+    event = data_stored_event(source)
     await publisher.publish([event])
     consumer.run(idle_timeout_s=3)
     consumer.close()
@@ -117,7 +108,7 @@ async def test_a_failed_restricted_event_is_dead_lettered_on_the_restricted_topi
     consumer.wait_until_assigned()
     public_dlq = EventWatcher(kafka_config(), [DEAD_LETTER.name])
     private_dlq = EventWatcher(restricted, [restricted_dlq])
-    event = _event(source)
+    event = data_stored_event(source)
     await publisher.publish([Event(restricted_stored, source, event.payload, event.event_id, source)])
     consumer.run(idle_timeout_s=3)
     consumer.close()
@@ -137,7 +128,7 @@ async def test_a_redelivered_event_is_handled_once(publisher: KafkaPublisher, ka
             handled.append(received.attributes.id)
 
     consumer = _consumer(kafka_config, handler)
-    event = _event(source)
+    event = data_stored_event(source)
     await publisher.publish([event])
     await publisher.publish([event])  # a producer retry after a lost acknowledgement
     consumer.run(idle_timeout_s=3)
@@ -149,7 +140,7 @@ async def test_pantheon_tail_prints_decoded_events(
     publisher: KafkaPublisher, stack_env: dict[str, str]
 ) -> None:
     source = unique_source()
-    await publisher.publish([_event(source)])
+    await publisher.publish([data_stored_event(source)])
     done = subprocess.run(
         [sys.executable, "-m", "pantheon", "tail", "--json", "--from-beginning", "--max", "1"],
         env={**os.environ, **stack_env},

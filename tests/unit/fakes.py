@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pantheon.errors import AlreadyExists, NotFound, PantheonError
 from pantheon.events.producer import Event
-from pantheon.storage.object_store import Listing, StoredObject
+from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject
 
 
 @dataclass
@@ -44,22 +44,42 @@ class MemoryObjectStore:
             raise
         return await self.put_bytes(bucket, key, b"".join(parts), if_absent=True)
 
-    async def put_bytes(self, bucket: str, key: str, data: bytes, *, if_absent: bool) -> StoredObject:
+    async def put_bytes(
+        self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
+    ) -> StoredObject:
+        # As S3: a create-only write finding the object is 412 (AlreadyExists
+        # here); an If-Match write is 404 when the object is gone and 412
+        # (PreconditionFailed) when its ETag changed.
         self._check()
         if if_absent and (bucket, key) in self.objects:
             raise AlreadyExists("exists")
+        if if_match:
+            if (bucket, key) not in self.objects:
+                raise NotFound("missing")
+            if self._etag(bucket, key) != if_match.strip('"'):
+                raise PreconditionFailed("changed since read")
         self.objects[(bucket, key)] = data
         return self._info(bucket, key)
 
+    def _etag(self, bucket: str, key: str) -> str:
+        # S3's ETag of a single PUT: the MD5 of its bytes.
+        return hashlib.md5(self.objects[(bucket, key)], usedforsecurity=False).hexdigest()
+
     def _info(self, bucket: str, key: str) -> StoredObject:
         data = self.objects[(bucket, key)]
-        return StoredObject(bucket, key, len(data), "etag", "", "AES256", hashlib.sha256(data).hexdigest())
+        return StoredObject(
+            bucket, key, len(data), self._etag(bucket, key), "", "AES256", hashlib.sha256(data).hexdigest()
+        )
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         self._check()
         if (bucket, key) not in self.objects:
             raise NotFound("missing")
         return self.objects[(bucket, key)]
+
+    async def get_bytes_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        data = await self.get_bytes(bucket, key)
+        return data, self._etag(bucket, key)
 
     async def get_stream(
         self, bucket: str, key: str, offset: int = 0, length: int = 0

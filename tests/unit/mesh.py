@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pantheon.config import ClientIdentity, TLSSettings
+from pantheon.config import ClientIdentity, KafkaSettings, S3Settings, ServiceSettings, TLSSettings
 from pantheon.devstack import mesh
 from pantheon.devstack.certs import CertFiles, ensure_certs, issue_identity
 from pantheon.devstack.paths import StackPaths
@@ -24,6 +25,19 @@ class Mesh:
     @property
     def policy_file(self) -> str:
         return str(self.paths.policy_file)
+
+    def service_settings(self, **extra: Any) -> ServiceSettings:
+        """Settings of an in-process server on port 0 with this mesh and
+        unused backends (tests hand in fakes)."""
+        tls = self.tls
+        return ServiceSettings(
+            listen="127.0.0.1:0",
+            tls=tls,
+            kafka=KafkaSettings("unused:1", "u", "p", tls.ca_file),
+            s3=S3Settings("https://unused", "a", "s", tls.ca_file),
+            policy_file=self.policy_file,
+            **extra,
+        )
 
     def identity(self, name: str) -> ClientIdentity:
         cert, key = mesh.identity_files(self.paths, name)

@@ -559,7 +559,7 @@ def _gateway_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_admission_settings_have_defaults_and_variables(tmp_path: Path) -> None:
     defaults = GatewaySettings.from_env(_gateway_env(tmp_path))
-    assert (defaults.max_concurrent_uploads, defaults.max_connections) == (8, 512)
+    assert (defaults.max_concurrent_uploads, defaults.max_connections) == (32, 512)
     assert (defaults.header_timeout_s, defaults.max_header_bytes) == (10.0, 32 * 1024)
     assert (defaults.body_timeout_s, defaults.body_min_rate_bps, defaults.keep_alive_timeout_s) == (
         15.0,

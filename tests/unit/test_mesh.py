@@ -21,7 +21,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
-from pantheon.config import ClientIdentity, KafkaSettings, S3Settings, ServiceSettings
+from pantheon.config import ClientIdentity
 from pantheon.devstack.mesh import DEV_CLIENT, GATEWAY, INGEST, SIMULATION
 from pantheon.policy import PRINCIPAL_HEADER, Grant, Policy, PolicyError, Rule, rule_from
 from pantheon.server import Running, create_server, secure_channel
@@ -39,14 +39,7 @@ def dev_mesh(tmp_path: Path) -> Mesh:
 
 @pytest.fixture
 async def served(dev_mesh: Mesh) -> AsyncIterator[tuple[Running, MemoryObjectStore, RecordingPublisher]]:
-    certs = dev_mesh.tls
-    settings = ServiceSettings(
-        listen="127.0.0.1:0",
-        tls=certs,
-        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
-        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
-        policy_file=dev_mesh.policy_file,
-    )
+    settings = dev_mesh.service_settings()
     store, publisher = MemoryObjectStore(), RecordingPublisher()
     running = await create_server(settings, store=store, publisher=publisher)
     yield running, store, publisher

@@ -173,3 +173,30 @@ def test_the_caps_of_csv_objects_hold_for_record_documents() -> None:
     with pytest.raises(InvalidArgument) as caught_deep:
         _parse(NDJSON, deep)
     assert caught_deep.value.violations[0].rule_id == "json_too_deep"
+
+
+def test_a_csv_document_over_the_cell_cap_is_refused_early() -> None:
+    from pantheon.ingest import caps
+
+    columns = ["entity_id", "observed_at", "lat", "lon"] + [f"c{i}" for i in range(696)]
+    row = ",".join(["s", "2024-01-01T00:00:00Z", "1", "2"] + ["1"] * 696)
+    rows = caps.MAX_RECORD_DOCUMENT_CELLS // len(columns) + 1
+    body = (",".join(columns) + "\n" + (row + "\n") * rows).encode()
+    with pytest.raises(InvalidArgument) as caught:
+        _parse(CSV, body)
+    assert caught.value.reason == "too_many_cells" and "max_record_document_cells" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {**RECORD, "entity_id": "\ud800"},
+        {**RECORD, "labels": {"a": "\ud800"}},
+        {**RECORD, "observed_at": "0001-01-01T00:00:00+14:00"},
+        {**RECORD, "observed_at": "9999-12-31T23:59:59-14:00"},
+    ],
+)
+def test_strings_and_times_protobuf_cannot_carry_are_shape_errors(record: dict[str, object]) -> None:
+    body = json.dumps({"records": [record]}).encode()
+    assert _fields(JSON, body)[0].startswith("records[0].")
+    assert _fields(JSON, json.dumps({"records": [RECORD], "provider": "\ud800"}).encode()) == ["provider"]

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.problems import from_rpc_error
-from pantheon.config import KafkaSettings, S3Settings, ServiceSettings
+from pantheon.config import S3Settings, ServiceSettings
 from pantheon.devstack.mesh import DEV_CLIENT
 from pantheon.server import create_server, secure_channel
 from pantheon.storage.object_store import S3ObjectStore
@@ -23,22 +23,10 @@ def dev_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
     return make_mesh(tmp_path_factory.mktemp("mesh"))
 
 
-def service_settings(dev_mesh: Mesh, **extra: object) -> ServiceSettings:
-    certs = dev_mesh.tls
-    return ServiceSettings(
-        listen="127.0.0.1:0",
-        tls=certs,
-        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
-        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
-        policy_file=dev_mesh.policy_file,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 async def test_a_call_past_the_concurrent_rpc_limit_is_refused_and_the_gateway_says_retry(
     dev_mesh: Mesh,
 ) -> None:
-    settings = service_settings(dev_mesh, max_concurrent_rpcs=1)
+    settings = dev_mesh.service_settings(max_concurrent_rpcs=1)
     running = await create_server(settings, store=MemoryObjectStore(), publisher=RecordingPublisher())
     channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -14,11 +13,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from pantheon_api.metadata.v1 import metadata_pb2 as md
 from prometheus_client import REGISTRY
 
-from pantheon.config import KafkaSettings, S3Settings, ServiceSettings
 from pantheon.devstack.mesh import DEV_CLIENT, INGEST
 from pantheon.errors import Unavailable
+from pantheon.ingest.records import MAX_RECORD_BYTES
 from pantheon.server import Running, create_server, secure_channel
 from tests.integration.support import metadata, object_requests
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
@@ -32,23 +32,11 @@ def dev_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
     return make_mesh(tmp_path_factory.mktemp("mesh"))
 
 
-def _settings(dev_mesh: Mesh, **extra: Any) -> ServiceSettings:
-    certs = dev_mesh.tls
-    return ServiceSettings(
-        listen="127.0.0.1:0",
-        tls=certs,
-        kafka=KafkaSettings("unused:1", "u", "p", certs.ca_file),
-        s3=S3Settings("https://unused", "a", "s", certs.ca_file),
-        policy_file=dev_mesh.policy_file,
-        **extra,
-    )
-
-
 @pytest.fixture
 async def served(
     dev_mesh: Mesh,
 ) -> AsyncIterator[tuple[Running, pb_grpc.IngestionServiceAsyncStub, MemoryObjectStore, RecordingPublisher]]:
-    settings = _settings(dev_mesh, max_object_bytes=64 * 1024)
+    settings = dev_mesh.service_settings(max_object_bytes=64 * 1024)
     store, publisher = MemoryObjectStore(), RecordingPublisher()
     running = await create_server(settings, store=store, publisher=publisher)
     channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
@@ -161,7 +149,7 @@ def test_fakes_are_not_used_by_integration_tests() -> None:
 async def test_ingestion_can_use_a_remote_storage_service(dev_mesh: Mesh) -> None:
     """Ingestion in one server, storage in another, over mutual TLS gRPC as
     the ingest identity."""
-    base = _settings(dev_mesh)
+    base = dev_mesh.service_settings()
     storage_store, unused_store, publisher = MemoryObjectStore(), MemoryObjectStore(), RecordingPublisher()
     storage_side = await create_server(base, store=storage_store, publisher=RecordingPublisher())
     remote = replace(
@@ -241,3 +229,57 @@ async def test_a_resumed_call_with_other_content_is_refused_and_learns_nothing(s
     assert _reason(caught.value) == "idempotency_key_reused"
     assert first_key not in (caught.value.details() or "")
     assert store.stored() == [first_key] and publisher.events == []
+
+
+async def test_a_record_over_the_event_budget_is_rejected_alone(served: tuple) -> None:  # type: ignore[type-arg]
+    _, stub, store, publisher = served
+
+    def record(entity: str, size: int) -> pb.Record:
+        r = pb.Record(entity_id=entity, location=md.GeoPoint(latitude=48.2, longitude=16.3))
+        r.observed_at.GetCurrentTime()
+        r.payload.update({"blob": "x" * size})
+        return r
+
+    request = pb.IngestRecordsRequest(
+        data_type="sensor.temperature",
+        source="src-a",
+        records=[record("ok", 10), record("big", MAX_RECORD_BYTES)],
+    )
+    result = await stub.IngestRecords(request)
+    assert (result.accepted_count, result.rejected_count) == (1, 1)
+    assert result.results[1].status.code == 3  # INVALID_ARGUMENT, for that record only
+    assert len(store.stored()) == 1
+    letters = [e for e in publisher.events if e.topic.endswith("dead-letter.v1")]
+    assert len(letters) == 1 and all(len(e.payload.SerializeToString()) < 1_000_000 for e in publisher.events)
+
+
+async def test_a_large_batch_is_checked_and_encoded_off_the_loop_alike(served: tuple) -> None:  # type: ignore[type-arg]
+    from pantheon.ingest import records as batch
+
+    _, stub, store, _ = served
+    good = [
+        pb.Record(entity_id=f"e-{i}", location=md.GeoPoint(latitude=48.2, longitude=16.3))
+        for i in range(batch.INLINE_MAX_RECORDS + 10)
+    ]
+    for r in good:
+        r.observed_at.GetCurrentTime()
+        r.payload.update({"t": 1.5})
+    bad = pb.Record(entity_id="bad", location=md.GeoPoint(latitude=95, longitude=16.3))
+    bad.observed_at.GetCurrentTime()
+    request = pb.IngestRecordsRequest(data_type="sensor.temperature", source="src-a", records=[*good, bad])
+    inline_accepted, inline_rejected = batch.triage(request.records)
+    result = await stub.IngestRecords(request)
+    assert (
+        (result.accepted_count, result.rejected_count)
+        == (len(inline_accepted), len(inline_rejected))
+        == (
+            len(good),
+            1,
+        )
+    )
+    (key,) = store.stored()
+    ids = [r.id for r in result.results if r.id]
+    expected = batch.encode_ndjson(
+        [batch.Accepted(i, record_id, request.records[i]) for i, record_id in enumerate(ids)]
+    )
+    assert bytes(store.objects[(result.object.bucket, key)]) == expected  # what the inline encoder writes

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pantheon_api.metadata.v1 import metadata_pb2 as pantheon__api_dot_metadata_dot_v1_dot_metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\'pantheon_api/metadata/v1/metadata.proto\"z\n\x10PutObjectRequest\x12:\n\x06header\x18\x01 \x01(\x0b\x32(.pantheon_api.storage.v1.PutObjectHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"O\n\x0fPutObjectHeader\x12<\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01\"~\n\x11PutObjectResponse\x12\x33\n\x06object\x18\x01 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x34\n\x08metadata\x18\x02 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\"_\n\x10GetObjectRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"i\n\x11GetObjectResponse\x12;\n\x04info\x18\x01 \x01(\x0b\x32+.pantheon_api.storage.v1.StatObjectResponseH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"@\n\x11StatObjectRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\"\x93\x01\n\x12StatObjectResponse\x12\x33\n\x06object\x18\x01 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x34\n\x08metadata\x18\x02 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x12\n\nencryption\x18\x03 \x01(\t\"\xea\x06\n\x14SearchObjectsRequest\x12|\n\tdata_type\x18\x01 \x01(\tBi\xbaHfra2_^(sensor|weather|imagery|report|hazard|infrastructure|simulation)(\\.[a-z][a-z0-9_]{0,30}){1,3}$\xc8\x01\x01\x12\x33\n\x06source\x18\x02 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xd8\x01\x01\x12\x32\n\x0eobserved_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fobserved_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32%.pantheon_api.metadata.v1.BoundingBox\x12\x1d\n\tpage_size\x18\x06 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x10:\xc3\x03\xbaH\xbf\x03\x1a\xb1\x01\n\x1asearch.time_range_required\x12\x41observed_after and observed_before are required on the first page\x1aPthis.page_token != \'\' || (has(this.observed_after) && has(this.observed_before))\x1a\x88\x02\n\x11search.time_range\x12\x46observed_before must be after observed_after and at most 31 days later\x1a\xaa\x01!(has(this.observed_after) && has(this.observed_before)) || (this.observed_before > this.observed_after && this.observed_before - this.observed_after <= duration(\'744h\'))\"n\n\x15SearchObjectsResponse\x12<\n\x07objects\x18\x01 \x03(\x0b\x32+.pantheon_api.storage.v1.StatObjectResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf4\x01\n\x1a\x43laimIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12\x35\n\x0c\x63\x61ndidate_id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x0erequest_digest\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\"j\n\x1b\x43laimIdempotencyKeyResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x12:\n\x06record\x18\x02 \x01(\x0b\x32*.pantheon_api.storage.v1.IdempotencyRecord\"\xd1\x01\n\x11IdempotencyRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12.\n\nclaimed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08released\x18\x06 \x01(\x08\"\xec\x01\n\x1d\x43ompleteIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12+\n\x02id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12,\n\x06result\x18\x04 \x01(\x0b\x32\x14.google.protobuf.AnyB\x06\xbaH\x03\xc8\x01\x01\"R\n\x1e\x43ompleteIdempotencyKeyResponse\x12\x30\n\x0c\x63ompleted_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x18GetIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\"W\n\x19GetIdempotencyKeyResponse\x12:\n\x06record\x18\x01 \x01(\x0b\x32*.pantheon_api.storage.v1.IdempotencyRecord\"\xbd\x01\n\x1cReleaseIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12+\n\x02id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\"\x1f\n\x1dReleaseIdempotencyKeyResponse2\xe5\x07\n\x0eStorageService\x12\x64\n\tPutObject\x12).pantheon_api.storage.v1.PutObjectRequest\x1a*.pantheon_api.storage.v1.PutObjectResponse(\x01\x12i\n\tGetObject\x12).pantheon_api.storage.v1.GetObjectRequest\x1a*.pantheon_api.storage.v1.GetObjectResponse\"\x03\x90\x02\x01\x30\x01\x12j\n\nStatObject\x12*.pantheon_api.storage.v1.StatObjectRequest\x1a+.pantheon_api.storage.v1.StatObjectResponse\"\x03\x90\x02\x01\x12s\n\rSearchObjects\x12-.pantheon_api.storage.v1.SearchObjectsRequest\x1a..pantheon_api.storage.v1.SearchObjectsResponse\"\x03\x90\x02\x01\x12\x80\x01\n\x13\x43laimIdempotencyKey\x12\x33.pantheon_api.storage.v1.ClaimIdempotencyKeyRequest\x1a\x34.pantheon_api.storage.v1.ClaimIdempotencyKeyResponse\x12\x8e\x01\n\x16\x43ompleteIdempotencyKey\x12\x36.pantheon_api.storage.v1.CompleteIdempotencyKeyRequest\x1a\x37.pantheon_api.storage.v1.CompleteIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x8b\x01\n\x15ReleaseIdempotencyKey\x12\x35.pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest\x1a\x36.pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x7f\n\x11GetIdempotencyKey\x12\x31.pantheon_api.storage.v1.GetIdempotencyKeyRequest\x1a\x32.pantheon_api.storage.v1.GetIdempotencyKeyResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\'pantheon_api/metadata/v1/metadata.proto\"z\n\x10PutObjectRequest\x12:\n\x06header\x18\x01 \x01(\x0b\x32(.pantheon_api.storage.v1.PutObjectHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"O\n\x0fPutObjectHeader\x12<\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01\"~\n\x11PutObjectResponse\x12\x33\n\x06object\x18\x01 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x34\n\x08metadata\x18\x02 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\"_\n\x10GetObjectRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"i\n\x11GetObjectResponse\x12;\n\x04info\x18\x01 \x01(\x0b\x32+.pantheon_api.storage.v1.StatObjectResponseH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"@\n\x11StatObjectRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\"\x93\x01\n\x12StatObjectResponse\x12\x33\n\x06object\x18\x01 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x34\n\x08metadata\x18\x02 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x12\n\nencryption\x18\x03 \x01(\t\"\xea\x06\n\x14SearchObjectsRequest\x12|\n\tdata_type\x18\x01 \x01(\tBi\xbaHfra2_^(sensor|weather|imagery|report|hazard|infrastructure|simulation)(\\.[a-z][a-z0-9_]{0,30}){1,3}$\xc8\x01\x01\x12\x33\n\x06source\x18\x02 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xd8\x01\x01\x12\x32\n\x0eobserved_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fobserved_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32%.pantheon_api.metadata.v1.BoundingBox\x12\x1d\n\tpage_size\x18\x06 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x10:\xc3\x03\xbaH\xbf\x03\x1a\xb1\x01\n\x1asearch.time_range_required\x12\x41observed_after and observed_before are required on the first page\x1aPthis.page_token != \'\' || (has(this.observed_after) && has(this.observed_before))\x1a\x88\x02\n\x11search.time_range\x12\x46observed_before must be after observed_after and at most 31 days later\x1a\xaa\x01!(has(this.observed_after) && has(this.observed_before)) || (this.observed_before > this.observed_after && this.observed_before - this.observed_after <= duration(\'744h\'))\"n\n\x15SearchObjectsResponse\x12<\n\x07objects\x18\x01 \x03(\x0b\x32+.pantheon_api.storage.v1.StatObjectResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa8\x02\n\x1a\x43laimIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12\x35\n\x0c\x63\x61ndidate_id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x0erequest_digest\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12\x32\n\x0ftake_over_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x1b\x43laimIdempotencyKeyResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x12:\n\x06record\x18\x02 \x01(\x0b\x32*.pantheon_api.storage.v1.IdempotencyRecord\"\xe1\x01\n\x11IdempotencyRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12.\n\nclaimed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08released\x18\x06 \x01(\x08\x12\x0e\n\x06holder\x18\x07 \x01(\t\"\xec\x01\n\x1d\x43ompleteIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12+\n\x02id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\x12,\n\x06result\x18\x04 \x01(\x0b\x32\x14.google.protobuf.AnyB\x06\xbaH\x03\xc8\x01\x01\"R\n\x1e\x43ompleteIdempotencyKeyResponse\x12\x30\n\x0c\x63ompleted_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x18GetIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\"W\n\x19GetIdempotencyKeyResponse\x12:\n\x06record\x18\x01 \x01(\x0b\x32*.pantheon_api.storage.v1.IdempotencyRecord\"\xbd\x01\n\x1cReleaseIdempotencyKeyRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\x12+\n\x02id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^[0-9A-HJKMNP-TV-Z]{26}$\"\x1f\n\x1dReleaseIdempotencyKeyResponse2\xe5\x07\n\x0eStorageService\x12\x64\n\tPutObject\x12).pantheon_api.storage.v1.PutObjectRequest\x1a*.pantheon_api.storage.v1.PutObjectResponse(\x01\x12i\n\tGetObject\x12).pantheon_api.storage.v1.GetObjectRequest\x1a*.pantheon_api.storage.v1.GetObjectResponse\"\x03\x90\x02\x01\x30\x01\x12j\n\nStatObject\x12*.pantheon_api.storage.v1.StatObjectRequest\x1a+.pantheon_api.storage.v1.StatObjectResponse\"\x03\x90\x02\x01\x12s\n\rSearchObjects\x12-.pantheon_api.storage.v1.SearchObjectsRequest\x1a..pantheon_api.storage.v1.SearchObjectsResponse\"\x03\x90\x02\x01\x12\x80\x01\n\x13\x43laimIdempotencyKey\x12\x33.pantheon_api.storage.v1.ClaimIdempotencyKeyRequest\x1a\x34.pantheon_api.storage.v1.ClaimIdempotencyKeyResponse\x12\x8e\x01\n\x16\x43ompleteIdempotencyKey\x12\x36.pantheon_api.storage.v1.CompleteIdempotencyKeyRequest\x1a\x37.pantheon_api.storage.v1.CompleteIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x8b\x01\n\x15ReleaseIdempotencyKey\x12\x35.pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest\x1a\x36.pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x7f\n\x11GetIdempotencyKey\x12\x31.pantheon_api.storage.v1.GetIdempotencyKeyRequest\x1a\x32.pantheon_api.storage.v1.GetIdempotencyKeyResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -93,42 +94,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STORAGESERVICE'].methods_by_name['ReleaseIdempotencyKey']._serialized_options = b'\220\002\002'
   _globals['_STORAGESERVICE'].methods_by_name['GetIdempotencyKey']._loaded_options = None
   _globals['_STORAGESERVICE'].methods_by_name['GetIdempotencyKey']._serialized_options = b'\220\002\001'
-  _globals['_PUTOBJECTREQUEST']._serialized_start=204
-  _globals['_PUTOBJECTREQUEST']._serialized_end=326
-  _globals['_PUTOBJECTHEADER']._serialized_start=328
-  _globals['_PUTOBJECTHEADER']._serialized_end=407
-  _globals['_PUTOBJECTRESPONSE']._serialized_start=409
-  _globals['_PUTOBJECTRESPONSE']._serialized_end=535
-  _globals['_GETOBJECTREQUEST']._serialized_start=537
-  _globals['_GETOBJECTREQUEST']._serialized_end=632
-  _globals['_GETOBJECTRESPONSE']._serialized_start=634
-  _globals['_GETOBJECTRESPONSE']._serialized_end=739
-  _globals['_STATOBJECTREQUEST']._serialized_start=741
-  _globals['_STATOBJECTREQUEST']._serialized_end=805
-  _globals['_STATOBJECTRESPONSE']._serialized_start=808
-  _globals['_STATOBJECTRESPONSE']._serialized_end=955
-  _globals['_SEARCHOBJECTSREQUEST']._serialized_start=958
-  _globals['_SEARCHOBJECTSREQUEST']._serialized_end=1832
-  _globals['_SEARCHOBJECTSRESPONSE']._serialized_start=1834
-  _globals['_SEARCHOBJECTSRESPONSE']._serialized_end=1944
-  _globals['_CLAIMIDEMPOTENCYKEYREQUEST']._serialized_start=1947
-  _globals['_CLAIMIDEMPOTENCYKEYREQUEST']._serialized_end=2191
-  _globals['_CLAIMIDEMPOTENCYKEYRESPONSE']._serialized_start=2193
-  _globals['_CLAIMIDEMPOTENCYKEYRESPONSE']._serialized_end=2299
-  _globals['_IDEMPOTENCYRECORD']._serialized_start=2302
-  _globals['_IDEMPOTENCYRECORD']._serialized_end=2511
-  _globals['_COMPLETEIDEMPOTENCYKEYREQUEST']._serialized_start=2514
-  _globals['_COMPLETEIDEMPOTENCYKEYREQUEST']._serialized_end=2750
-  _globals['_COMPLETEIDEMPOTENCYKEYRESPONSE']._serialized_start=2752
-  _globals['_COMPLETEIDEMPOTENCYKEYRESPONSE']._serialized_end=2834
-  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_start=2837
-  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_end=2977
-  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_start=2979
-  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_end=3066
-  _globals['_RELEASEIDEMPOTENCYKEYREQUEST']._serialized_start=3069
-  _globals['_RELEASEIDEMPOTENCYKEYREQUEST']._serialized_end=3258
-  _globals['_RELEASEIDEMPOTENCYKEYRESPONSE']._serialized_start=3260
-  _globals['_RELEASEIDEMPOTENCYKEYRESPONSE']._serialized_end=3291
-  _globals['_STORAGESERVICE']._serialized_start=3294
-  _globals['_STORAGESERVICE']._serialized_end=4291
+  _globals['_PUTOBJECTREQUEST']._serialized_start=236
+  _globals['_PUTOBJECTREQUEST']._serialized_end=358
+  _globals['_PUTOBJECTHEADER']._serialized_start=360
+  _globals['_PUTOBJECTHEADER']._serialized_end=439
+  _globals['_PUTOBJECTRESPONSE']._serialized_start=441
+  _globals['_PUTOBJECTRESPONSE']._serialized_end=567
+  _globals['_GETOBJECTREQUEST']._serialized_start=569
+  _globals['_GETOBJECTREQUEST']._serialized_end=664
+  _globals['_GETOBJECTRESPONSE']._serialized_start=666
+  _globals['_GETOBJECTRESPONSE']._serialized_end=771
+  _globals['_STATOBJECTREQUEST']._serialized_start=773
+  _globals['_STATOBJECTREQUEST']._serialized_end=837
+  _globals['_STATOBJECTRESPONSE']._serialized_start=840
+  _globals['_STATOBJECTRESPONSE']._serialized_end=987
+  _globals['_SEARCHOBJECTSREQUEST']._serialized_start=990
+  _globals['_SEARCHOBJECTSREQUEST']._serialized_end=1864
+  _globals['_SEARCHOBJECTSRESPONSE']._serialized_start=1866
+  _globals['_SEARCHOBJECTSRESPONSE']._serialized_end=1976
+  _globals['_CLAIMIDEMPOTENCYKEYREQUEST']._serialized_start=1979
+  _globals['_CLAIMIDEMPOTENCYKEYREQUEST']._serialized_end=2275
+  _globals['_CLAIMIDEMPOTENCYKEYRESPONSE']._serialized_start=2277
+  _globals['_CLAIMIDEMPOTENCYKEYRESPONSE']._serialized_end=2383
+  _globals['_IDEMPOTENCYRECORD']._serialized_start=2386
+  _globals['_IDEMPOTENCYRECORD']._serialized_end=2611
+  _globals['_COMPLETEIDEMPOTENCYKEYREQUEST']._serialized_start=2614
+  _globals['_COMPLETEIDEMPOTENCYKEYREQUEST']._serialized_end=2850
+  _globals['_COMPLETEIDEMPOTENCYKEYRESPONSE']._serialized_start=2852
+  _globals['_COMPLETEIDEMPOTENCYKEYRESPONSE']._serialized_end=2934
+  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_start=2937
+  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_end=3077
+  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_start=3079
+  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_end=3166
+  _globals['_RELEASEIDEMPOTENCYKEYREQUEST']._serialized_start=3169
+  _globals['_RELEASEIDEMPOTENCYKEYREQUEST']._serialized_end=3358
+  _globals['_RELEASEIDEMPOTENCYKEYRESPONSE']._serialized_start=3360
+  _globals['_RELEASEIDEMPOTENCYKEYRESPONSE']._serialized_end=3391
+  _globals['_STORAGESERVICE']._serialized_start=3394
+  _globals['_STORAGESERVICE']._serialized_end=4391
 # @@protoc_insertion_point(module_scope)

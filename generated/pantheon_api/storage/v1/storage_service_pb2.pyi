@@ -17,6 +17,7 @@ is encrypted at rest (SSE-S3).
 from collections import abc as _abc
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -338,6 +339,7 @@ class ClaimIdempotencyKeyRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     CANDIDATE_ID_FIELD_NUMBER: _builtins.int
     REQUEST_DIGEST_FIELD_NUMBER: _builtins.int
+    TAKE_OVER_AFTER_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     """Source the key belongs to; keys of different sources never collide."""
     idempotency_key: _builtins.str
@@ -348,6 +350,12 @@ class ClaimIdempotencyKeyRequest(_message.Message):
     """SHA-256 of what the caller will ingest (content and metadata), so a key
     reused for different input is detected.
     """
+    @_builtins.property
+    def take_over_after(self) -> _duration_pb2.Duration:
+        """Take over a claim of the same request that was released or not renewed
+        for this long; unset, a held key is never taken over.
+        """
+
     def __init__(
         self,
         *,
@@ -355,10 +363,11 @@ class ClaimIdempotencyKeyRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         candidate_id: _builtins.str = ...,
         request_digest: _builtins.str = ...,
+        take_over_after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["take_over_after", b"take_over_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_id", b"candidate_id", "idempotency_key", b"idempotency_key", "request_digest", b"request_digest", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_id", b"candidate_id", "idempotency_key", b"idempotency_key", "request_digest", b"request_digest", "source", b"source", "take_over_after", b"take_over_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,6 +413,7 @@ class IdempotencyRecord(_message.Message):
     CLAIMED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     RELEASED_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id the key is held by."""
     request_digest: _builtins.str
@@ -412,14 +422,21 @@ class IdempotencyRecord(_message.Message):
     """True when the holder failed and gave the key up; the next claim
     resumes under the same id.
     """
+    holder: _builtins.str
+    """Candidate id of the call that holds the key now: `id` for the call that
+    created the record, another once a call took the claim over (resuming
+    under `id`). Complete and Release name the holder. Unset in records
+    written before takeovers existed: `id` holds the key then.
+    """
     @_builtins.property
     def result(self) -> _any_pb2.Any:
         """The holder's final result once completed; unset while in progress."""
 
     @_builtins.property
     def claimed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the key was first claimed; a long-unfinished claim belongs to a
-        call that died and may be resumed under the same id.
+        """When the holder claimed the key or last renewed its lease; a claim not
+        renewed for long belongs to a call that died, and a retry may take it
+        over and resume under the same id.
         """
 
     @_builtins.property
@@ -435,10 +452,11 @@ class IdempotencyRecord(_message.Message):
         claimed_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         released: _builtins.bool = ...,
+        holder: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "id", b"id", "released", b"released", "request_digest", b"request_digest", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "completed_at", b"completed_at", "holder", b"holder", "id", b"id", "released", b"released", "request_digest", b"request_digest", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -459,7 +477,7 @@ class CompleteIdempotencyKeyRequest(_message.Message):
     idempotency_key: _builtins.str
     """The idempotency key."""
     id: _builtins.str
-    """Id that holds the key."""
+    """Id of the call that holds the key (the record's `holder`)."""
     @_builtins.property
     def result(self) -> _any_pb2.Any:
         """The final result (an ingest response message)."""
@@ -568,7 +586,7 @@ class ReleaseIdempotencyKeyRequest(_message.Message):
     idempotency_key: _builtins.str
     """The idempotency key."""
     id: _builtins.str
-    """Id that holds the key."""
+    """Id of the call that holds the key (the record's `holder`)."""
     def __init__(
         self,
         *,

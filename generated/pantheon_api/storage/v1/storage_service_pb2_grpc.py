@@ -133,6 +133,14 @@ class StorageServiceServicer:
         """ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
         tells who holds it. Exactly one of concurrent callers wins a key.
 
+        A claim is a lease: its holder renews it while the call runs by claiming
+        again with its own candidate id (`claimed` stays true until the key is
+        completed, released or taken over). With `take_over_after`, a released
+        claim, or one not renewed for that long, is taken over: the caller
+        becomes the holder and resumes under the key's `id`. Records change only
+        by compare-and-swap, so a former holder can no longer complete or
+        release the key.
+
         Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
         or id; UNAVAILABLE.
         """
@@ -146,7 +154,8 @@ class StorageServiceServicer:
 
         Returns OK (also when already completed with the same id);
         INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-        FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+        FAILED_PRECONDITION when the key is held by another id (also after a
+        takeover, completed or not); UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,6 +80,14 @@ class StorageServiceStub:
     """ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
     tells who holds it. Exactly one of concurrent callers wins a key.
 
+    A claim is a lease: its holder renews it while the call runs by claiming
+    again with its own candidate id (`claimed` stays true until the key is
+    completed, released or taken over). With `take_over_after`, a released
+    claim, or one not renewed for that long, is taken over: the caller
+    becomes the holder and resumes under the key's `id`. Records change only
+    by compare-and-swap, so a former holder can no longer complete or
+    release the key.
+
     Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
     or id; UNAVAILABLE.
     """
@@ -89,7 +97,8 @@ class StorageServiceStub:
 
     Returns OK (also when already completed with the same id);
     INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-    FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+    FAILED_PRECONDITION when the key is held by another id (also after a
+    takeover, completed or not); UNAVAILABLE.
     """
     ReleaseIdempotencyKey: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.ReleaseIdempotencyKeyRequest, _storage_service_pb2.ReleaseIdempotencyKeyResponse]
     """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
@@ -149,6 +158,14 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
     tells who holds it. Exactly one of concurrent callers wins a key.
 
+    A claim is a lease: its holder renews it while the call runs by claiming
+    again with its own candidate id (`claimed` stays true until the key is
+    completed, released or taken over). With `take_over_after`, a released
+    claim, or one not renewed for that long, is taken over: the caller
+    becomes the holder and resumes under the key's `id`. Records change only
+    by compare-and-swap, so a former holder can no longer complete or
+    release the key.
+
     Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
     or id; UNAVAILABLE.
     """
@@ -158,7 +175,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
 
     Returns OK (also when already completed with the same id);
     INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-    FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+    FAILED_PRECONDITION when the key is held by another id (also after a
+    takeover, completed or not); UNAVAILABLE.
     """
     ReleaseIdempotencyKey: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.ReleaseIdempotencyKeyRequest, _storage_service_pb2.ReleaseIdempotencyKeyResponse]  # type: ignore[assignment]
     """ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
@@ -245,6 +263,14 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
         tells who holds it. Exactly one of concurrent callers wins a key.
 
+        A claim is a lease: its holder renews it while the call runs by claiming
+        again with its own candidate id (`claimed` stays true until the key is
+        completed, released or taken over). With `take_over_after`, a released
+        claim, or one not renewed for that long, is taken over: the caller
+        becomes the holder and resumes under the key's `id`. Records change only
+        by compare-and-swap, so a former holder can no longer complete or
+        release the key.
+
         Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
         or id; UNAVAILABLE.
         """
@@ -260,7 +286,8 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns OK (also when already completed with the same id);
         INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-        FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+        FAILED_PRECONDITION when the key is held by another id (also after a
+        takeover, completed or not); UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -24,6 +24,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -663,6 +664,9 @@ type ClaimIdempotencyKeyRequest struct {
 	// SHA-256 of what the caller will ingest (content and metadata), so a key
 	// reused for different input is detected.
 	RequestDigest string `protobuf:"bytes,4,opt,name=request_digest,json=requestDigest,proto3" json:"request_digest,omitempty"`
+	// Take over a claim of the same request that was released or not renewed
+	// for this long; unset, a held key is never taken over.
+	TakeOverAfter *durationpb.Duration `protobuf:"bytes,5,opt,name=take_over_after,json=takeOverAfter,proto3" json:"take_over_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +727,13 @@ func (x *ClaimIdempotencyKeyRequest) GetRequestDigest() string {
 		return x.RequestDigest
 	}
 	return ""
+}
+
+func (x *ClaimIdempotencyKeyRequest) GetTakeOverAfter() *durationpb.Duration {
+	if x != nil {
+		return x.TakeOverAfter
+	}
+	return nil
 }
 
 // ClaimIdempotencyKeyResponse says who holds the key and how far it got.
@@ -789,14 +800,20 @@ type IdempotencyRecord struct {
 	RequestDigest string `protobuf:"bytes,2,opt,name=request_digest,json=requestDigest,proto3" json:"request_digest,omitempty"`
 	// The holder's final result once completed; unset while in progress.
 	Result *anypb.Any `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
-	// When the key was first claimed; a long-unfinished claim belongs to a
-	// call that died and may be resumed under the same id.
+	// When the holder claimed the key or last renewed its lease; a claim not
+	// renewed for long belongs to a call that died, and a retry may take it
+	// over and resume under the same id.
 	ClaimedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=claimed_at,json=claimedAt,proto3" json:"claimed_at,omitempty"`
 	// When the result was stored; unset while in progress.
 	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	// True when the holder failed and gave the key up; the next claim
 	// resumes under the same id.
-	Released      bool `protobuf:"varint,6,opt,name=released,proto3" json:"released,omitempty"`
+	Released bool `protobuf:"varint,6,opt,name=released,proto3" json:"released,omitempty"`
+	// Candidate id of the call that holds the key now: `id` for the call that
+	// created the record, another once a call took the claim over (resuming
+	// under `id`). Complete and Release name the holder. Unset in records
+	// written before takeovers existed: `id` holds the key then.
+	Holder        string `protobuf:"bytes,7,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -873,6 +890,13 @@ func (x *IdempotencyRecord) GetReleased() bool {
 	return false
 }
 
+func (x *IdempotencyRecord) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
 // CompleteIdempotencyKeyRequest stores the final result for a held key.
 type CompleteIdempotencyKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -880,7 +904,7 @@ type CompleteIdempotencyKeyRequest struct {
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	// The idempotency key.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// Id that holds the key.
+	// Id of the call that holds the key (the record's `holder`).
 	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
 	// The final result (an ingest response message).
 	Result        *anypb.Any `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
@@ -1100,7 +1124,7 @@ type ReleaseIdempotencyKeyRequest struct {
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	// The idempotency key.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// Id that holds the key.
+	// Id of the call that holds the key (the record's `holder`).
 	Id            string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1198,7 +1222,7 @@ var File_pantheon_api_storage_v1_storage_service_proto protoreflect.FileDescript
 
 const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\n" +
-	"-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\x89\x01\n" +
+	"-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\x89\x01\n" +
 	"\x10PutObjectRequest\x12B\n" +
 	"\x06header\x18\x01 \x01(\v2(.pantheon_api.storage.v1.PutObjectHeaderH\x00R\x06header\x12\"\n" +
 	"\x05chunk\x18\x02 \x01(\fB\n" +
@@ -1239,15 +1263,16 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\x11search.time_range\x12Fobserved_before must be after observed_after and at most 31 days later\x1a\xaa\x01!(has(this.observed_after) && has(this.observed_before)) || (this.observed_before > this.observed_after && this.observed_before - this.observed_after <= duration('744h'))\"\x86\x01\n" +
 	"\x15SearchObjectsResponse\x12E\n" +
 	"\aobjects\x18\x01 \x03(\v2+.pantheon_api.storage.v1.StatObjectResponseR\aobjects\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xeb\x02\n" +
 	"\x1aClaimIdempotencyKeyRequest\x12;\n" +
 	"\x06source\x18\x01 \x01(\tB#\xbaH \xc8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12K\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1f\xc8\x01\x01r\x1a2\x18^[A-Za-z0-9._:-]{1,128}$R\x0eidempotencyKey\x12B\n" +
 	"\fcandidate_id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\vcandidateId\x12<\n" +
-	"\x0erequest_digest\x18\x04 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\rrequestDigest\"{\n" +
+	"\x0erequest_digest\x18\x04 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\rrequestDigest\x12A\n" +
+	"\x0ftake_over_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rtakeOverAfter\"{\n" +
 	"\x1bClaimIdempotencyKeyResponse\x12\x18\n" +
 	"\aclaimed\x18\x01 \x01(\bR\aclaimed\x12B\n" +
-	"\x06record\x18\x02 \x01(\v2*.pantheon_api.storage.v1.IdempotencyRecordR\x06record\"\x8e\x02\n" +
+	"\x06record\x18\x02 \x01(\v2*.pantheon_api.storage.v1.IdempotencyRecordR\x06record\"\xa6\x02\n" +
 	"\x11IdempotencyRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0erequest_digest\x18\x02 \x01(\tR\rrequestDigest\x12,\n" +
@@ -1255,7 +1280,8 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\n" +
 	"claimed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tclaimedAt\x12=\n" +
 	"\fcompleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x1a\n" +
-	"\breleased\x18\x06 \x01(\bR\breleased\"\x90\x02\n" +
+	"\breleased\x18\x06 \x01(\bR\breleased\x12\x16\n" +
+	"\x06holder\x18\a \x01(\tR\x06holder\"\x90\x02\n" +
 	"\x1dCompleteIdempotencyKeyRequest\x12;\n" +
 	"\x06source\x18\x01 \x01(\tB#\xbaH \xc8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12K\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1f\xc8\x01\x01r\x1a2\x18^[A-Za-z0-9._:-]{1,128}$R\x0eidempotencyKey\x12/\n" +
@@ -1320,7 +1346,8 @@ var file_pantheon_api_storage_v1_storage_service_proto_goTypes = []any{
 	(*v1.ObjectRef)(nil),                   // 19: pantheon_api.metadata.v1.ObjectRef
 	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
 	(*v1.BoundingBox)(nil),                 // 21: pantheon_api.metadata.v1.BoundingBox
-	(*anypb.Any)(nil),                      // 22: google.protobuf.Any
+	(*durationpb.Duration)(nil),            // 22: google.protobuf.Duration
+	(*anypb.Any)(nil),                      // 23: google.protobuf.Any
 }
 var file_pantheon_api_storage_v1_storage_service_proto_depIdxs = []int32{
 	1,  // 0: pantheon_api.storage.v1.PutObjectRequest.header:type_name -> pantheon_api.storage.v1.PutObjectHeader
@@ -1334,34 +1361,35 @@ var file_pantheon_api_storage_v1_storage_service_proto_depIdxs = []int32{
 	20, // 8: pantheon_api.storage.v1.SearchObjectsRequest.observed_before:type_name -> google.protobuf.Timestamp
 	21, // 9: pantheon_api.storage.v1.SearchObjectsRequest.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
 	6,  // 10: pantheon_api.storage.v1.SearchObjectsResponse.objects:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	11, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
-	22, // 12: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
-	20, // 13: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
-	20, // 14: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
-	22, // 15: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
-	20, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
-	11, // 17: pantheon_api.storage.v1.GetIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
-	0,  // 18: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
-	3,  // 19: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
-	5,  // 20: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
-	7,  // 21: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
-	9,  // 22: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
-	12, // 23: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
-	16, // 24: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
-	14, // 25: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
-	2,  // 26: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
-	4,  // 27: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
-	6,  // 28: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
-	8,  // 29: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
-	10, // 30: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
-	13, // 31: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
-	17, // 32: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
-	15, // 33: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	22, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest.take_over_after:type_name -> google.protobuf.Duration
+	11, // 12: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
+	23, // 13: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
+	20, // 14: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
+	20, // 15: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
+	23, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
+	20, // 17: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
+	11, // 18: pantheon_api.storage.v1.GetIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
+	0,  // 19: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
+	3,  // 20: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
+	5,  // 21: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
+	7,  // 22: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
+	9,  // 23: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
+	12, // 24: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
+	16, // 25: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
+	14, // 26: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
+	2,  // 27: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
+	4,  // 28: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
+	6,  // 29: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
+	8,  // 30: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
+	10, // 31: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
+	13, // 32: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
+	17, // 33: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
+	15, // 34: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_storage_v1_storage_service_proto_init() }

@@ -77,6 +77,14 @@ type StorageServiceClient interface {
 	// ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
 	// tells who holds it. Exactly one of concurrent callers wins a key.
 	//
+	// A claim is a lease: its holder renews it while the call runs by claiming
+	// again with its own candidate id (`claimed` stays true until the key is
+	// completed, released or taken over). With `take_over_after`, a released
+	// claim, or one not renewed for that long, is taken over: the caller
+	// becomes the holder and resumes under the key's `id`. Records change only
+	// by compare-and-swap, so a former holder can no longer complete or
+	// release the key.
+	//
 	// Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
 	// or id; UNAVAILABLE.
 	ClaimIdempotencyKey(ctx context.Context, in *ClaimIdempotencyKeyRequest, opts ...grpc.CallOption) (*ClaimIdempotencyKeyResponse, error)
@@ -85,7 +93,8 @@ type StorageServiceClient interface {
 	//
 	// Returns OK (also when already completed with the same id);
 	// INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-	// FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+	// FAILED_PRECONDITION when the key is held by another id (also after a
+	// takeover, completed or not); UNAVAILABLE.
 	CompleteIdempotencyKey(ctx context.Context, in *CompleteIdempotencyKeyRequest, opts ...grpc.CallOption) (*CompleteIdempotencyKeyResponse, error)
 	// ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
 	// call that failed, so a retry resumes it at once (under the same id)
@@ -239,6 +248,14 @@ type StorageServiceServer interface {
 	// ClaimIdempotencyKey reserves an idempotency key for one ingest call, or
 	// tells who holds it. Exactly one of concurrent callers wins a key.
 	//
+	// A claim is a lease: its holder renews it while the call runs by claiming
+	// again with its own candidate id (`claimed` stays true until the key is
+	// completed, released or taken over). With `take_over_after`, a released
+	// claim, or one not renewed for that long, is taken over: the caller
+	// becomes the holder and resumes under the key's `id`. Records change only
+	// by compare-and-swap, so a former holder can no longer complete or
+	// release the key.
+	//
 	// Returns OK (see `claimed`); INVALID_ARGUMENT for a malformed source, key
 	// or id; UNAVAILABLE.
 	ClaimIdempotencyKey(context.Context, *ClaimIdempotencyKeyRequest) (*ClaimIdempotencyKeyResponse, error)
@@ -247,7 +264,8 @@ type StorageServiceServer interface {
 	//
 	// Returns OK (also when already completed with the same id);
 	// INVALID_ARGUMENT; NOT_FOUND when the key was never claimed;
-	// FAILED_PRECONDITION when the key is held by another id; UNAVAILABLE.
+	// FAILED_PRECONDITION when the key is held by another id (also after a
+	// takeover, completed or not); UNAVAILABLE.
 	CompleteIdempotencyKey(context.Context, *CompleteIdempotencyKeyRequest) (*CompleteIdempotencyKeyResponse, error)
 	// ReleaseIdempotencyKey marks a held, unfinished key as abandoned by a
 	// call that failed, so a retry resumes it at once (under the same id)
