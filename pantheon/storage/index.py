@@ -223,13 +223,6 @@ class Index:
             return False
         return True
 
-    async def has_object(self, object_id: str) -> bool:
-        try:
-            await self.object_info(object_id)
-        except NotFound:
-            return False
-        return True
-
     async def object_info(self, object_id: str) -> pb.StatObjectResponse:
         try:
             data = await self._store.get_bytes(INDEX_BUCKET, _id_key(object_id))

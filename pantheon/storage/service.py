@@ -103,10 +103,6 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         head = await anext(content, None)
         if head is None:
             raise InvalidArgument("the object is empty", reason="empty_body")
-        if await self._index.has_object(meta.id):
-            # Ids are immutable: a second upload under a bound id never
-            # rebinds it (a genuine retry reads the first object instead).
-            raise AlreadyExists(f"object {meta.id} is already stored", reason="object_exists")
 
         try:
             stored = await self.store.put_stream(
