@@ -212,8 +212,6 @@ class Case:
     reads_seed: bool = False
     #: Goes to the slow-client gateway (Target.slow_url) and takes about its timeout.
     slow: bool = False
-    #: A known bug: the catalogue marks the case xfail(strict=True) with this reason.
-    bug: str | None = None
 
     @property
     def transport(self) -> str:

@@ -59,7 +59,7 @@ def identity_files(paths: StackPaths, name: str) -> tuple[Path, Path]:
     return paths.identities / f"{name}.crt", paths.identities / f"{name}.key"
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_policy_document(path: Path) -> dict[str, Any]:
     """The policy file's document; an empty policy if there is no file.
 
     A file that exists but does not load raises PolicyError: rewriting it
@@ -75,11 +75,6 @@ def _read(path: Path) -> dict[str, Any]:
     return dict(document)
 
 
-def read_policy_document(path: Path) -> dict[str, Any]:
-    """The policy file's document, for reading only (see `editing_policy`)."""
-    return _read(path)
-
-
 @contextmanager
 def editing_policy(path: Path) -> Iterator[dict[str, Any]]:
     """The policy document to change in place, written back (validated,
@@ -92,7 +87,7 @@ def editing_policy(path: Path) -> Iterator[dict[str, Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        document = _read(path)
+        document = read_policy_document(path)
         yield document
         Policy.from_document(document)
         write_atomic(path, json.dumps(document, indent=2).encode() + b"\n")

@@ -13,9 +13,6 @@ dev-client identity (gRPC), and the test asserts, for its own data type:
     by kind (read from every topic, restricted ones included, as the
     `simulation-engine` Kafka user). A last sweep at the end of the module
     checks that no refused case's event arrived late.
-
-A case with a known bug is marked xfail(strict=True) with the bug as its
-reason, so the fix shows up as an XPASS to remove the mark.
 """
 
 from __future__ import annotations
@@ -101,19 +98,13 @@ def _published(watcher: EventWatcher, data_type: str, expected: int) -> Counter[
     return Counter(event_kind(e.headers.get("ce_type", "")) for e in found)
 
 
-def _cases() -> Iterator[object]:
-    for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=case.bug)] if case.bug else []
-        yield pytest.param(case, id=case.name, marks=marks)
-
-
 def test_the_catalogue_has_every_class() -> None:
     assert len(CASES) >= 30
     assert {case.transport for case in CASES} == {"rest", "grpc"}
     assert len({case.name for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", list(_cases()))
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_hostile_input(
     case: Case,
     request: pytest.FixtureRequest,
@@ -134,7 +125,7 @@ def test_hostile_input(
             body_timeout_s=SLOW_CLIENT_TIMEOUT_S,
             header_timeout_s=SLOW_CLIENT_TIMEOUT_S,
         )
-    if expect.refused and not case.bug:
+    if expect.refused:
         refused_types[scope] = case.name
     before = _stored(minio_root_client, scope)
 

@@ -164,7 +164,6 @@ class Row:
     hostile_outcomes: dict[str, int]
     #: Hostile requests answered with a 5xx, or not within their client timeout.
     unacceptable: int
-    known_bug: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,7 +182,6 @@ def measure(
     spacing_s: float = 0.02,
     settle_s: float = 1.0,
     cover_s: float = 60.0,
-    known_bug: bool = False,
 ) -> Row:
     """Quiet and loaded rounds of the calm client, in turn.
 
@@ -235,7 +233,6 @@ def measure(
         hostile_max_s=round(max(seconds, default=0.0), 3),
         hostile_outcomes=dict(sorted(outcomes.items())),
         unacceptable=sum(n for outcome, n in outcomes.items() if unacceptable(outcome.split(" ", 1)[0])),
-        known_bug=known_bug,
     )
 
 
@@ -312,7 +309,7 @@ def table(rows: list[Row]) -> str:
     cells = [(*HEADINGS, "hostile requests got")]
     for r in rows:
         got = ", ".join(f"{outcome} x{n}" for outcome, n in r.hostile_outcomes.items())
-        name = r.name + (" (known bug)" if r.known_bug else "")
+        name = r.name
         cells.append(
             (
                 name,
@@ -420,14 +417,14 @@ def main(argv: list[str] | None = None) -> int:
                 if name == RATE_FLOOD:
                     rate = float(env.get("PANTHEON_GATEWAY_RATE_PER_S", "200"))
                     load = lambda rate=rate: lib.rate_flood(url, ca, target.key, 10 * rate)  # noqa: E731
-                    via, bug = "rest", False
+                    via = "rest"
                 elif name == SLOW_UPLOADS:
                     load = lambda: lib.slow_uploads(url, ca, target.key, 40)  # noqa: E731
-                    via, bug = "rest", False
+                    via = "rest"
                 else:
                     case = BY_NAME[name]
                     load = lambda case=case: hostile_loop(case.name, target, args.hostile_rate)  # noqa: E731
-                    via, bug = case.transport, case.bug is not None
+                    via = case.transport
                 row = measure(
                     calm,
                     load,
@@ -437,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
                     samples=args.samples,
                     quiet_ms=quiet_ms,
                     quiet_p99_ms=quiet_p99_ms,
-                    known_bug=bug,
                 )
                 rows.append(row)
                 print(

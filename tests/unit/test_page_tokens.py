@@ -84,3 +84,12 @@ def test_a_token_belongs_to_its_filter_and_window() -> None:
 def test_the_key_must_be_32_bytes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         PageTokens(b"short")
+
+
+@pytest.mark.parametrize("value", ["not base64!", "c2hvcnQ=", "QUFB" * 20])
+def test_a_token_key_that_is_not_32_base64_bytes_stops_the_services(value: str) -> None:
+    from pantheon.config import ConfigError, _key
+
+    with pytest.raises(ConfigError, match="PANTHEON_PAGE_TOKEN_KEY"):
+        _key({"PANTHEON_PAGE_TOKEN_KEY": value}, "PANTHEON_PAGE_TOKEN_KEY", 32)
+    assert _key({}, "PANTHEON_PAGE_TOKEN_KEY", 32) is None
