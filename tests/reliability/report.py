@@ -26,6 +26,8 @@ COLUMNS = (
     "lost",
     "duplicated",
     "out_of_order",
+    "unannounced",
+    "orphaned",
 )
 HEADINGS = (
     "scenario",
@@ -36,6 +38,8 @@ HEADINGS = (
     "lost",
     "duplicated",
     "wrong order",
+    "unannounced",
+    "orphaned",
 )
 
 
@@ -91,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         print(table(rows))
-    bad = [r for r in rows if r.lost or r.duplicated or r.out_of_order or r.acknowledged != r.sent]
+    bad = [
+        r
+        for r in rows
+        if r.lost or r.duplicated or r.out_of_order or r.unannounced or r.orphaned or r.acknowledged != r.sent
+    ]
     return 1 if bad else 0
 
 

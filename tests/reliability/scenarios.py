@@ -53,6 +53,10 @@ class Row:
     lost: int
     duplicated: int
     out_of_order: int
+    #: Stored objects that are visible (or stored and not pending) without their DataStored event.
+    unannounced: int = 0
+    #: Stored bytes nobody can reach: not visible, not pending, not announced.
+    orphaned: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -219,7 +223,7 @@ def count_objects(
     )
     duplicated += len(object_ids) - len(set(object_ids))
     notes.update(unannounced=unannounced, orphan_events=orphans)
-    return Row(scenario, sent, len(acked), len(set(object_ids)), len(event_ids), lost, duplicated, 0, notes)
+    return Row(scenario, sent, len(acked), len(set(object_ids)), len(event_ids), lost, duplicated, 0, notes=notes)
 
 
 def count_records(
@@ -275,7 +279,7 @@ def count_records(
         + (rows - sum(len(v) for v in stored.values()))
     )
     notes.update(objects=len(names), raw_record_events=len(record_events), unannounced=unannounced)
-    return Row(scenario, sent, len(acked), len(stored), len(first), lost, duplicated, out_of_order, notes)
+    return Row(scenario, sent, len(acked), len(stored), len(first), lost, duplicated, out_of_order, notes=notes)
 
 
 def _accepted(outcome: Outcome, seqs: range) -> dict[int, str]:

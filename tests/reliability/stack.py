@@ -40,6 +40,9 @@ FAULT_SETTINGS = {
     "PANTHEON_STALE_CLAIM_S": "3",
     "PANTHEON_GATEWAY_INGEST_DEADLINE_S": "6",
     "PANTHEON_GATEWAY_READ_DEADLINE_S": "3",
+    # The reconciler announces what a dead call stored: often, and soon.
+    "PANTHEON_RECONCILE_INTERVAL_S": "2",
+    "PANTHEON_RECONCILE_AFTER_S": "3",
 }
 
 
