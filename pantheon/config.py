@@ -195,9 +195,17 @@ class ServiceSettings:
     #: An unfinished idempotency claim older than this belongs to a call that
     #: died; the next retry resumes it under the same id.
     stale_claim_s: float = 60.0
+    #: The reconciler's pass interval, and the age of a pending marker before
+    #: it acts on it (pantheon/ingest/reconciler.py): an object whose call
+    #: died is announced within about their sum.
+    reconcile_interval_s: float = 10.0
+    reconcile_after_s: float = 10.0
     #: Test-only fault: exit the process right after an object is stored and
     #: before its events are published (`PANTHEON_FAULT_CRASH_BEFORE_PUBLISH=1`).
     crash_before_publish: bool = False
+    #: Test-only: SIGUSR1 injects a fatal Kafka producer error (pantheon/faults.py;
+    #: `PANTHEON_FAULT_INJECTION=1`). Off by default.
+    fault_injection: bool = False
     #: Where Prometheus metrics are served (HTTPS); empty turns them off.
     metrics_listen: str = "127.0.0.1:9464"
     #: Most RPCs the server runs at once (health checks and streams
@@ -223,7 +231,10 @@ class ServiceSettings:
             max_record_document_bytes=int(_get(env, "PANTHEON_MAX_RECORD_DOCUMENT_BYTES", str(16 * 2**20))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),
             stale_claim_s=float(_get(env, "PANTHEON_STALE_CLAIM_S", "60")),
+            reconcile_interval_s=float(_get(env, "PANTHEON_RECONCILE_INTERVAL_S", "10")),
+            reconcile_after_s=float(_get(env, "PANTHEON_RECONCILE_AFTER_S", "10")),
             crash_before_publish=env.get("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH") == "1",
+            fault_injection=env.get("PANTHEON_FAULT_INJECTION") == "1",
             metrics_listen=env.get("PANTHEON_METRICS_LISTEN", "127.0.0.1:9464"),
             max_concurrent_rpcs=int(_get(env, "PANTHEON_MAX_CONCURRENT_RPCS", "64")),
             page_token_key=_key(env, "PANTHEON_PAGE_TOKEN_KEY", 32),

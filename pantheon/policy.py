@@ -83,6 +83,8 @@ INGEST_METHODS = (
     "IngestionService/GetIngestResult",
 )
 READ_METHODS = ("StorageService/GetObject", "StorageService/StatObject", "StorageService/SearchObjects")
+#: Operator methods: a reconciler pass on demand (`pantheon reconcile`).
+OPERATE_METHODS = ("IngestionService/Reconcile",)
 
 #: gRPC metadata entry of the principal assertion (a serialized md.Principal).
 PRINCIPAL_HEADER = "x-pantheon-principal-bin"

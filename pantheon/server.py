@@ -23,10 +23,12 @@ from grpc_reflection.v1alpha import reflection
 from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
 
+from pantheon import faults
 from pantheon.config import ClientIdentity, ServiceSettings, TLSSettings
 from pantheon.errors import PantheonError
 from pantheon.events.producer import EventPublisher, KafkaPublisher
-from pantheon.ingest.service import IngestionServicer
+from pantheon.ingest.reconciler import Reconciler
+from pantheon.ingest.service import STREAM_DEADLINE_S, IngestionServicer
 from pantheon.interceptors import EdgeInterceptor
 from pantheon.policy import PolicyFile
 from pantheon.storage.buckets import INDEX_BUCKET
@@ -93,10 +95,13 @@ class Running:
     publisher: EventPublisher | None = None
     health: health.aio.HealthServicer | None = None
     watcher: asyncio.Task[None] | None = None
+    reconciling: asyncio.Task[None] | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.watcher is not None:
             self.watcher.cancel()
+        if self.reconciling is not None:
+            self.reconciling.cancel()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
@@ -171,6 +176,17 @@ async def create_server(
         running.channels.append(channel)
         storage = storage_service_pb2_grpc.StorageServiceStub(channel)
     running.publisher = publisher or KafkaPublisher(settings.kafka)
+    if settings.fault_injection:  # test stacks only: SIGUSR1 kills the producer (pantheon/faults.py)
+        faults.install(running.publisher)
+    reconciler = Reconciler(
+        storage,
+        running.publisher,
+        settings.kafka,
+        after=timedelta(seconds=settings.reconcile_after_s),
+        # The longest upload, and a margin for clocks and slow stores.
+        discard_after=timedelta(seconds=STREAM_DEADLINE_S + 600),
+        deadline_s=settings.backend_deadline_s,
+    )
     ingest_service_pb2_grpc.add_IngestionServiceServicer_to_server(
         IngestionServicer(
             storage,
@@ -180,6 +196,7 @@ async def create_server(
             max_document_bytes=settings.max_record_document_bytes,
             deadline_s=settings.backend_deadline_s,
             stale_claim=timedelta(seconds=settings.stale_claim_s),
+            reconciler=reconciler,
             crash_before_publish=settings.crash_before_publish,
         ),
         server,
@@ -192,6 +209,7 @@ async def create_server(
     running.watcher = asyncio.create_task(
         _watch_backends(running.health, running.publisher, storage_servicer.store)
     )
+    running.reconciling = asyncio.create_task(reconciler.run(settings.reconcile_interval_s))
     reflection.enable_server_reflection((*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     await server.start()
     log.info("gRPC services listening on %s (storage: %s)", settings.listen, settings.storage_target)

@@ -1,7 +1,8 @@
 """Upload streams: a header message, then content chunks.
 
 `IngestObject` and `PutObject` share this shape (a `part` oneof of `header`
-and `chunk`); both services read it the same way.
+and `chunk`); both services read it the same way. `PutObject` may also send
+announcement pieces between the header and the first chunk.
 """
 
 from __future__ import annotations
@@ -15,18 +16,54 @@ from pantheon.errors import InvalidArgument
 async def split_upload(requests: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[bytes]]:
     """The stream's header and an iterator over its non-empty chunks."""
     stream = aiter(requests)
+    header = await _header(stream)
+    return header, _chunks(None, stream)
+
+
+async def split_announced_upload(
+    requests: AsyncIterator[Any], limit: int
+) -> tuple[Any, bytes, AsyncIterator[bytes]]:
+    """PutObject's stream: the header, the announcement (its pieces, which
+    come before the first chunk, joined; at most `limit` bytes), and an
+    iterator over the non-empty chunks."""
+    stream = aiter(requests)
+    header = await _header(stream)
+    announcement = bytearray()
+    async for message in stream:
+        if message.WhichOneof("part") != "announcement":
+            return header, bytes(announcement), _chunks(message, stream)
+        if len(announcement) + len(message.announcement) > limit:
+            raise InvalidArgument(f"the announcement is larger than {limit} bytes", reason="too_large")
+        announcement += message.announcement
+    return header, bytes(announcement), _chunks(None, stream)
+
+
+async def _header(stream: AsyncIterator[Any]) -> Any:
     first = await anext(stream, None)
-    if first is None or not first.HasField("header"):
+    if first is None or first.WhichOneof("part") != "header":
         raise InvalidArgument("the first message must carry the header", reason="missing_header")
+    return first.header
 
-    async def chunks() -> AsyncIterator[bytes]:
+
+async def _chunks(first: Any, stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """The non-empty chunks of `first` (if any) and the rest of the stream."""
+
+    async def rest() -> AsyncIterator[Any]:
+        if first is not None:
+            yield first
         async for message in stream:
-            if not message.HasField("chunk"):
-                raise InvalidArgument("only the first message may carry a header", reason="duplicate_header")
-            if message.chunk:
-                yield message.chunk
+            yield message
 
-    return first.header, chunks()
+    async for message in rest():
+        part = message.WhichOneof("part")
+        if part == "header":
+            raise InvalidArgument("only the first message may carry a header", reason="duplicate_header")
+        if part != "chunk":
+            raise InvalidArgument(
+                "announcement pieces must come before the content", reason="misplaced_announcement"
+            )
+        if message.chunk:
+            yield message.chunk
 
 
 async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

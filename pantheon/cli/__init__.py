@@ -10,6 +10,7 @@
     pantheon identity ...          enrol, list, revoke workload identities (gRPC mesh)
     pantheon stack ...             the local dev stack: up, down, status, env
     pantheon serve                 run the ingestion and storage gRPC services
+    pantheon reconcile             announce what dead ingest calls stored (one pass now)
 
 Settings come from `PANTHEON_*` variables: `eval "$(scripts/stack env)"`.
 Each command has --help with examples.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pantheon.cli import identity, ingest, keys, query, s3_reader, serve, stack, tail
+from pantheon.cli import identity, ingest, keys, query, reconcile, s3_reader, serve, stack, tail
 from pantheon.cli.rest import CliError
 
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     identity.add_parser(commands)
     stack.add_parser(commands)
     serve.add_parser(commands)
+    reconcile.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         result: int = args.run(args)

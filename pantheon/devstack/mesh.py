@@ -22,6 +22,7 @@ from pantheon.devstack.paths import StackPaths
 from pantheon.policy import (
     DEFAULT_TRUST_DOMAIN,
     INGEST_METHODS,
+    OPERATE_METHODS,
     READ_METHODS,
     Policy,
     PolicyError,
@@ -50,7 +51,14 @@ BUILTIN: dict[str, Rule] = {
     SIMULATION: Rule(SIMULATION, INGEST_METHODS + READ_METHODS, (SIMULATION,), ("simulation.*",), ("*",)),
     # The developer's own tools and tests on a dev stack: any source, every
     # data type. Never issue such an identity to a component.
-    DEV_CLIENT: Rule(DEV_CLIENT, INGEST_METHODS + READ_METHODS, ("*",), ("*",), ("*",), read_restricted=True),
+    DEV_CLIENT: Rule(
+        DEV_CLIENT,
+        INGEST_METHODS + READ_METHODS + OPERATE_METHODS,
+        ("*",),
+        ("*",),
+        ("*",),
+        read_restricted=True,
+    ),
 }
 
 

@@ -2,7 +2,8 @@
 
 Provisioning runs as root (the only identity that may), then the services
 use `pantheon-storage`, whose policy allows object read/write and listing on
-exactly Pantheon's buckets: no delete, no other bucket, no admin API.
+exactly Pantheon's buckets: no delete (but of pending markers), no other
+bucket, no admin API.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from minio.error import MinioAdminException, S3Error
 from minio.sseconfig import Rule, SSEConfig
 
 from pantheon.devstack.credentials import MINIO_STORAGE_USER
-from pantheon.storage.buckets import all_buckets
+from pantheon.storage.buckets import INDEX_BUCKET, all_buckets
+from pantheon.storage.index import PENDING_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,9 @@ def admin_client(address: str, access_key: str, secret_key: str, ca_file: Path) 
 
 
 def storage_policy(buckets: tuple[str, ...]) -> dict[str, Any]:
-    """The IAM policy of the storage key: named buckets only, no delete, no admin."""
+    """The IAM policy of the storage key: named buckets only, no admin, and no
+    delete except of pending markers (`pantheon-index/pending/*`), which the
+    storage service removes once their object is announced."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -79,6 +83,11 @@ def storage_policy(buckets: tuple[str, ...]) -> dict[str, Any]:
                 "Action": _OBJECT_ACTIONS,
                 # "/*" is the object-key part; bucket names are all literal.
                 "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{INDEX_BUCKET}/{PENDING_PREFIX}*"],
             },
         ],
     }

@@ -14,17 +14,17 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
-from pantheon_api.events.v1 import events_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -45,10 +45,10 @@ from pantheon.errors import (
     reason_of,
 )
 from pantheon.events.producer import Event, EventPublisher
-from pantheon.events.topics import for_classification
-from pantheon.ingest import record_document, workers
+from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
 from pantheon.ingest.normalise import open_normaliser
+from pantheon.ingest.reconciler import Reconciler
 from pantheon.interceptors import check
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import current_grant
@@ -59,10 +59,12 @@ log = logging.getLogger(__name__)
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 M = TypeVar("M", bound=Message)
+#: What an ingest call answers.
+R = TypeVar("R", pb.IngestObjectResponse, pb.IngestRecordsResponse)
 
 #: Chunk size of the stream to storage.
 CHUNK = 1 << 20
-#: Deadline of an upload stream whose caller set none.
+#: Deadline of an upload stream: the longest an upload may take.
 STREAM_DEADLINE_S = 3600.0
 
 #: The claim this call holds (its candidate id is the holder's id): renewed
@@ -109,6 +111,27 @@ def _unpack(packed: any_pb2.Any, cls: type[M]) -> M:
     return found
 
 
+@dataclass(frozen=True)
+class _Call(Generic[R]):
+    """One ingest call, as the pipeline (`IngestionServicer._ingest`) runs it."""
+
+    source: str
+    key: str  # the idempotency key ("" for none)
+    digest: str  # of the request, for the claim
+    response: type[R]
+    step: str  # the lineage step
+    deadline_s: float  # of the store
+    #: What the reconciler rebuilds the events from (see pantheon.ingest.announce).
+    announcement: any_pb2.Any
+    #: The metadata and content to store under the claimed id.
+    prepare: Callable[[str], Awaitable[tuple[md.Metadata, Digested]]]
+    #: Refuses a replay whose content differs from the first call's.
+    check_replay: Callable[[R], Awaitable[None]]
+    #: The events announcing the object, for its metadata and reference.
+    events: Callable[[md.Metadata, md.ObjectRef], list[Event]]
+    result: Callable[[spb.PutObjectResponse], R]
+
+
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
     """Serves the IngestionService contract on a storage stub and a publisher."""
 
@@ -122,6 +145,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         max_document_bytes: int = 16 * 2**20,
         deadline_s: float,
         stale_claim: timedelta,
+        reconciler: Reconciler,
         crash_before_publish: bool = False,
     ) -> None:
         self._storage = storage
@@ -131,6 +155,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self._max_document_bytes = max_document_bytes
         self._deadline_s = deadline_s
         self._stale_claim = stale_claim
+        self._reconciler = reconciler
         self._crash_before_publish = crash_before_publish
 
     # -- shared steps ---------------------------------------------------------
@@ -239,10 +264,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 ) from exc
             raise _storage_error(exc, "recording the result") from exc
 
-    async def _store(self, meta: md.Metadata, content: Digested, deadline_s: float) -> spb.PutObjectResponse:
-        """Stream `content` to storage; an error in `content` cancels the upload.
+    async def _store(
+        self, meta: md.Metadata, announcement: any_pb2.Any, content: Digested, deadline_s: float
+    ) -> spb.PutObjectResponse:
+        """Stream `content` to storage (stored, not yet visible); an error in
+        `content` cancels the upload.
 
-        An id already bound (a retry after a failure that came after the
+        An id already stored (a retry after a failure that came after the
         store) resolves to the object stored first, if the content is the
         same: different content under the same key is FAILED_PRECONDITION,
         and the caller learns nothing of the stored object.
@@ -250,34 +278,38 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         call = self._storage.PutObject(timeout=deadline_s, metadata=ctx.outgoing_metadata())
         try:
             await call.write(spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta)))
+            encoded = announcement.SerializeToString() if announcement.type_url else b""
+            for start in range(0, len(encoded), CHUNK):
+                await call.write(spb.PutObjectRequest(announcement=encoded[start : start + CHUNK]))
             async for piece in content:
                 await call.write(spb.PutObjectRequest(chunk=piece))
             await call.done_writing()
             response: spb.PutObjectResponse = await call
-            return response
         except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.ALREADY_EXISTS:
-                first = await self._stored(meta.id)
-                await content.same_as(first.metadata.sha256)
-                return first
             raise _storage_error(exc, "storing the object") from exc
         except BaseException:
             # Invalid content found mid-stream: storage sees a cancelled
             # upload and discards it, so nothing is stored.
             call.cancel()
             raise
+        if response.existed:
+            await content.same_as(response.metadata.sha256)
+        return response
 
-    async def _stored(self, object_id: str) -> spb.PutObjectResponse:
-        """The object a previous attempt under this id stored."""
+    async def _commit(self, stored: spb.PutObjectResponse) -> None:
+        """Make the announced object visible."""
         try:
-            info = await self._storage.StatObject(
-                spb.StatObjectRequest(id=object_id),
+            await self._storage.CommitObject(
+                spb.CommitObjectRequest(
+                    object=spb.StatObjectResponse(
+                        object=stored.object, metadata=stored.metadata, encryption=stored.encryption
+                    )
+                ),
                 timeout=self._deadline_s,
                 metadata=ctx.outgoing_metadata(),
             )
         except grpc.aio.AioRpcError as exc:
-            raise _storage_error(exc, "reading the stored object") from exc
-        return spb.PutObjectResponse(object=info.object, metadata=info.metadata)
+            raise _storage_error(exc, "making the object visible") from exc
 
     def _fault_point(self) -> None:
         """Die between store and publish, when a fault test asks for it."""
@@ -289,6 +321,39 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         meta.lineage.request_id = ctx.request_id.get()
         s = meta.lineage.steps.add(name=step, version=__version__)
         s.at.GetCurrentTime()
+
+    # -- the pipeline ---------------------------------------------------------
+
+    async def _ingest(self, call: _Call[R]) -> R:
+        """Claim → store → announce → commit → complete, for every kind of call.
+
+        Nothing is visible before its events are acknowledged (commit comes
+        after publish), and nothing stored stays unannounced: from the first
+        byte on, the object's pending marker lets the reconciler finish what
+        a call that dies leaves undone, with the same event ids.
+        """
+        self._require_events()
+        object_id, replay = await self._claim(call.source, call.key, call.digest, call.response)
+        if replay is not None:
+            await call.check_replay(replay)
+            replay.replayed = True
+            return replay
+        async with self._holding(call.source, call.key, object_id):
+            meta, content = await call.prepare(object_id)
+            meta.ingested_at.GetCurrentTime()
+            self._lineage(meta, call.step)
+            # Every event is built and checked before anything is stored.
+            events = call.events(meta, announce.placeholder())
+            announce.check_sizes(events)
+            stored = await self._store(meta, call.announcement, content, call.deadline_s)
+            announce.with_stored(events, stored)
+            self._fault_point()
+            await self._publisher.publish(events)
+            await self._commit(stored)
+            result = call.result(stored)
+            await self._complete(call.source, call.key, object_id, result)
+            log.info("ingested %s as %s/%s", object_id, stored.object.bucket, stored.object.key)
+            return result
 
     # -- IngestObject ---------------------------------------------------------
 
@@ -328,42 +393,37 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             if out := await workers.finish(normaliser):
                 yield out
 
-        self._require_events()
-        object_id, replay = await self._claim(
-            meta.source,
-            meta.idempotency_key,
-            _digest(header, extra=b"object"),
-            pb.IngestObjectResponse,
-        )
-        if replay is not None:
-            await Digested(normalised()).same_as(replay.metadata.sha256)
-            replay.replayed = True
-            return replay
-        async with self._holding(meta.source, meta.idempotency_key, object_id):
+        content = Digested(normalised())
+
+        async def prepare(object_id: str) -> tuple[md.Metadata, Digested]:
             meta.id = object_id
-            meta.ingested_at.GetCurrentTime()
-            self._lineage(meta, "ingest.object")
-            # The stream may take as long as the caller allows, not the
-            # fixed deadline of short backend calls.
-            stored = await self._store(
-                meta, Digested(normalised()), context.time_remaining() or STREAM_DEADLINE_S
+            return meta, content
+
+        async def check_replay(replay: pb.IngestObjectResponse) -> None:
+            await content.same_as(replay.metadata.sha256)
+
+        def result(stored: spb.PutObjectResponse) -> pb.IngestObjectResponse:
+            return pb.IngestObjectResponse(
+                metadata=stored.metadata, object=stored.object, event_id=stored.metadata.id
             )
-            meta = stored.metadata
-            self._fault_point()
-            event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object)
-            # RESTRICTED data is announced only on the restricted topics.
-            topic = for_classification(
-                self._topics.events_topic,
-                meta.classification,
-                restricted=self._topics.restricted_events_topic,
+
+        return await self._ingest(
+            _Call(
+                source=meta.source,
+                key=meta.idempotency_key,
+                digest=_digest(header, extra=b"object"),
+                response=pb.IngestObjectResponse,
+                step="ingest.object",
+                # The stream may take as long as the caller allows (up to the
+                # longest upload), not the fixed deadline of short backend calls.
+                deadline_s=min(context.time_remaining() or STREAM_DEADLINE_S, STREAM_DEADLINE_S),
+                announcement=any_pb2.Any(),
+                prepare=prepare,
+                check_replay=check_replay,
+                events=lambda m, ref: announce.object_events(self._topics, m, ref),
+                result=result,
             )
-            await self._publisher.publish(
-                [Event(topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
-            )
-            result = pb.IngestObjectResponse(metadata=meta, object=stored.object, event_id=meta.id)
-            await self._complete(meta.source, meta.idempotency_key, meta.id, result)
-            log.info("ingested %s as %s/%s", meta.id, stored.object.bucket, stored.object.key)
-            return result
+        )
 
     # -- IngestRecords --------------------------------------------------------
 
@@ -371,50 +431,23 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self, request: pb.IngestRecordsRequest, context: Context
     ) -> pb.IngestRecordsResponse:
         current_grant.get().check_ingest(request.source, request.data_type)
-        accepted, rejected = await self._triage(request)
+        accepted, rejected = await announce.triage(request)
         if not accepted:
             raise InvalidArgument.from_violations(
                 [v for r in rejected for v in r.violations], "records (every record is invalid)"
             )
-        self._require_events()
-        batch_id, replay = await self._claim(
-            request.source,
-            request.idempotency_key,
-            _digest(request, extra=b"records"),
-            pb.IngestRecordsResponse,
-        )
-        if replay is not None:
-            replay.replayed = True
-            return replay
-        async with self._holding(request.source, request.idempotency_key, batch_id):
+        csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
+
+        async def prepare(batch_id: str) -> tuple[md.Metadata, Digested]:
+            nonlocal accepted
             accepted = batch.identify(batch_id, accepted)
-            meta = batch.batch_metadata(request, batch_id, accepted)
-            meta.ingested_at.GetCurrentTime()
-            self._lineage(meta, "ingest.records")
-            csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
             content = await self._encode(request, accepted, csv_batch)
-            stored = await self._store(meta, Digested(pieces(content, CHUNK)), self._deadline_s)
-            meta = stored.metadata
+            return batch.batch_metadata(request, batch_id, accepted), Digested(pieces(content, CHUNK))
 
-            events = [self._record_event(meta, stored.object, item) for item in accepted]
-            events.append(
-                Event(
-                    for_classification(
-                        self._topics.events_topic,
-                        meta.classification,
-                        restricted=self._topics.restricted_events_topic,
-                    ),
-                    meta.source,
-                    events_pb2.DataStored(event_id=meta.id, metadata=meta, object=stored.object),
-                    meta.id,
-                    meta.source,
-                    subject=meta.id,
-                )
-            )
-            events += [self._dead_letter(meta, item) for item in rejected]
-            self._fault_point()
-            await self._publisher.publish(events)
+        async def check_replay(replay: pb.IngestRecordsResponse) -> None:
+            pass  # the claim's digest covers the whole request
 
+        def result(stored: spb.PutObjectResponse) -> pb.IngestRecordsResponse:
             results = [
                 pb.RecordResult(
                     index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK)
@@ -427,28 +460,29 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 for r in rejected
             ]
             results.sort(key=lambda r: r.index)
-            result = pb.IngestRecordsResponse(
-                metadata=meta,
+            return pb.IngestRecordsResponse(
+                metadata=stored.metadata,
                 object=stored.object,
                 results=results,
                 accepted_count=len(accepted),
                 rejected_count=len(rejected),
-                event_id=meta.id,
+                event_id=stored.metadata.id,
             )
-            await self._complete(request.source, request.idempotency_key, batch_id, result)
-            log.info("ingested batch %s: %d accepted, %d rejected", batch_id, len(accepted), len(rejected))
-            return result
 
-    @staticmethod
-    async def _triage(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
-        """Valid and invalid records; a large batch is checked in a worker process."""
-        if len(request.records) <= batch.INLINE_MAX_RECORDS:
-            return batch.triage(request.records)
-        good, bad = await workers.pool().run_in_process(batch.triage_indices, request.SerializeToString())
-        records = request.records
-        return (
-            [batch.Accepted(i, "", records[i]) for i in good],
-            [batch.Rejected(i, records[i], violations) for i, violations in bad],
+        return await self._ingest(
+            _Call(
+                source=request.source,
+                key=request.idempotency_key,
+                digest=_digest(request, extra=b"records"),
+                response=pb.IngestRecordsResponse,
+                step="ingest.records",
+                deadline_s=self._deadline_s,
+                announcement=announce.of_batch(request),
+                prepare=prepare,
+                check_replay=check_replay,
+                events=lambda m, ref: announce.batch_events(self._topics, m, ref, accepted, rejected),
+                result=result,
+            )
         )
 
     @staticmethod
@@ -461,49 +495,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         ids = [(a.index, a.id) for a in accepted]
         return await workers.pool().run_in_process(
             batch.encode_ids, request.SerializeToString(), ids, csv_batch
-        )
-
-    def _record_event(self, meta: md.Metadata, ref: md.ObjectRef, item: batch.Accepted) -> Event:
-        record_meta = batch.record_metadata(meta, item)
-        payload = events_pb2.RecordIngested(
-            event_id=item.id,
-            metadata=record_meta,
-            payload=item.record.payload,
-            batch_object=ref,
-            batch_index=item.index,
-        )
-        key = f"{meta.source}/{item.record.entity_id}"
-        topic = for_classification(
-            self._topics.records_topic, meta.classification, restricted=self._topics.restricted_records_topic
-        )
-        return Event(topic, key, payload, item.id, meta.source, subject=item.id)
-
-    def _dead_letter(self, meta: md.Metadata, item: batch.Rejected) -> Event:
-        # Deterministic id, so a retried batch re-sends the same dead letter.
-        event_id = f"{meta.id}-rejected-{item.index}"
-        status = InvalidArgument.from_violations(item.violations, "record").to_status()
-        letter = events_pb2.DeadLetter(
-            event_id=event_id,
-            reason="invalid_record",
-            status=status,
-            metadata=md.Metadata(
-                data_type=meta.data_type,
-                source=meta.source,
-                entity_id=item.record.entity_id,
-                lineage=meta.lineage,
-            ),
-            original=item.record.SerializeToString()[: batch.MAX_RECORD_BYTES],
-        )
-        return Event(
-            # The rejected record itself is in `original`: keep it with its batch's readers.
-            for_classification(
-                self._topics.dlq_topic, meta.classification, restricted=self._topics.restricted_dlq_topic
-            ),
-            meta.source,
-            letter,
-            event_id,
-            meta.source,
-            extra_headers=(("pantheon_reason", "invalid_record"),),
         )
 
     # -- IngestRecordDocument -------------------------------------------------
@@ -530,6 +521,16 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         del document
         check(request)  # the batch's own rules; records are checked one by one
         return pb.IngestRecordDocumentResponse(result=await self.IngestRecords(request, context))
+
+    # -- Reconcile ------------------------------------------------------------
+
+    async def Reconcile(self, request: pb.ReconcileRequest, context: Context) -> pb.ReconcileResponse:
+        older_than = request.older_than.ToTimedelta() if request.HasField("older_than") else None
+        try:
+            report = await self._reconciler.reconcile(older_than)
+        except grpc.aio.AioRpcError as exc:
+            raise _storage_error(exc, "listing pending objects") from exc
+        return report.to_proto()
 
     # -- GetIngestResult ------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Layout of the index bucket (`pantheon-index`):
 
-    ids/<id>                             StatObjectResponse of a stored object
+    ids/<id>                             StatObjectResponse of a visible object
+    pending/<id>                         PendingObject: an object stored (or being
+                                         stored) whose announcement is unconfirmed
     idempotency/<source>/<sha256(key)>   IdempotencyRecord of an ingest call
     spans/end/<position>                 a record batch, in the last hour of its span
     spans/cover/<position>               ... in each earlier hour (spans of up to 744 hours)
@@ -10,7 +12,12 @@ Layout of the index bucket (`pantheon-index`):
                                          a batch spanning more than 744 hours
 
 `ids/` answers "where is object <id>" in one GET, since object keys embed
-metadata an id alone does not give. `idempotency/` entries are created with
+metadata an id alone does not give. It is also what makes an object visible:
+Get, Stat and Search answer only objects bound there, and the binding is
+written only after the object's events are acknowledged (CommitObject).
+`pending/` holds, from before the first byte is stored until that commit,
+what the reconciler needs to announce an object whose call died: its
+metadata, where it goes, and the call's announcement. `idempotency/` entries are created with
 a conditional write, so exactly one of concurrent callers claims a key.
 
 After that, an idempotency record changes only by compare-and-swap: read it
@@ -141,6 +148,14 @@ def span_entries(info: pb.StatObjectResponse) -> list[str]:
     return entries
 
 
+#: Markers of objects whose announcement is not confirmed yet.
+PENDING_PREFIX = "pending/"
+
+
+def _pending_key(object_id: str) -> str:
+    return f"{PENDING_PREFIX}{object_id}"
+
+
 def _id_key(object_id: str) -> str:
     return f"ids/{object_id}"
 
@@ -222,6 +237,44 @@ class Index:
         except NotFound:
             return False
         return True
+
+    async def put_pending(self, pending: pb.PendingObject) -> None:
+        """Write (or rewrite, for a later attempt at the same id) an object's pending marker."""
+        pending.written_at.FromDatetime(datetime.now(UTC))
+        await self._store.put_bytes(
+            INDEX_BUCKET, _pending_key(pending.metadata.id), pending.SerializeToString(), if_absent=False
+        )
+
+    async def pending(self, object_id: str) -> pb.PendingObject:
+        try:
+            data = await self._store.get_bytes(INDEX_BUCKET, _pending_key(object_id))
+        except NotFound:
+            raise NotFound(f"no pending object with id {object_id}", reason="not_pending") from None
+        return pb.PendingObject.FromString(data)
+
+    async def drop_pending(self, object_id: str) -> None:
+        await self._store.delete(INDEX_BUCKET, _pending_key(object_id))
+
+    async def pending_markers(
+        self, written_before: datetime, start_after: str, limit: int
+    ) -> tuple[list[pb.PendingMarker], str]:
+        """Markers written before `written_before`, after id `start_after`, and
+        the id to resume from ("" when the listing is done)."""
+        markers: list[pb.PendingMarker] = []
+        after = _pending_key(start_after) if start_after else ""
+        while len(markers) < limit:
+            page = await self._store.list(INDEX_BUCKET, PENDING_PREFIX, start_after=after, limit=limit)
+            for key, written in zip(page.keys, page.modified, strict=True):
+                after = key
+                if written < written_before:
+                    marker = pb.PendingMarker(id=key[len(PENDING_PREFIX) :])
+                    marker.written_at.FromDatetime(written)
+                    markers.append(marker)
+                    if len(markers) == limit:
+                        return markers, marker.id
+            if not page.truncated or not page.keys:
+                return markers, ""
+        return markers, ""
 
     async def object_info(self, object_id: str) -> pb.StatObjectResponse:
         try:

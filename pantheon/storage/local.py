@@ -112,6 +112,10 @@ class LocalStorageStub:
         self.CompleteIdempotencyKey = _unary(servicer.CompleteIdempotencyKey)
         self.ReleaseIdempotencyKey = _unary(servicer.ReleaseIdempotencyKey)
         self.GetIdempotencyKey = _unary(servicer.GetIdempotencyKey)
+        self.CommitObject = _unary(servicer.CommitObject)
+        self.ListPendingObjects = _unary(servicer.ListPendingObjects)
+        self.GetPendingObject = _unary(servicer.GetPendingObject)
+        self.DiscardPendingObject = _unary(servicer.DiscardPendingObject)
 
     def PutObject(self, *, timeout: float | None = None, metadata: Any = None) -> _PutObjectCall:
         return _PutObjectCall(self._servicer, timeout)

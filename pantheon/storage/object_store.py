@@ -23,7 +23,8 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
@@ -91,6 +92,8 @@ class Listing:
     keys: list[str]
     prefixes: list[str]
     truncated: bool
+    #: When each of `keys` was last written, in the same order.
+    modified: list[datetime] = field(default_factory=list)
 
 
 class ObjectStore(Protocol):
@@ -135,6 +138,10 @@ class ObjectStore(Protocol):
         self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
     ) -> Listing:
         """One page of keys (and common prefixes) under `prefix`, in key order."""
+        ...
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Remove an object (a no-op when it is gone)."""
         ...
 
 
@@ -479,6 +486,7 @@ class S3ObjectStore:
         def page() -> Listing:
             keys: list[str] = []
             prefixes: list[str] = []
+            modified: list[datetime] = []
             found = self._client.list_objects(
                 bucket, prefix=prefix, recursive=not delimiter, start_after=start_after or None
             )
@@ -487,12 +495,17 @@ class S3ObjectStore:
                     prefixes.append(item.object_name or "")
                 else:
                     keys.append(item.object_name or "")
+                    modified.append(item.last_modified or datetime.now(UTC))
                 if len(keys) + len(prefixes) >= limit:
-                    return Listing(keys, prefixes, truncated=True)
-            return Listing(keys, prefixes, truncated=False)
+                    return Listing(keys, prefixes, truncated=True, modified=modified)
+            return Listing(keys, prefixes, truncated=False, modified=modified)
 
         listing: Listing = await self._read(f"list {bucket}/{prefix}", page)
         return listing
+
+    async def delete(self, bucket: str, key: str) -> None:
+        # Idempotent (S3 answers a missing key with 204), so retried like a read.
+        await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
 
 
 async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:

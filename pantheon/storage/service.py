@@ -3,27 +3,47 @@
 Objects go to the bucket of their data type's domain and classification
 (`pantheon.storage.buckets.bucket_for`: RESTRICTED data to the domain's
 restricted bucket) under the v1 naming scheme. The fields people filter by
-travel as readable object user metadata (within S3's 2 KiB); the complete
-metadata, with size and SHA-256, is written to the index once the bytes are
-stored.
+travel as readable object user metadata (within S3's 2 KiB).
+
+An object is stored in three steps, so that nothing is visible that was not
+announced and nothing stored is left unannounced: PutObject writes a pending
+marker (metadata and the caller's announcement), then the bytes; the caller
+publishes the object's events; CommitObject then writes the complete
+metadata, with size and SHA-256, to the index, which is what Get, Stat and
+Search read, and removes the marker. A marker whose call died is found by
+the reconciler (ListPendingObjects, GetPendingObject), which announces and
+commits the object, or discards the marker of an upload that never
+completed (pantheon.ingest.reconciler).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from pantheon_api.ingest.v1 import ingest_service_pb2 as ingest_pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
 
 from pantheon import metrics
-from pantheon.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
+from pantheon.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PantheonError,
+)
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES, object_key
 from pantheon.policy import current_grant
@@ -32,12 +52,19 @@ from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.search import Searcher
-from pantheon.streams import prepend, split_upload
+from pantheon.streams import prepend, split_announced_upload
 
 log = logging.getLogger(__name__)
 
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+#: Largest announcement a PutObject may carry: a record batch's request
+#: (at most 16 MiB, the services' message limit) with room to spare.
+MAX_ANNOUNCEMENT_BYTES = 32 * 2**20
+#: Pending markers per ListPendingObjects page when the caller names no size.
+DEFAULT_PENDING_PAGE = 100
+ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def user_metadata(m: md.Metadata) -> dict[str, str]:
@@ -79,11 +106,13 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self.store = store
         self._index = Index(store)
         self._tokens = tokens
+        #: Marker removals in flight (a reference keeps each task alive).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def PutObject(
         self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
     ) -> pb.PutObjectResponse:
-        header, content = await split_upload(request_iterator)
+        header, announcement, content = await split_announced_upload(request_iterator, MAX_ANNOUNCEMENT_BYTES)
         # Only the ingestion identity may call this (the policy), and only for
         # the sources and data types its rule allows.
         current_grant.get().check_ingest(header.metadata.source, header.metadata.data_type)
@@ -99,18 +128,34 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         if not meta.media_type:
             meta.media_type = MEDIA_TYPES[meta.format]
         bucket, key = bucket_for(meta.data_type, meta.classification), object_key(meta)
+        try:
+            recipe = any_pb2.Any.FromString(announcement)
+        except DecodeError:
+            raise InvalidArgument(
+                "the announcement is not a google.protobuf.Any", reason="undecodable"
+            ) from None
 
         head = await anext(content, None)
         if head is None:
             raise InvalidArgument("the object is empty", reason="empty_body")
 
+        # The marker first: whatever happens after it, the reconciler can
+        # find the object and announce it (or see that it never got stored).
+        await self._index.put_pending(
+            pb.PendingObject(metadata=meta, bucket=bucket, key=key, announcement=recipe)
+        )
         try:
             stored = await self.store.put_stream(
                 bucket, key, prepend(head, content), meta.media_type, user_metadata(meta)
             )
         except AlreadyExists:
-            await self._ensure_indexed(bucket, key, meta)
-            raise AlreadyExists(f"object {meta.id} is already stored", reason="object_exists") from None
+            first = await self._stored_info(bucket, key, meta)
+            return pb.PutObjectResponse(
+                object=first.object, metadata=first.metadata, encryption=first.encryption, existed=True
+            )
+        except BaseException:
+            await asyncio.shield(self._forget_unstored(meta.id, bucket, key))
+            raise
         meta.sha256 = stored.sha256
         meta.size_bytes = stored.size
         ref = md.ObjectRef(
@@ -121,42 +166,130 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             size_bytes=stored.size,
             etag=stored.etag,
         )
-        await self._index.put_object_info(
-            pb.StatObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
-        )
         metrics.STORED_BYTES.labels(bucket).inc(stored.size)
-        log.info("stored %s/%s (%d bytes)", bucket, key, stored.size)
-        return pb.PutObjectResponse(object=ref, metadata=meta)
+        log.info("stored %s/%s (%d bytes), not yet visible", bucket, key, stored.size)
+        return pb.PutObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
 
-    async def _ensure_indexed(self, bucket: str, key: str, meta: md.Metadata) -> None:
-        """Index an object a crashed call stored but never indexed.
+    async def _forget_unstored(self, object_id: str, bucket: str, key: str) -> None:
+        """Drop the marker of a failed upload, if nothing was stored after all.
 
-        Its id may then be resumed by a retry; reading the bytes back once is
-        the price of that rare path.
+        A failure may come after the store completed (its answer lost): then
+        the marker stays, and the reconciler announces the object.
         """
         try:
-            await self._index.object_info(meta.id)
-            return
+            await self.store.stat(bucket, key)
+        except NotFound:
+            with contextlib.suppress(PantheonError):
+                await self._index.drop_pending(object_id)
+        except PantheonError:
+            pass  # the store is away: the reconciler decides later
+
+    async def _stored_info(self, bucket: str, key: str, meta: md.Metadata) -> pb.StatObjectResponse:
+        """The object stored at `bucket`/`key` for `meta`'s id (NOT_FOUND when nothing is).
+
+        Visible objects are described by their index entry; an object a dead
+        call stored is read back once to hash it, the price of that rare path.
+        """
+        try:
+            return await self._index.object_info(meta.id)
         except NotFound:
             pass
+        stat = await self.store.stat(bucket, key)
         digest = hashlib.sha256()
         size = 0
         async for piece in self.store.get_stream(bucket, key):
             digest.update(piece)
             size += len(piece)
-        stat = await self.store.stat(bucket, key)
-        meta.sha256, meta.size_bytes = digest.hexdigest(), size
+        found = md.Metadata()
+        found.CopyFrom(meta)
+        found.sha256, found.size_bytes = digest.hexdigest(), size
         ref = md.ObjectRef(
             bucket=bucket,
             key=key,
             version_id=stat.version_id,
-            sha256=meta.sha256,
+            sha256=found.sha256,
             size_bytes=size,
             etag=stat.etag,
         )
-        await self._index.put_object_info(
-            pb.StatObjectResponse(object=ref, metadata=meta, encryption=stat.encryption)
+        return pb.StatObjectResponse(object=ref, metadata=found, encryption=stat.encryption)
+
+    async def CommitObject(
+        self, request: pb.CommitObjectRequest, context: Context
+    ) -> pb.CommitObjectResponse:
+        info = request.object
+        meta = info.metadata
+        current_grant.get().check_ingest(meta.source, meta.data_type)
+        if not meta.id or (info.object.bucket, info.object.key) != (
+            bucket_for(meta.data_type, meta.classification),
+            object_key(meta),
+        ):
+            raise InvalidArgument(
+                "the object reference does not match its metadata", reason="reference_mismatch"
+            )
+        await self._index.put_object_info(info)
+        # Off the caller's path: a marker left behind is removed by the
+        # reconciler, which finds its object visible.
+        self._background(self._index.drop_pending(meta.id))
+        return pb.CommitObjectResponse()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.warning("could not remove a pending marker: %s", finished.exception())
+
+        task.add_done_callback(done)
+
+    async def ListPendingObjects(
+        self, request: pb.ListPendingObjectsRequest, context: Context
+    ) -> pb.ListPendingObjectsResponse:
+        if request.page_token and not ULID_PATTERN.fullmatch(request.page_token):
+            raise InvalidArgument("malformed page token", reason="invalid_page_token")
+        written_before = datetime.now(UTC) - request.older_than.ToTimedelta()
+        markers, last = await self._index.pending_markers(
+            written_before, request.page_token, request.page_size or DEFAULT_PENDING_PAGE
         )
+        return pb.ListPendingObjectsResponse(markers=markers, next_page_token=last)
+
+    async def GetPendingObject(
+        self, request: pb.GetPendingObjectRequest, context: Context
+    ) -> pb.GetPendingObjectResponse:
+        pending = await self._index.pending(request.id)
+        meta = pending.metadata
+        current_grant.get().check_ingest(meta.source, meta.data_type)
+        response = pb.GetPendingObjectResponse(
+            announcement=pending.announcement, written_at=pending.written_at
+        )
+        try:
+            response.object.CopyFrom(await self._index.object_info(request.id))
+            response.state = pb.PENDING_STATE_VISIBLE
+        except NotFound:
+            try:
+                response.object.CopyFrom(await self._stored_info(pending.bucket, pending.key, meta))
+                response.state = pb.PENDING_STATE_STORED
+            except NotFound:
+                response.object.metadata.CopyFrom(meta)
+                response.object.object.bucket, response.object.object.key = pending.bucket, pending.key
+                response.state = pb.PENDING_STATE_UPLOADING
+        return response
+
+    async def DiscardPendingObject(
+        self, request: pb.DiscardPendingObjectRequest, context: Context
+    ) -> pb.DiscardPendingObjectResponse:
+        try:
+            pending = await self._index.pending(request.id)
+        except NotFound:
+            return pb.DiscardPendingObjectResponse()
+        current_grant.get().check_ingest(pending.metadata.source, pending.metadata.data_type)
+        try:
+            await self.store.stat(pending.bucket, pending.key)
+        except NotFound:
+            await self._index.drop_pending(request.id)
+            return pb.DiscardPendingObjectResponse()
+        raise FailedPrecondition("the object is stored: announce and commit it", reason="object_stored")
 
     async def GetObject(
         self, request: pb.GetObjectRequest, context: Context

@@ -297,6 +297,37 @@ def idempotency_record() -> st.IdempotencyRecord:
     )
 
 
+def records_request() -> ing.IngestRecordsRequest:
+    return ing.IngestRecordsRequest(
+        data_type="sensor.temperature",
+        source="vienna-sensors",
+        idempotency_key="vienna-sensors:batch-17",
+        batch_format=ing.BATCH_FORMAT_CSV,
+        records=[record(0), record(1)],
+        provider="City of Vienna",
+        classification=md.CLASSIFICATION_PUBLIC,
+        labels={"campaign": "heatwave-2024"},
+        schema_ref="https://schemas.pantheon.example/sensor/temperature/v1.json",
+    )
+
+
+def announcement() -> any_pb2.Any:
+    """A record batch's announcement, its request: one record whose payload
+    has one field, since JSON does not keep the order of a Struct's fields
+    and the bytes packed in an Any must survive the JSON round trip."""
+    request = records_request()
+    del request.records[1:]
+    one = request.records[0]
+    one.labels.clear()
+    one.payload.Clear()
+    one.payload.update({"temperature_c": 31.5})
+    return packed(request)
+
+
+def pending_marker() -> st.PendingMarker:
+    return st.PendingMarker(id=OBJECT_ID, written_at=timestamp(INGESTED))
+
+
 def examples() -> dict[str, Message]:
     """One or more realistic instances of every message under pantheon_api/,
     by corpus name (`<full name>` or `<full name>.<variant>`)."""
@@ -367,20 +398,7 @@ def examples() -> dict[str, Message]:
         ("", ing.ObjectHeader(metadata=client_metadata(), declared_media_type="application/geo+json")),
         ("", object_response()),
         ("", record(0)),
-        (
-            "",
-            ing.IngestRecordsRequest(
-                data_type="sensor.temperature",
-                source="vienna-sensors",
-                idempotency_key="vienna-sensors:batch-17",
-                batch_format=ing.BATCH_FORMAT_CSV,
-                records=[record(0), record(1)],
-                provider="City of Vienna",
-                classification=md.CLASSIFICATION_PUBLIC,
-                labels={"campaign": "heatwave-2024"},
-                schema_ref="https://schemas.pantheon.example/sensor/temperature/v1.json",
-            ),
-        ),
+        ("", records_request()),
         ("", records_response()),
         ("", document_header()),
         ("header", ing.IngestRecordDocumentRequest(header=document_header())),
@@ -453,6 +471,56 @@ def examples() -> dict[str, Message]:
             ),
         ),
         ("", st.ReleaseIdempotencyKeyResponse()),
+        ("announcement", st.PutObjectRequest(announcement=announcement().SerializeToString())),
+        (
+            "existed",
+            st.PutObjectResponse(
+                object=object_ref(), metadata=full_metadata(), encryption="aws:kms", existed=True
+            ),
+        ),
+        ("", st.CommitObjectRequest(object=stat_response())),
+        ("", st.CommitObjectResponse()),
+        (
+            "",
+            st.ListPendingObjectsRequest(
+                older_than=duration_pb2.Duration(seconds=10), page_size=100, page_token=HOLDER_ID
+            ),
+        ),
+        ("", st.ListPendingObjectsResponse(markers=[pending_marker()], next_page_token=OBJECT_ID)),
+        ("", pending_marker()),
+        ("", st.GetPendingObjectRequest(id=OBJECT_ID)),
+        (
+            "",
+            st.GetPendingObjectResponse(
+                state=st.PENDING_STATE_STORED,
+                object=stat_response(),
+                announcement=announcement(),
+                written_at=timestamp(INGESTED),
+            ),
+        ),
+        (
+            "",
+            st.PendingObject(
+                metadata=full_metadata(),
+                bucket=object_ref().bucket,
+                key=object_ref().key,
+                announcement=announcement(),
+                written_at=timestamp(INGESTED),
+            ),
+        ),
+        ("", st.DiscardPendingObjectRequest(id=OBJECT_ID)),
+        ("", st.DiscardPendingObjectResponse()),
+        ("", ing.ReconcileRequest(older_than=duration_pb2.Duration(seconds=30))),
+        (
+            "",
+            ing.ReconcileResponse(
+                announced=2,
+                discarded=1,
+                waiting=1,
+                cleaned=3,
+                oldest_waiting=duration_pb2.Duration(seconds=4),
+            ),
+        ),
     ]
     named: dict[str, Message] = {}
     for variant, message in found:

@@ -194,8 +194,12 @@ async def test_a_put_under_an_existing_id_changes_nothing_readers_see(
 
     async with _channel(stack_env, _identity(stack_env, INGEST)) as channel:
         storage: Any = spb_grpc.StorageServiceStub(channel)
+        # The bytes may be stored under their own key, but the commit that
+        # would make them visible cannot bind the id to them.
+        stored = await storage.PutObject(put(), timeout=10)
+        forged_info = spb.StatObjectResponse(object=stored.object, metadata=stored.metadata)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await storage.PutObject(put(), timeout=10)
+            await storage.CommitObject(spb.CommitObjectRequest(object=forged_info), timeout=10)
         assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
         after = await storage.StatObject(spb.StatObjectRequest(id=first.metadata.id), timeout=10)
         body = b"".join(

@@ -8,10 +8,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
 
 from pantheon.errors import AlreadyExists, NotFound, PantheonError
 from pantheon.events.producer import Event
+from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject
+from pantheon.storage.service import StorageServicer
 
 
 @dataclass
@@ -21,6 +27,8 @@ class MemoryObjectStore:
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
     fail: PantheonError | None = None
     aborted_uploads: int = 0
+    #: When each object was last written (tests move it back to age markers).
+    written: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     def _check(self) -> None:
         if self.fail is not None:
@@ -59,6 +67,7 @@ class MemoryObjectStore:
             if self._etag(bucket, key) != if_match.strip('"'):
                 raise PreconditionFailed("changed since read")
         self.objects[(bucket, key)] = data
+        self.written[(bucket, key)] = datetime.now(UTC)
         return self._info(bucket, key)
 
     def _etag(self, bucket: str, key: str) -> str:
@@ -99,7 +108,14 @@ class MemoryObjectStore:
         if delimiter:
             prefixes = sorted({prefix + k[len(prefix) :].split(delimiter)[0] + delimiter for k in keys})
             return Listing([], prefixes, truncated=False)
-        return Listing(keys[:limit], [], truncated=len(keys) > limit)
+        page = keys[:limit]
+        return Listing(
+            page, [], truncated=len(keys) > limit, modified=[self.written[(bucket, k)] for k in page]
+        )
+
+    async def delete(self, bucket: str, key: str) -> None:
+        self._check()
+        self.objects.pop((bucket, key), None)
 
     def stored(self, bucket_prefix: str = "pantheon-") -> list[str]:
         """Keys of data objects (the index bucket left out)."""
@@ -124,3 +140,24 @@ class RecordingPublisher:
         if self.fail is not None:
             raise self.fail
         self.events.extend(events)
+
+
+async def store_visible(servicer: StorageServicer, meta: md.Metadata, body: bytes) -> spb.PutObjectResponse:
+    """Store an object through the storage servicer and commit it, as
+    ingestion does once its events are acknowledged (under the internal
+    grant, as ingestion calls its local storage)."""
+
+    async def requests() -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield spb.PutObjectRequest(chunk=body)
+
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        stored: spb.PutObjectResponse = await servicer.PutObject(requests(), None)  # type: ignore[arg-type]
+        info = spb.StatObjectResponse(
+            object=stored.object, metadata=stored.metadata, encryption=stored.encryption
+        )
+        await servicer.CommitObject(spb.CommitObjectRequest(object=info), None)  # type: ignore[arg-type]
+        return stored
+    finally:
+        current_grant.reset(token)

@@ -44,7 +44,7 @@ def test_todays_code_decodes_the_corpus_alike(name: str) -> None:
 def test_corpus_messages_are_valid_and_realistic(name: str) -> None:
     message = corpus.current_class(name).FromString((corpus.CORPUS / f"{name}.binpb").read_bytes())
     assert violations(message) == []
-    assert message.ByteSize() > 0 or name.endswith("ReleaseIdempotencyKeyResponse")
+    assert message.ByteSize() > 0 or not message.DESCRIPTOR.fields  # only field-less messages are empty
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

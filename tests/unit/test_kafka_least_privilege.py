@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 
@@ -47,8 +46,8 @@ from pantheon.events.topics import (
     RESTRICTED_TOPICS,
     for_classification,
 )
+from pantheon.ingest import announce
 from pantheon.ingest import records as batch
-from pantheon.ingest.service import IngestionServicer
 
 PUBLIC_NAMES = {t.name for t in PUBLIC_TOPICS}
 RESTRICTED_NAMES = {t.name for t in RESTRICTED_TOPICS}
@@ -142,18 +141,6 @@ def test_kafka_settings_carry_the_restricted_topics(monkeypatch: pytest.MonkeyPa
 # -- the ingestion service's choice -------------------------------------------------------------
 
 
-def _servicer() -> IngestionServicer:
-    settings = KafkaSettings("unused:1", "u", "p", "/ca.pem")
-    return IngestionServicer(
-        None,  # type: ignore[arg-type]  # the event builders never call storage ...
-        None,  # type: ignore[arg-type]  # ... nor publish
-        settings,
-        max_object_bytes=1,
-        deadline_s=1.0,
-        stale_claim=timedelta(seconds=1),
-    )
-
-
 def _batch(classification: md.Classification.ValueType) -> md.Metadata:
     return md.Metadata(
         id="01JD5Q3W6Z8K4T2M9N7P5R3S1V",
@@ -174,14 +161,16 @@ def _batch(classification: md.Classification.ValueType) -> md.Metadata:
 def test_record_events_and_dead_letters_follow_the_batch_classification(
     classification: md.Classification.ValueType, records_topic: str, dlq_topic: str
 ) -> None:
-    servicer = _servicer()
+    topics = KafkaSettings("unused:1", "u", "p", "/ca.pem")
     record = pb.Record(entity_id="e-1", location=md.GeoPoint(latitude=1.0, longitude=2.0))
     record.payload.update({"temp": 21.5})
-    meta = _batch(classification)
-    event = servicer._record_event(
-        meta, md.ObjectRef(), batch.Accepted(0, "01JD5Q3W6Z8K4T2M9N7P5R3S1W", record)
+    event, _, letter = announce.batch_events(
+        topics,
+        _batch(classification),
+        md.ObjectRef(),
+        [batch.Accepted(0, "01JD5Q3W6Z8K4T2M9N7P5R3S1W", record)],
+        [batch.Rejected(1, record, [])],
     )
-    letter = servicer._dead_letter(meta, batch.Rejected(1, record, []))
     assert (event.topic, letter.topic) == (records_topic, dlq_topic)
 
 

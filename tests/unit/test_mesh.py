@@ -317,7 +317,15 @@ async def test_a_second_put_under_a_bound_id_never_rebinds_it(
         yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=forged))
         yield spb.PutObjectRequest(chunk=b"entity_id,temp\nforged,0\n")
 
-    await _refused(callers[INGEST].storage.PutObject(put()), grpc.StatusCode.ALREADY_EXISTS, "object_exists")
+    # The bytes may be stored (under their own key), but the commit that
+    # would make them visible cannot bind the id to them.
+    stored = await callers[INGEST].storage.PutObject(put())
+    commit = spb.CommitObjectRequest(
+        object=spb.StatObjectResponse(object=stored.object, metadata=stored.metadata)
+    )
+    await _refused(
+        callers[INGEST].storage.CommitObject(commit), grpc.StatusCode.ALREADY_EXISTS, "object_exists"
+    )
     after = await callers[DEV_CLIENT].storage.StatObject(spb.StatObjectRequest(id=first.metadata.id))
     assert after.metadata.source == "src-a" and after.object.key == first.object.key
     # The forged bytes may lie in the bucket under their own name, but nothing

@@ -29,7 +29,7 @@ from pantheon.cli.s3_reader import (
 )
 from pantheon.devstack.minio_admin import storage_policy
 from pantheon.metadata.ulid import new_ulid
-from pantheon.policy import INTERNAL_GRANT, Grant, Rule, current_grant
+from pantheon.policy import Grant, Rule, current_grant
 from pantheon.storage import search
 from pantheon.storage.buckets import (
     DOMAINS,
@@ -42,7 +42,7 @@ from pantheon.storage.buckets import (
 from pantheon.storage.object_store import Listing
 from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
 from pantheon.storage.service import StorageServicer
-from tests.unit.fakes import MemoryObjectStore
+from tests.unit.fakes import MemoryObjectStore, store_visible
 
 UNRESTRICTED = (md.CLASSIFICATION_UNSPECIFIED, md.CLASSIFICATION_PUBLIC, md.CLASSIFICATION_INTERNAL)
 S3_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -118,15 +118,7 @@ async def _put(servicer: StorageServicer, source: str, at: datetime, level: int)
     )
     meta.observed_at.FromDatetime(at)
 
-    async def requests() -> AsyncIterator[pb.PutObjectRequest]:
-        yield pb.PutObjectRequest(header=pb.PutObjectHeader(metadata=meta))
-        yield pb.PutObjectRequest(chunk=b'{"t":1}\n')
-
-    token = current_grant.set(INTERNAL_GRANT)  # as ingestion calls its local storage
-    try:
-        return await servicer.PutObject(requests(), None)  # type: ignore[arg-type]
-    finally:
-        current_grant.reset(token)
+    return await store_visible(servicer, meta, b'{"t":1}\n')
 
 
 def _grant(restricted: bool) -> Grant:

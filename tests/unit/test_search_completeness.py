@@ -15,7 +15,7 @@ listing crosses page boundaries), searched as a reader would:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -28,7 +28,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon.ingest import records
 from pantheon.metadata.naming import parse_key
 from pantheon.metadata.ulid import new_ulid
-from pantheon.policy import INTERNAL_GRANT, Grant, Rule, current_grant
+from pantheon.policy import Grant, Rule, current_grant
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import (
     HOUR_NS,
@@ -46,7 +46,7 @@ from pantheon.storage.object_store import Listing, StoredObject
 from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
 from pantheon.storage.search import Searcher
 from pantheon.storage.service import StorageServicer
-from tests.unit.fakes import MemoryObjectStore
+from tests.unit.fakes import MemoryObjectStore, store_visible
 
 DATA_TYPE = "sensor.temperature"
 T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)  # on the hour
@@ -80,15 +80,7 @@ def _span_names(servicer: StorageServicer) -> list[str]:
 async def _store(
     servicer: StorageServicer, meta: md.Metadata, body: bytes = b'{"t":1}\n'
 ) -> pb.PutObjectResponse:
-    async def requests() -> AsyncIterator[pb.PutObjectRequest]:
-        yield pb.PutObjectRequest(header=pb.PutObjectHeader(metadata=meta))
-        yield pb.PutObjectRequest(chunk=body)
-
-    token = current_grant.set(INTERNAL_GRANT)  # as ingestion calls its local storage
-    try:
-        return await servicer.PutObject(requests(), None)  # type: ignore[arg-type]
-    finally:
-        current_grant.reset(token)
+    return await store_visible(servicer, meta, body)
 
 
 async def _object(

@@ -23,13 +23,14 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from pantheon_api.metadata.v1 import metadata_pb2 as pantheon__api_dot_metadata_dot_v1_dot_metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+pantheon_api/ingest/v1/ingest_service.proto\x12\x16pantheon_api.ingest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\'pantheon_api/metadata/v1/metadata.proto\"y\n\x13IngestObjectRequest\x12\x36\n\x06header\x18\x01 \x01(\x0b\x32$.pantheon_api.ingest.v1.ObjectHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"\xa5\x01\n\x0cObjectHeader\x12<\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01\x12$\n\x13\x64\x65\x63lared_media_type\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x7f\x12\x31\n\x0f\x65xpected_sha256\x18\x03 \x01(\tB\x18\xbaH\x15r\x10\x32\x0e^[0-9a-f]{64}$\xd8\x01\x01\"\xa5\x01\n\x14IngestObjectResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x33\n\x06object\x18\x02 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"\xf5\x03\n\x06Record\x12@\n\tentity_id\x18\x01 \x01(\tB-\xbaH*r%2#^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$\xc8\x01\x01\x12\xa6\x01\n\x0bobserved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampBu\xbaHr\xb2\x01\x02*\x00\xba\x01g\n\x16observed_at.not_future\x12-must not be more than 5 minutes in the future\x1a\x1ethis <= now + duration(\'300s\')\xc8\x01\x01\x12<\n\x08location\x18\x03 \x01(\x0b\x32\".pantheon_api.metadata.v1.GeoPointB\x06\xbaH\x03\xc8\x01\x01\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12i\n\x06labels\x18\x05 \x03(\x0b\x32*.pantheon_api.ingest.v1.Record.LabelsEntryB-\xbaH*\x9a\x01\'\x10 \"\x1cr\x1a\x32\x18^[a-z][a-z0-9_.-]{0,62}$*\x05r\x03\x18\x80\x02\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x05\n\x14IngestRecordsRequest\x12~\n\tdata_type\x18\x01 \x01(\tBk\xbaHhrc\x18@2_^(sensor|weather|imagery|report|hazard|infrastructure|simulation)(\\.[a-z][a-z0-9_]{0,30}){1,3}$\xc8\x01\x01\x12\x33\n\x06source\x18\x02 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x03 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xd8\x01\x01\x12\x43\n\x0c\x62\x61tch_format\x18\x04 \x01(\x0e\x32#.pantheon_api.ingest.v1.BatchFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x41\n\x07records\x18\x05 \x03(\x0b\x32\x1e.pantheon_api.ingest.v1.RecordB\x10\xbaH\r\x92\x01\n\x08\x01\x10\x90N\"\x03\xd8\x01\x03\x12\x1a\n\x08provider\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12J\n\x0e\x63lassification\x18\x07 \x01(\x0e\x32(.pantheon_api.metadata.v1.ClassificationB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12w\n\x06labels\x18\x08 \x03(\x0b\x32\x38.pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntryB-\xbaH*\x9a\x01\'\x10 \"\x1cr\x1a\x32\x18^[a-z][a-z0-9_.-]{0,62}$*\x05r\x03\x18\x80\x02\x12\"\n\nschema_ref\x18\t \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x04\x88\x01\x01\xd8\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x89\x01\n\x1bIngestRecordDocumentRequest\x12>\n\x06header\x18\x01 \x01(\x0b\x32,.pantheon_api.ingest.v1.RecordDocumentHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"\x89\x04\n\x14RecordDocumentHeader\x12K\n\nmedia_type\x18\x01 \x01(\tB7\xbaH4r2R\x10\x61pplication/jsonR\x14\x61pplication/x-ndjsonR\x08text/csv\x12\x1a\n\tdata_type\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06source\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12!\n\x0fidempotency_key\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x43\n\x0c\x62\x61tch_format\x18\x05 \x01(\x0e\x32#.pantheon_api.ingest.v1.BatchFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1a\n\x08provider\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12J\n\x0e\x63lassification\x18\x07 \x01(\x0e\x32(.pantheon_api.metadata.v1.ClassificationB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12R\n\x06labels\x18\x08 \x03(\x0b\x32\x38.pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntryB\x08\xbaH\x05\x9a\x01\x02\x10 \x12\x1c\n\nschema_ref\x18\t \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x1cIngestRecordDocumentResponse\x12=\n\x06result\x18\x01 \x01(\x0b\x32-.pantheon_api.ingest.v1.IngestRecordsResponse\"\x8d\x02\n\x15IngestRecordsResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x33\n\x06object\x18\x02 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x35\n\x07results\x18\x03 \x03(\x0b\x32$.pantheon_api.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x04 \x01(\r\x12\x16\n\x0erejected_count\x18\x05 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x10\n\x08replayed\x18\x07 \x01(\x08\"_\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"\x8a\x01\n\x16GetIngestResultRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\"\xd7\x01\n\x17GetIngestResultResponse\x12>\n\x06object\x18\x01 \x01(\x0b\x32,.pantheon_api.ingest.v1.IngestObjectResponseH\x00\x12@\n\x07records\x18\x02 \x01(\x0b\x32-.pantheon_api.ingest.v1.IngestRecordsResponseH\x00\x12\x30\n\x0c\x63ompleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result*Z\n\x0b\x42\x61tchFormat\x12\x1c\n\x18\x42\x41TCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42\x41TCH_FORMAT_NDJSON\x10\x01\x12\x14\n\x10\x42\x41TCH_FORMAT_CSV\x10\x02\x32\xec\x03\n\x10IngestionService\x12k\n\x0cIngestObject\x12+.pantheon_api.ingest.v1.IngestObjectRequest\x1a,.pantheon_api.ingest.v1.IngestObjectResponse(\x01\x12l\n\rIngestRecords\x12,.pantheon_api.ingest.v1.IngestRecordsRequest\x1a-.pantheon_api.ingest.v1.IngestRecordsResponse\x12\x83\x01\n\x14IngestRecordDocument\x12\x33.pantheon_api.ingest.v1.IngestRecordDocumentRequest\x1a\x34.pantheon_api.ingest.v1.IngestRecordDocumentResponse(\x01\x12w\n\x0fGetIngestResult\x12..pantheon_api.ingest.v1.GetIngestResultRequest\x1a/.pantheon_api.ingest.v1.GetIngestResultResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+pantheon_api/ingest/v1/ingest_service.proto\x12\x16pantheon_api.ingest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\'pantheon_api/metadata/v1/metadata.proto\"y\n\x13IngestObjectRequest\x12\x36\n\x06header\x18\x01 \x01(\x0b\x32$.pantheon_api.ingest.v1.ObjectHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"\xa5\x01\n\x0cObjectHeader\x12<\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01\x12$\n\x13\x64\x65\x63lared_media_type\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x7f\x12\x31\n\x0f\x65xpected_sha256\x18\x03 \x01(\tB\x18\xbaH\x15r\x10\x32\x0e^[0-9a-f]{64}$\xd8\x01\x01\"\xa5\x01\n\x14IngestObjectResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x33\n\x06object\x18\x02 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"\xf5\x03\n\x06Record\x12@\n\tentity_id\x18\x01 \x01(\tB-\xbaH*r%2#^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$\xc8\x01\x01\x12\xa6\x01\n\x0bobserved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampBu\xbaHr\xb2\x01\x02*\x00\xba\x01g\n\x16observed_at.not_future\x12-must not be more than 5 minutes in the future\x1a\x1ethis <= now + duration(\'300s\')\xc8\x01\x01\x12<\n\x08location\x18\x03 \x01(\x0b\x32\".pantheon_api.metadata.v1.GeoPointB\x06\xbaH\x03\xc8\x01\x01\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12i\n\x06labels\x18\x05 \x03(\x0b\x32*.pantheon_api.ingest.v1.Record.LabelsEntryB-\xbaH*\x9a\x01\'\x10 \"\x1cr\x1a\x32\x18^[a-z][a-z0-9_.-]{0,62}$*\x05r\x03\x18\x80\x02\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x05\n\x14IngestRecordsRequest\x12~\n\tdata_type\x18\x01 \x01(\tBk\xbaHhrc\x18@2_^(sensor|weather|imagery|report|hazard|infrastructure|simulation)(\\.[a-z][a-z0-9_]{0,30}){1,3}$\xc8\x01\x01\x12\x33\n\x06source\x18\x02 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x03 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xd8\x01\x01\x12\x43\n\x0c\x62\x61tch_format\x18\x04 \x01(\x0e\x32#.pantheon_api.ingest.v1.BatchFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x41\n\x07records\x18\x05 \x03(\x0b\x32\x1e.pantheon_api.ingest.v1.RecordB\x10\xbaH\r\x92\x01\n\x08\x01\x10\x90N\"\x03\xd8\x01\x03\x12\x1a\n\x08provider\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12J\n\x0e\x63lassification\x18\x07 \x01(\x0e\x32(.pantheon_api.metadata.v1.ClassificationB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12w\n\x06labels\x18\x08 \x03(\x0b\x32\x38.pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntryB-\xbaH*\x9a\x01\'\x10 \"\x1cr\x1a\x32\x18^[a-z][a-z0-9_.-]{0,62}$*\x05r\x03\x18\x80\x02\x12\"\n\nschema_ref\x18\t \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x04\x88\x01\x01\xd8\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x89\x01\n\x1bIngestRecordDocumentRequest\x12>\n\x06header\x18\x01 \x01(\x0b\x32,.pantheon_api.ingest.v1.RecordDocumentHeaderH\x00\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x02H\x00\x42\r\n\x04part\x12\x05\xbaH\x02\x08\x01\"\x89\x04\n\x14RecordDocumentHeader\x12K\n\nmedia_type\x18\x01 \x01(\tB7\xbaH4r2R\x10\x61pplication/jsonR\x14\x61pplication/x-ndjsonR\x08text/csv\x12\x1a\n\tdata_type\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06source\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12!\n\x0fidempotency_key\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x43\n\x0c\x62\x61tch_format\x18\x05 \x01(\x0e\x32#.pantheon_api.ingest.v1.BatchFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1a\n\x08provider\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12J\n\x0e\x63lassification\x18\x07 \x01(\x0e\x32(.pantheon_api.metadata.v1.ClassificationB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12R\n\x06labels\x18\x08 \x03(\x0b\x32\x38.pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntryB\x08\xbaH\x05\x9a\x01\x02\x10 \x12\x1c\n\nschema_ref\x18\t \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x1cIngestRecordDocumentResponse\x12=\n\x06result\x18\x01 \x01(\x0b\x32-.pantheon_api.ingest.v1.IngestRecordsResponse\"\x8d\x02\n\x15IngestRecordsResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".pantheon_api.metadata.v1.Metadata\x12\x33\n\x06object\x18\x02 \x01(\x0b\x32#.pantheon_api.metadata.v1.ObjectRef\x12\x35\n\x07results\x18\x03 \x03(\x0b\x32$.pantheon_api.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x04 \x01(\r\x12\x16\n\x0erejected_count\x18\x05 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x10\n\x08replayed\x18\x07 \x01(\x08\"_\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"\x8a\x01\n\x16GetIngestResultRequest\x12\x33\n\x06source\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{1,62}$\xc8\x01\x01\x12;\n\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1fr\x1a\x32\x18^[A-Za-z0-9._:-]{1,128}$\xc8\x01\x01\"\xd7\x01\n\x17GetIngestResultResponse\x12>\n\x06object\x18\x01 \x01(\x0b\x32,.pantheon_api.ingest.v1.IngestObjectResponseH\x00\x12@\n\x07records\x18\x02 \x01(\x0b\x32-.pantheon_api.ingest.v1.IngestRecordsResponseH\x00\x12\x30\n\x0c\x63ompleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result\"K\n\x10ReconcileRequest\x12\x37\n\nolder_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\xbaH\x05\xaa\x01\x02\x32\x00\"\x8e\x01\n\x11ReconcileResponse\x12\x11\n\tannounced\x18\x01 \x01(\x05\x12\x11\n\tdiscarded\x18\x02 \x01(\x05\x12\x0f\n\x07waiting\x18\x03 \x01(\x05\x12\x31\n\x0eoldest_waiting\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63leaned\x18\x05 \x01(\x05*Z\n\x0b\x42\x61tchFormat\x12\x1c\n\x18\x42\x41TCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42\x41TCH_FORMAT_NDJSON\x10\x01\x12\x14\n\x10\x42\x41TCH_FORMAT_CSV\x10\x02\x32\xce\x04\n\x10IngestionService\x12k\n\x0cIngestObject\x12+.pantheon_api.ingest.v1.IngestObjectRequest\x1a,.pantheon_api.ingest.v1.IngestObjectResponse(\x01\x12l\n\rIngestRecords\x12,.pantheon_api.ingest.v1.IngestRecordsRequest\x1a-.pantheon_api.ingest.v1.IngestRecordsResponse\x12\x83\x01\n\x14IngestRecordDocument\x12\x33.pantheon_api.ingest.v1.IngestRecordDocumentRequest\x1a\x34.pantheon_api.ingest.v1.IngestRecordDocumentResponse(\x01\x12w\n\x0fGetIngestResult\x12..pantheon_api.ingest.v1.GetIngestResultRequest\x1a/.pantheon_api.ingest.v1.GetIngestResultResponse\"\x03\x90\x02\x01\x12`\n\tReconcile\x12(.pantheon_api.ingest.v1.ReconcileRequest\x1a).pantheon_api.ingest.v1.ReconcileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -104,40 +105,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINGESTRESULTREQUEST'].fields_by_name['source']._serialized_options = b'\272H r\0332\031^[a-z0-9][a-z0-9-]{1,62}$\310\001\001'
   _globals['_GETINGESTRESULTREQUEST'].fields_by_name['idempotency_key']._loaded_options = None
   _globals['_GETINGESTRESULTREQUEST'].fields_by_name['idempotency_key']._serialized_options = b'\272H\037r\0322\030^[A-Za-z0-9._:-]{1,128}$\310\001\001'
+  _globals['_RECONCILEREQUEST'].fields_by_name['older_than']._loaded_options = None
+  _globals['_RECONCILEREQUEST'].fields_by_name['older_than']._serialized_options = b'\272H\005\252\001\0022\000'
   _globals['_INGESTIONSERVICE'].methods_by_name['GetIngestResult']._loaded_options = None
   _globals['_INGESTIONSERVICE'].methods_by_name['GetIngestResult']._serialized_options = b'\220\002\001'
-  _globals['_BATCHFORMAT']._serialized_start=3390
-  _globals['_BATCHFORMAT']._serialized_end=3480
-  _globals['_INGESTOBJECTREQUEST']._serialized_start=229
-  _globals['_INGESTOBJECTREQUEST']._serialized_end=350
-  _globals['_OBJECTHEADER']._serialized_start=353
-  _globals['_OBJECTHEADER']._serialized_end=518
-  _globals['_INGESTOBJECTRESPONSE']._serialized_start=521
-  _globals['_INGESTOBJECTRESPONSE']._serialized_end=686
-  _globals['_RECORD']._serialized_start=689
-  _globals['_RECORD']._serialized_end=1190
-  _globals['_RECORD_LABELSENTRY']._serialized_start=1145
-  _globals['_RECORD_LABELSENTRY']._serialized_end=1190
-  _globals['_INGESTRECORDSREQUEST']._serialized_start=1193
-  _globals['_INGESTRECORDSREQUEST']._serialized_end=1901
-  _globals['_INGESTRECORDSREQUEST_LABELSENTRY']._serialized_start=1145
-  _globals['_INGESTRECORDSREQUEST_LABELSENTRY']._serialized_end=1190
-  _globals['_INGESTRECORDDOCUMENTREQUEST']._serialized_start=1904
-  _globals['_INGESTRECORDDOCUMENTREQUEST']._serialized_end=2041
-  _globals['_RECORDDOCUMENTHEADER']._serialized_start=2044
-  _globals['_RECORDDOCUMENTHEADER']._serialized_end=2565
-  _globals['_RECORDDOCUMENTHEADER_LABELSENTRY']._serialized_start=1145
-  _globals['_RECORDDOCUMENTHEADER_LABELSENTRY']._serialized_end=1190
-  _globals['_INGESTRECORDDOCUMENTRESPONSE']._serialized_start=2567
-  _globals['_INGESTRECORDDOCUMENTRESPONSE']._serialized_end=2660
-  _globals['_INGESTRECORDSRESPONSE']._serialized_start=2663
-  _globals['_INGESTRECORDSRESPONSE']._serialized_end=2932
-  _globals['_RECORDRESULT']._serialized_start=2934
-  _globals['_RECORDRESULT']._serialized_end=3029
-  _globals['_GETINGESTRESULTREQUEST']._serialized_start=3032
-  _globals['_GETINGESTRESULTREQUEST']._serialized_end=3170
-  _globals['_GETINGESTRESULTRESPONSE']._serialized_start=3173
-  _globals['_GETINGESTRESULTRESPONSE']._serialized_end=3388
-  _globals['_INGESTIONSERVICE']._serialized_start=3483
-  _globals['_INGESTIONSERVICE']._serialized_end=3975
+  _globals['_BATCHFORMAT']._serialized_start=3644
+  _globals['_BATCHFORMAT']._serialized_end=3734
+  _globals['_INGESTOBJECTREQUEST']._serialized_start=261
+  _globals['_INGESTOBJECTREQUEST']._serialized_end=382
+  _globals['_OBJECTHEADER']._serialized_start=385
+  _globals['_OBJECTHEADER']._serialized_end=550
+  _globals['_INGESTOBJECTRESPONSE']._serialized_start=553
+  _globals['_INGESTOBJECTRESPONSE']._serialized_end=718
+  _globals['_RECORD']._serialized_start=721
+  _globals['_RECORD']._serialized_end=1222
+  _globals['_RECORD_LABELSENTRY']._serialized_start=1177
+  _globals['_RECORD_LABELSENTRY']._serialized_end=1222
+  _globals['_INGESTRECORDSREQUEST']._serialized_start=1225
+  _globals['_INGESTRECORDSREQUEST']._serialized_end=1933
+  _globals['_INGESTRECORDSREQUEST_LABELSENTRY']._serialized_start=1177
+  _globals['_INGESTRECORDSREQUEST_LABELSENTRY']._serialized_end=1222
+  _globals['_INGESTRECORDDOCUMENTREQUEST']._serialized_start=1936
+  _globals['_INGESTRECORDDOCUMENTREQUEST']._serialized_end=2073
+  _globals['_RECORDDOCUMENTHEADER']._serialized_start=2076
+  _globals['_RECORDDOCUMENTHEADER']._serialized_end=2597
+  _globals['_RECORDDOCUMENTHEADER_LABELSENTRY']._serialized_start=1177
+  _globals['_RECORDDOCUMENTHEADER_LABELSENTRY']._serialized_end=1222
+  _globals['_INGESTRECORDDOCUMENTRESPONSE']._serialized_start=2599
+  _globals['_INGESTRECORDDOCUMENTRESPONSE']._serialized_end=2692
+  _globals['_INGESTRECORDSRESPONSE']._serialized_start=2695
+  _globals['_INGESTRECORDSRESPONSE']._serialized_end=2964
+  _globals['_RECORDRESULT']._serialized_start=2966
+  _globals['_RECORDRESULT']._serialized_end=3061
+  _globals['_GETINGESTRESULTREQUEST']._serialized_start=3064
+  _globals['_GETINGESTRESULTREQUEST']._serialized_end=3202
+  _globals['_GETINGESTRESULTRESPONSE']._serialized_start=3205
+  _globals['_GETINGESTRESULTRESPONSE']._serialized_end=3420
+  _globals['_RECONCILEREQUEST']._serialized_start=3422
+  _globals['_RECONCILEREQUEST']._serialized_end=3497
+  _globals['_RECONCILERESPONSE']._serialized_start=3500
+  _globals['_RECONCILERESPONSE']._serialized_end=3642
+  _globals['_INGESTIONSERVICE']._serialized_start=3737
+  _globals['_INGESTIONSERVICE']._serialized_end=4327
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,7 @@ Errors follow AIP-193: a canonical status code plus `google.rpc.ErrorInfo`
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -606,3 +607,71 @@ class GetIngestResultResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 
 Global___GetIngestResultResponse: _TypeAlias = GetIngestResultResponse  # noqa: Y015
+
+@_typing.final
+class ReconcileRequest(_message.Message):
+    """ReconcileRequest tunes one reconciler pass."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLDER_THAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def older_than(self) -> _duration_pb2.Duration:
+        """Only objects whose marker is at least this old (default: the service's
+        setting). A younger marker usually belongs to a call still running.
+        """
+
+    def __init__(
+        self,
+        *,
+        older_than: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileRequest: _TypeAlias = ReconcileRequest  # noqa: Y015
+
+@_typing.final
+class ReconcileResponse(_message.Message):
+    """ReconcileResponse says what one pass found and did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANNOUNCED_FIELD_NUMBER: _builtins.int
+    DISCARDED_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    OLDEST_WAITING_FIELD_NUMBER: _builtins.int
+    CLEANED_FIELD_NUMBER: _builtins.int
+    announced: _builtins.int
+    """Objects announced and made visible by this pass."""
+    discarded: _builtins.int
+    """Markers of uploads that never completed, discarded."""
+    waiting: _builtins.int
+    """Markers left: uploads that may still be running, and objects whose
+    announcement failed in this pass (retried on the next one).
+    """
+    cleaned: _builtins.int
+    """Objects already visible whose leftover marker was removed."""
+    @_builtins.property
+    def oldest_waiting(self) -> _duration_pb2.Duration:
+        """Age of the oldest marker left."""
+
+    def __init__(
+        self,
+        *,
+        announced: _builtins.int = ...,
+        discarded: _builtins.int = ...,
+        waiting: _builtins.int = ...,
+        oldest_waiting: _duration_pb2.Duration | None = ...,
+        cleaned: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_waiting", b"oldest_waiting"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announced", b"announced", "cleaned", b"cleaned", "discarded", b"discarded", "oldest_waiting", b"oldest_waiting", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileResponse: _TypeAlias = ReconcileResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class IngestionServiceStub:
                 request_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultRequest.SerializeToString,
                 response_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultResponse.FromString,
                 _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/pantheon_api.ingest.v1.IngestionService/Reconcile',
+                request_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileResponse.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -129,6 +134,22 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reconcile(self, request, context):
+        """Reconcile runs one pass of the reconciler now (it also runs in a loop
+        in the service): every object stored at least `older_than` ago whose
+        announcement was never confirmed (its call died or failed after the
+        store) is announced with the events its call would have published,
+        under the same event ids, then made visible; markers of uploads that
+        never completed and are older than the longest upload are discarded.
+        For operators.
+
+        Returns OK with what the pass did; UNAVAILABLE when storage or the
+        event backbone is unavailable (nothing is made visible unannounced).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +172,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.GetIngestResult,
                     request_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultRequest.FromString,
                     response_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultResponse.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileRequest.FromString,
+                    response_serializer=pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +288,33 @@ class IngestionService:
             '/pantheon_api.ingest.v1.IngestionService/GetIngestResult',
             pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultRequest.SerializeToString,
             pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.GetIngestResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.ingest.v1.IngestionService/Reconcile',
+            pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileRequest.SerializeToString,
+            pantheon__api_dot_ingest_dot_v1_dot_ingest__service__pb2.ReconcileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,18 @@ class IngestionServiceStub:
     when no completed call used the key; UNAVAILABLE when storage cannot be
     reached.
     """
+    Reconcile: _grpc.UnaryUnaryMultiCallable[_ingest_service_pb2.ReconcileRequest, _ingest_service_pb2.ReconcileResponse]
+    """Reconcile runs one pass of the reconciler now (it also runs in a loop
+    in the service): every object stored at least `older_than` ago whose
+    announcement was never confirmed (its call died or failed after the
+    store) is announced with the events its call would have published,
+    under the same event ids, then made visible; markers of uploads that
+    never completed and are older than the longest upload are discarded.
+    For operators.
+
+    Returns OK with what the pass did; UNAVAILABLE when storage or the
+    event backbone is unavailable (nothing is made visible unannounced).
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -152,6 +164,18 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     Returns OK; INVALID_ARGUMENT for a malformed key or source; NOT_FOUND
     when no completed call used the key; UNAVAILABLE when storage cannot be
     reached.
+    """
+    Reconcile: _aio.UnaryUnaryMultiCallable[_ingest_service_pb2.ReconcileRequest, _ingest_service_pb2.ReconcileResponse]  # type: ignore[assignment]
+    """Reconcile runs one pass of the reconciler now (it also runs in a loop
+    in the service): every object stored at least `older_than` ago whose
+    announcement was never confirmed (its call died or failed after the
+    store) is announced with the events its call would have published,
+    under the same event ids, then made visible; markers of uploads that
+    never completed and are older than the longest upload are discarded.
+    For operators.
+
+    Returns OK with what the pass did; UNAVAILABLE when storage or the
+    event backbone is unavailable (nothing is made visible unannounced).
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -231,6 +255,24 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns OK; INVALID_ARGUMENT for a malformed key or source; NOT_FOUND
         when no completed call used the key; UNAVAILABLE when storage cannot be
         reached.
+        """
+
+    @_abc_1.abstractmethod
+    def Reconcile(
+        self,
+        request: _ingest_service_pb2.ReconcileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_service_pb2.ReconcileResponse, _abc.Awaitable[_ingest_service_pb2.ReconcileResponse]]:
+        """Reconcile runs one pass of the reconciler now (it also runs in a loop
+        in the service): every object stored at least `older_than` ago whose
+        announcement was never confirmed (its call died or failed after the
+        store) is announced with the events its call would have published,
+        under the same event ids, then made visible; markers of uploads that
+        never completed and are older than the longest upload are discarded.
+        For operators.
+
+        Returns OK with what the pass did; UNAVAILABLE when storage or the
+        event backbone is unavailable (nothing is made visible unannounced).
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

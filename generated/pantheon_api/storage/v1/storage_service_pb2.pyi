@@ -21,6 +21,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from pantheon_api.metadata.v1 import metadata_pb2 as _metadata_pb2
 import builtins as _builtins
 import sys
@@ -33,6 +34,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PendingState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PendingStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PendingState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PENDING_STATE_UNSPECIFIED: _PendingState.ValueType  # 0
+    """Not set."""
+    PENDING_STATE_UPLOADING: _PendingState.ValueType  # 1
+    """Not stored: an upload in progress, or one that never completed."""
+    PENDING_STATE_STORED: _PendingState.ValueType  # 2
+    """Stored, not yet visible: announce its events, then commit it."""
+    PENDING_STATE_VISIBLE: _PendingState.ValueType  # 3
+    """Stored and visible (committed; only the marker is left)."""
+
+class PendingState(_PendingState, metaclass=_PendingStateEnumTypeWrapper):
+    """PendingState is what became of a pending marker's object."""
+
+PENDING_STATE_UNSPECIFIED: PendingState.ValueType  # 0
+"""Not set."""
+PENDING_STATE_UPLOADING: PendingState.ValueType  # 1
+"""Not stored: an upload in progress, or one that never completed."""
+PENDING_STATE_STORED: PendingState.ValueType  # 2
+"""Stored, not yet visible: announce its events, then commit it."""
+PENDING_STATE_VISIBLE: PendingState.ValueType  # 3
+"""Stored and visible (committed; only the marker is left)."""
+Global___PendingState: _TypeAlias = PendingState  # noqa: Y015
+
 @_typing.final
 class PutObjectRequest(_message.Message):
     """PutObjectRequest is one message of a PutObject stream: the first carries
@@ -43,8 +72,15 @@ class PutObjectRequest(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """Next piece of content, at most 4 MiB."""
+    announcement: _builtins.bytes
+    """Next piece of the announcement, at most 4 MiB: a serialized
+    google.protobuf.Any from which the caller rebuilds the object's events
+    (kept in the pending marker until the object is committed). Sent after
+    the header and before the first chunk; at most 32 MiB in all.
+    """
     @_builtins.property
     def header(self) -> Global___PutObjectHeader:
         """What is being stored; first message only."""
@@ -54,12 +90,13 @@ class PutObjectRequest(_message.Message):
         *,
         header: Global___PutObjectHeader | None = ...,
         chunk: _builtins.bytes = ...,
+        announcement: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk", "announcement"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
@@ -100,6 +137,14 @@ class PutObjectResponse(_message.Message):
 
     OBJECT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_FIELD_NUMBER: _builtins.int
+    EXISTED_FIELD_NUMBER: _builtins.int
+    encryption: _builtins.str
+    """Server-side encryption applied (for example `aws:kms`)."""
+    existed: _builtins.bool
+    """True when the id was already stored: this is the first object, and the
+    content of this call was discarded.
+    """
     @_builtins.property
     def object(self) -> _metadata_pb2.ObjectRef:
         """Where the object is stored, with its size and SHA-256."""
@@ -113,10 +158,12 @@ class PutObjectResponse(_message.Message):
         *,
         object: _metadata_pb2.ObjectRef | None = ...,
         metadata: _metadata_pb2.Metadata | None = ...,
+        encryption: _builtins.str = ...,
+        existed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "object", b"object"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption", b"encryption", "existed", b"existed", "metadata", b"metadata", "object", b"object"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -618,3 +665,281 @@ class ReleaseIdempotencyKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseIdempotencyKeyResponse: _TypeAlias = ReleaseIdempotencyKeyResponse  # noqa: Y015
+
+@_typing.final
+class CommitObjectRequest(_message.Message):
+    """CommitObjectRequest names a stored object to make visible."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def object(self) -> Global___StatObjectResponse:
+        """The object as `PutObject` (or `GetPendingObject`) described it."""
+
+    def __init__(
+        self,
+        *,
+        object: Global___StatObjectResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitObjectRequest: _TypeAlias = CommitObjectRequest  # noqa: Y015
+
+@_typing.final
+class CommitObjectResponse(_message.Message):
+    """CommitObjectResponse is empty: the object is visible."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitObjectResponse: _TypeAlias = CommitObjectResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingObjectsRequest(_message.Message):
+    """ListPendingObjectsRequest selects pending markers by age."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLDER_THAN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many markers; 0 means 100."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous page."""
+    @_builtins.property
+    def older_than(self) -> _duration_pb2.Duration:
+        """Only markers written at least this long ago."""
+
+    def __init__(
+        self,
+        *,
+        older_than: _duration_pb2.Duration | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingObjectsRequest: _TypeAlias = ListPendingObjectsRequest  # noqa: Y015
+
+@_typing.final
+class ListPendingObjectsResponse(_message.Message):
+    """ListPendingObjectsResponse is one page of pending markers, oldest id first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
+    @_builtins.property
+    def markers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingMarker]:
+        """The markers on this page."""
+
+    def __init__(
+        self,
+        *,
+        markers: _abc.Iterable[Global___PendingMarker] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["markers", b"markers", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingObjectsResponse: _TypeAlias = ListPendingObjectsResponse  # noqa: Y015
+
+@_typing.final
+class PendingMarker(_message.Message):
+    """PendingMarker names one pending marker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WRITTEN_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the object."""
+    @_builtins.property
+    def written_at(self) -> _timestamp_pb2.Timestamp:
+        """When the marker was last written (by the latest attempt to store the id)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        written_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["written_at", b"written_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "written_at", b"written_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingMarker: _TypeAlias = PendingMarker  # noqa: Y015
+
+@_typing.final
+class GetPendingObjectRequest(_message.Message):
+    """GetPendingObjectRequest names a pending marker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the object (a ULID)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPendingObjectRequest: _TypeAlias = GetPendingObjectRequest  # noqa: Y015
+
+@_typing.final
+class GetPendingObjectResponse(_message.Message):
+    """GetPendingObjectResponse is a pending marker and the state of its object."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    OBJECT_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
+    WRITTEN_AT_FIELD_NUMBER: _builtins.int
+    state: Global___PendingState.ValueType
+    """The state of the marker's object."""
+    @_builtins.property
+    def object(self) -> Global___StatObjectResponse:
+        """The object: its metadata as the caller sent it, and, once stored, its
+        reference, size and SHA-256 as `PutObject` reports them.
+        """
+
+    @_builtins.property
+    def announcement(self) -> _any_pb2.Any:
+        """The announcement the caller sent with the object (empty when none)."""
+
+    @_builtins.property
+    def written_at(self) -> _timestamp_pb2.Timestamp:
+        """When the marker was last written."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___PendingState.ValueType = ...,
+        object: Global___StatObjectResponse | None = ...,
+        announcement: _any_pb2.Any | None = ...,
+        written_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "object", b"object", "written_at", b"written_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "object", b"object", "state", b"state", "written_at", b"written_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPendingObjectResponse: _TypeAlias = GetPendingObjectResponse  # noqa: Y015
+
+@_typing.final
+class PendingObject(_message.Message):
+    """PendingObject is the index record behind a pending marker
+    (`pending/<id>` in the index bucket).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
+    WRITTEN_AT_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """Where the object is being stored."""
+    key: _builtins.str
+    """The object key."""
+    @_builtins.property
+    def metadata(self) -> _metadata_pb2.Metadata:
+        """The metadata the caller sent (no size or SHA-256 yet)."""
+
+    @_builtins.property
+    def announcement(self) -> _any_pb2.Any:
+        """The announcement the caller sent."""
+
+    @_builtins.property
+    def written_at(self) -> _timestamp_pb2.Timestamp:
+        """When the marker was written."""
+
+    def __init__(
+        self,
+        *,
+        metadata: _metadata_pb2.Metadata | None = ...,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        announcement: _any_pb2.Any | None = ...,
+        written_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "metadata", b"metadata", "written_at", b"written_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "bucket", b"bucket", "key", b"key", "metadata", b"metadata", "written_at", b"written_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingObject: _TypeAlias = PendingObject  # noqa: Y015
+
+@_typing.final
+class DiscardPendingObjectRequest(_message.Message):
+    """DiscardPendingObjectRequest names the marker of an upload that never completed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the object (a ULID)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardPendingObjectRequest: _TypeAlias = DiscardPendingObjectRequest  # noqa: Y015
+
+@_typing.final
+class DiscardPendingObjectResponse(_message.Message):
+    """DiscardPendingObjectResponse is empty: the marker is gone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardPendingObjectResponse: _TypeAlias = DiscardPendingObjectResponse  # noqa: Y015

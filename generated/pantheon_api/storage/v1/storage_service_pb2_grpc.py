@@ -76,6 +76,26 @@ class StorageServiceStub:
                 request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyRequest.SerializeToString,
                 response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyResponse.FromString,
                 _registered_method=True)
+        self.CommitObject = channel.unary_unary(
+                '/pantheon_api.storage.v1.StorageService/CommitObject',
+                request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectResponse.FromString,
+                _registered_method=True)
+        self.ListPendingObjects = channel.unary_unary(
+                '/pantheon_api.storage.v1.StorageService/ListPendingObjects',
+                request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsResponse.FromString,
+                _registered_method=True)
+        self.GetPendingObject = channel.unary_unary(
+                '/pantheon_api.storage.v1.StorageService/GetPendingObject',
+                request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectResponse.FromString,
+                _registered_method=True)
+        self.DiscardPendingObject = channel.unary_unary(
+                '/pantheon_api.storage.v1.StorageService/DiscardPendingObject',
+                request_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectRequest.SerializeToString,
+                response_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -84,13 +104,24 @@ class StorageServiceServicer:
     """
 
     def PutObject(self, request_iterator, context):
-        """PutObject stores one object streamed as a `PutObjectHeader` followed by
-        content chunks, with a conditional write so an id is stored at most once.
+        """PutObject stores one object streamed as a `PutObjectHeader`, optional
+        announcement pieces, then content chunks, with a conditional write so an
+        id is stored at most once.
 
-        Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-        metadata, a missing header or an empty body; ALREADY_EXISTS when an
-        object with the same id is already stored (nothing is overwritten);
-        UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+        The object is stored but not yet visible: Get, Stat and Search find it
+        only after `CommitObject`, which the caller sends once the object's
+        events are acknowledged. Before the content, a pending marker is
+        written with the metadata and the announcement, so an object whose
+        caller dies before it is announced is found and announced by the
+        reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+        nothing and removes its marker.
+
+        Returns OK with the object's reference; OK with `existed` when an object
+        with the same id is already stored (nothing is overwritten: that object
+        is returned, the content sent is discarded); INVALID_ARGUMENT for
+        invalid metadata, a missing header, an oversize announcement or an empty
+        body; UNAVAILABLE when the object store cannot be reached;
+        DEADLINE_EXCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -185,6 +216,52 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitObject(self, request, context):
+        """CommitObject makes a stored object visible to Get, Stat and Search and
+        removes its pending marker. Call it only after the object's events are
+        acknowledged: nothing is visible that was not announced.
+
+        The caller vouches that the object is stored as described (only the
+        ingestion identity may call it).
+
+        Returns OK (also when already visible); INVALID_ARGUMENT when the
+        reference does not match the metadata; ALREADY_EXISTS when the id is
+        bound to another object; UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingObjects(self, request, context):
+        """ListPendingObjects lists the pending markers older than `older_than`:
+        objects stored or being uploaded whose announcement was not confirmed.
+
+        Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPendingObject(self, request, context):
+        """GetPendingObject reads one pending marker and the state of its object.
+
+        Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardPendingObject(self, request, context):
+        """DiscardPendingObject removes the marker of an upload that never
+        completed (no object is stored under it).
+
+        Returns OK (also when already gone); FAILED_PRECONDITION when the object
+        is stored (announce and commit it instead); UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +304,26 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.GetIdempotencyKey,
                     request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyRequest.FromString,
                     response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyResponse.SerializeToString,
+            ),
+            'CommitObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitObject,
+                    request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectRequest.FromString,
+                    response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectResponse.SerializeToString,
+            ),
+            'ListPendingObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingObjects,
+                    request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsRequest.FromString,
+                    response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsResponse.SerializeToString,
+            ),
+            'GetPendingObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPendingObject,
+                    request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectRequest.FromString,
+                    response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectResponse.SerializeToString,
+            ),
+            'DiscardPendingObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardPendingObject,
+                    request_deserializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectRequest.FromString,
+                    response_serializer=pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +544,114 @@ class StorageService:
             '/pantheon_api.storage.v1.StorageService/GetIdempotencyKey',
             pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyRequest.SerializeToString,
             pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetIdempotencyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.storage.v1.StorageService/CommitObject',
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectRequest.SerializeToString,
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.CommitObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.storage.v1.StorageService/ListPendingObjects',
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsRequest.SerializeToString,
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.ListPendingObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPendingObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.storage.v1.StorageService/GetPendingObject',
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectRequest.SerializeToString,
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.GetPendingObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardPendingObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pantheon_api.storage.v1.StorageService/DiscardPendingObject',
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectRequest.SerializeToString,
+            pantheon__api_dot_storage_dot_v1_dot_storage__service__pb2.DiscardPendingObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,13 +47,24 @@ class StorageServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StorageServiceAsyncStub: ...
     PutObject: _grpc.StreamUnaryMultiCallable[_storage_service_pb2.PutObjectRequest, _storage_service_pb2.PutObjectResponse]
-    """PutObject stores one object streamed as a `PutObjectHeader` followed by
-    content chunks, with a conditional write so an id is stored at most once.
+    """PutObject stores one object streamed as a `PutObjectHeader`, optional
+    announcement pieces, then content chunks, with a conditional write so an
+    id is stored at most once.
 
-    Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-    metadata, a missing header or an empty body; ALREADY_EXISTS when an
-    object with the same id is already stored (nothing is overwritten);
-    UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+    The object is stored but not yet visible: Get, Stat and Search find it
+    only after `CommitObject`, which the caller sends once the object's
+    events are acknowledged. Before the content, a pending marker is
+    written with the metadata and the announcement, so an object whose
+    caller dies before it is announced is found and announced by the
+    reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+    nothing and removes its marker.
+
+    Returns OK with the object's reference; OK with `existed` when an object
+    with the same id is already stored (nothing is overwritten: that object
+    is returned, the content sent is discarded); INVALID_ARGUMENT for
+    invalid metadata, a missing header, an oversize announcement or an empty
+    body; UNAVAILABLE when the object store cannot be reached;
+    DEADLINE_EXCEEDED.
     """
     GetObject: _grpc.UnaryStreamMultiCallable[_storage_service_pb2.GetObjectRequest, _storage_service_pb2.GetObjectResponse]
     """GetObject streams an object's content, optionally a byte range. The
@@ -116,6 +127,36 @@ class StorageServiceStub:
     Returns OK; INVALID_ARGUMENT for a malformed source or key; NOT_FOUND
     when the key was never claimed; UNAVAILABLE.
     """
+    CommitObject: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.CommitObjectRequest, _storage_service_pb2.CommitObjectResponse]
+    """CommitObject makes a stored object visible to Get, Stat and Search and
+    removes its pending marker. Call it only after the object's events are
+    acknowledged: nothing is visible that was not announced.
+
+    The caller vouches that the object is stored as described (only the
+    ingestion identity may call it).
+
+    Returns OK (also when already visible); INVALID_ARGUMENT when the
+    reference does not match the metadata; ALREADY_EXISTS when the id is
+    bound to another object; UNAVAILABLE.
+    """
+    ListPendingObjects: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.ListPendingObjectsRequest, _storage_service_pb2.ListPendingObjectsResponse]
+    """ListPendingObjects lists the pending markers older than `older_than`:
+    objects stored or being uploaded whose announcement was not confirmed.
+
+    Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+    """
+    GetPendingObject: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.GetPendingObjectRequest, _storage_service_pb2.GetPendingObjectResponse]
+    """GetPendingObject reads one pending marker and the state of its object.
+
+    Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+    """
+    DiscardPendingObject: _grpc.UnaryUnaryMultiCallable[_storage_service_pb2.DiscardPendingObjectRequest, _storage_service_pb2.DiscardPendingObjectResponse]
+    """DiscardPendingObject removes the marker of an upload that never
+    completed (no object is stored under it).
+
+    Returns OK (also when already gone); FAILED_PRECONDITION when the object
+    is stored (announce and commit it instead); UNAVAILABLE.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -125,13 +166,24 @@ class StorageServiceAsyncStub(StorageServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PutObject: _aio.StreamUnaryMultiCallable[_storage_service_pb2.PutObjectRequest, _storage_service_pb2.PutObjectResponse]  # type: ignore[assignment]
-    """PutObject stores one object streamed as a `PutObjectHeader` followed by
-    content chunks, with a conditional write so an id is stored at most once.
+    """PutObject stores one object streamed as a `PutObjectHeader`, optional
+    announcement pieces, then content chunks, with a conditional write so an
+    id is stored at most once.
 
-    Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-    metadata, a missing header or an empty body; ALREADY_EXISTS when an
-    object with the same id is already stored (nothing is overwritten);
-    UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+    The object is stored but not yet visible: Get, Stat and Search find it
+    only after `CommitObject`, which the caller sends once the object's
+    events are acknowledged. Before the content, a pending marker is
+    written with the metadata and the announcement, so an object whose
+    caller dies before it is announced is found and announced by the
+    reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+    nothing and removes its marker.
+
+    Returns OK with the object's reference; OK with `existed` when an object
+    with the same id is already stored (nothing is overwritten: that object
+    is returned, the content sent is discarded); INVALID_ARGUMENT for
+    invalid metadata, a missing header, an oversize announcement or an empty
+    body; UNAVAILABLE when the object store cannot be reached;
+    DEADLINE_EXCEEDED.
     """
     GetObject: _aio.UnaryStreamMultiCallable[_storage_service_pb2.GetObjectRequest, _storage_service_pb2.GetObjectResponse]  # type: ignore[assignment]
     """GetObject streams an object's content, optionally a byte range. The
@@ -194,6 +246,36 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Returns OK; INVALID_ARGUMENT for a malformed source or key; NOT_FOUND
     when the key was never claimed; UNAVAILABLE.
     """
+    CommitObject: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.CommitObjectRequest, _storage_service_pb2.CommitObjectResponse]  # type: ignore[assignment]
+    """CommitObject makes a stored object visible to Get, Stat and Search and
+    removes its pending marker. Call it only after the object's events are
+    acknowledged: nothing is visible that was not announced.
+
+    The caller vouches that the object is stored as described (only the
+    ingestion identity may call it).
+
+    Returns OK (also when already visible); INVALID_ARGUMENT when the
+    reference does not match the metadata; ALREADY_EXISTS when the id is
+    bound to another object; UNAVAILABLE.
+    """
+    ListPendingObjects: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.ListPendingObjectsRequest, _storage_service_pb2.ListPendingObjectsResponse]  # type: ignore[assignment]
+    """ListPendingObjects lists the pending markers older than `older_than`:
+    objects stored or being uploaded whose announcement was not confirmed.
+
+    Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+    """
+    GetPendingObject: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.GetPendingObjectRequest, _storage_service_pb2.GetPendingObjectResponse]  # type: ignore[assignment]
+    """GetPendingObject reads one pending marker and the state of its object.
+
+    Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+    """
+    DiscardPendingObject: _aio.UnaryUnaryMultiCallable[_storage_service_pb2.DiscardPendingObjectRequest, _storage_service_pb2.DiscardPendingObjectResponse]  # type: ignore[assignment]
+    """DiscardPendingObject removes the marker of an upload that never
+    completed (no object is stored under it).
+
+    Returns OK (also when already gone); FAILED_PRECONDITION when the object
+    is stored (announce and commit it instead); UNAVAILABLE.
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """StorageService stores and serves objects and the small records that make
@@ -206,13 +288,24 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_storage_service_pb2.PutObjectRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_storage_service_pb2.PutObjectResponse, _abc.Awaitable[_storage_service_pb2.PutObjectResponse]]:
-        """PutObject stores one object streamed as a `PutObjectHeader` followed by
-        content chunks, with a conditional write so an id is stored at most once.
+        """PutObject stores one object streamed as a `PutObjectHeader`, optional
+        announcement pieces, then content chunks, with a conditional write so an
+        id is stored at most once.
 
-        Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-        metadata, a missing header or an empty body; ALREADY_EXISTS when an
-        object with the same id is already stored (nothing is overwritten);
-        UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+        The object is stored but not yet visible: Get, Stat and Search find it
+        only after `CommitObject`, which the caller sends once the object's
+        events are acknowledged. Before the content, a pending marker is
+        written with the metadata and the announcement, so an object whose
+        caller dies before it is announced is found and announced by the
+        reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+        nothing and removes its marker.
+
+        Returns OK with the object's reference; OK with `existed` when an object
+        with the same id is already stored (nothing is overwritten: that object
+        is returned, the content sent is discarded); INVALID_ARGUMENT for
+        invalid metadata, a missing header, an oversize announcement or an empty
+        body; UNAVAILABLE when the object store cannot be reached;
+        DEADLINE_EXCEEDED.
         """
 
     @_abc_1.abstractmethod
@@ -316,6 +409,60 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns OK; INVALID_ARGUMENT for a malformed source or key; NOT_FOUND
         when the key was never claimed; UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitObject(
+        self,
+        request: _storage_service_pb2.CommitObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_service_pb2.CommitObjectResponse, _abc.Awaitable[_storage_service_pb2.CommitObjectResponse]]:
+        """CommitObject makes a stored object visible to Get, Stat and Search and
+        removes its pending marker. Call it only after the object's events are
+        acknowledged: nothing is visible that was not announced.
+
+        The caller vouches that the object is stored as described (only the
+        ingestion identity may call it).
+
+        Returns OK (also when already visible); INVALID_ARGUMENT when the
+        reference does not match the metadata; ALREADY_EXISTS when the id is
+        bound to another object; UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPendingObjects(
+        self,
+        request: _storage_service_pb2.ListPendingObjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_service_pb2.ListPendingObjectsResponse, _abc.Awaitable[_storage_service_pb2.ListPendingObjectsResponse]]:
+        """ListPendingObjects lists the pending markers older than `older_than`:
+        objects stored or being uploaded whose announcement was not confirmed.
+
+        Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPendingObject(
+        self,
+        request: _storage_service_pb2.GetPendingObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_service_pb2.GetPendingObjectResponse, _abc.Awaitable[_storage_service_pb2.GetPendingObjectResponse]]:
+        """GetPendingObject reads one pending marker and the state of its object.
+
+        Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardPendingObject(
+        self,
+        request: _storage_service_pb2.DiscardPendingObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_service_pb2.DiscardPendingObjectResponse, _abc.Awaitable[_storage_service_pb2.DiscardPendingObjectResponse]]:
+        """DiscardPendingObject removes the marker of an upload that never
+        completed (no object is stored under it).
+
+        Returns OK (also when already gone); FAILED_PRECONDITION when the object
+        is stored (announce and commit it instead); UNAVAILABLE.
         """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

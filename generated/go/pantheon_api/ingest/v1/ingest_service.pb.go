@@ -23,6 +23,7 @@ import (
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -1102,11 +1103,141 @@ func (*GetIngestResultResponse_Object) isGetIngestResultResponse_Result() {}
 
 func (*GetIngestResultResponse_Records) isGetIngestResultResponse_Result() {}
 
+// ReconcileRequest tunes one reconciler pass.
+type ReconcileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only objects whose marker is at least this old (default: the service's
+	// setting). A younger marker usually belongs to a call still running.
+	OlderThan     *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRequest) Reset() {
+	*x = ReconcileRequest{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRequest) ProtoMessage() {}
+
+func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReconcileRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+// ReconcileResponse says what one pass found and did.
+type ReconcileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Objects announced and made visible by this pass.
+	Announced int32 `protobuf:"varint,1,opt,name=announced,proto3" json:"announced,omitempty"`
+	// Markers of uploads that never completed, discarded.
+	Discarded int32 `protobuf:"varint,2,opt,name=discarded,proto3" json:"discarded,omitempty"`
+	// Markers left: uploads that may still be running, and objects whose
+	// announcement failed in this pass (retried on the next one).
+	Waiting int32 `protobuf:"varint,3,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// Age of the oldest marker left.
+	OldestWaiting *durationpb.Duration `protobuf:"bytes,4,opt,name=oldest_waiting,json=oldestWaiting,proto3" json:"oldest_waiting,omitempty"`
+	// Objects already visible whose leftover marker was removed.
+	Cleaned       int32 `protobuf:"varint,5,opt,name=cleaned,proto3" json:"cleaned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileResponse) Reset() {
+	*x = ReconcileResponse{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileResponse) ProtoMessage() {}
+
+func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReconcileResponse) GetAnnounced() int32 {
+	if x != nil {
+		return x.Announced
+	}
+	return 0
+}
+
+func (x *ReconcileResponse) GetDiscarded() int32 {
+	if x != nil {
+		return x.Discarded
+	}
+	return 0
+}
+
+func (x *ReconcileResponse) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *ReconcileResponse) GetOldestWaiting() *durationpb.Duration {
+	if x != nil {
+		return x.OldestWaiting
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetCleaned() int32 {
+	if x != nil {
+		return x.Cleaned
+	}
+	return 0
+}
+
 var File_pantheon_api_ingest_v1_ingest_service_proto protoreflect.FileDescriptor
 
 const file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc = "" +
 	"\n" +
-	"+pantheon_api/ingest/v1/ingest_service.proto\x12\x16pantheon_api.ingest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\x88\x01\n" +
+	"+pantheon_api/ingest/v1/ingest_service.proto\x12\x16pantheon_api.ingest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\x88\x01\n" +
 	"\x13IngestObjectRequest\x12>\n" +
 	"\x06header\x18\x01 \x01(\v2$.pantheon_api.ingest.v1.ObjectHeaderH\x00R\x06header\x12\"\n" +
 	"\x05chunk\x18\x02 \x01(\fB\n" +
@@ -1189,16 +1320,26 @@ const file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\v2,.pantheon_api.ingest.v1.IngestObjectResponseH\x00R\x06object\x12I\n" +
 	"\arecords\x18\x02 \x01(\v2-.pantheon_api.ingest.v1.IngestRecordsResponseH\x00R\arecords\x12=\n" +
 	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAtB\b\n" +
-	"\x06result*Z\n" +
+	"\x06result\"V\n" +
+	"\x10ReconcileRequest\x12B\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\b\xbaH\x05\xaa\x01\x022\x00R\tolderThan\"\xc5\x01\n" +
+	"\x11ReconcileResponse\x12\x1c\n" +
+	"\tannounced\x18\x01 \x01(\x05R\tannounced\x12\x1c\n" +
+	"\tdiscarded\x18\x02 \x01(\x05R\tdiscarded\x12\x18\n" +
+	"\awaiting\x18\x03 \x01(\x05R\awaiting\x12@\n" +
+	"\x0eoldest_waiting\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\roldestWaiting\x12\x18\n" +
+	"\acleaned\x18\x05 \x01(\x05R\acleaned*Z\n" +
 	"\vBatchFormat\x12\x1c\n" +
 	"\x18BATCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13BATCH_FORMAT_NDJSON\x10\x01\x12\x14\n" +
-	"\x10BATCH_FORMAT_CSV\x10\x022\xec\x03\n" +
+	"\x10BATCH_FORMAT_CSV\x10\x022\xce\x04\n" +
 	"\x10IngestionService\x12k\n" +
 	"\fIngestObject\x12+.pantheon_api.ingest.v1.IngestObjectRequest\x1a,.pantheon_api.ingest.v1.IngestObjectResponse(\x01\x12l\n" +
 	"\rIngestRecords\x12,.pantheon_api.ingest.v1.IngestRecordsRequest\x1a-.pantheon_api.ingest.v1.IngestRecordsResponse\x12\x83\x01\n" +
 	"\x14IngestRecordDocument\x123.pantheon_api.ingest.v1.IngestRecordDocumentRequest\x1a4.pantheon_api.ingest.v1.IngestRecordDocumentResponse(\x01\x12w\n" +
-	"\x0fGetIngestResult\x12..pantheon_api.ingest.v1.GetIngestResultRequest\x1a/.pantheon_api.ingest.v1.GetIngestResultResponse\"\x03\x90\x02\x01b\x06proto3"
+	"\x0fGetIngestResult\x12..pantheon_api.ingest.v1.GetIngestResultRequest\x1a/.pantheon_api.ingest.v1.GetIngestResultResponse\"\x03\x90\x02\x01\x12`\n" +
+	"\tReconcile\x12(.pantheon_api.ingest.v1.ReconcileRequest\x1a).pantheon_api.ingest.v1.ReconcileResponseb\x06proto3"
 
 var (
 	file_pantheon_api_ingest_v1_ingest_service_proto_rawDescOnce sync.Once
@@ -1213,7 +1354,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pantheon_api_ingest_v1_ingest_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_pantheon_api_ingest_v1_ingest_service_proto_goTypes = []any{
 	(BatchFormat)(0),                     // 0: pantheon_api.ingest.v1.BatchFormat
 	(*IngestObjectRequest)(nil),          // 1: pantheon_api.ingest.v1.IngestObjectRequest
@@ -1228,55 +1369,62 @@ var file_pantheon_api_ingest_v1_ingest_service_proto_goTypes = []any{
 	(*RecordResult)(nil),                 // 10: pantheon_api.ingest.v1.RecordResult
 	(*GetIngestResultRequest)(nil),       // 11: pantheon_api.ingest.v1.GetIngestResultRequest
 	(*GetIngestResultResponse)(nil),      // 12: pantheon_api.ingest.v1.GetIngestResultResponse
-	nil,                                  // 13: pantheon_api.ingest.v1.Record.LabelsEntry
-	nil,                                  // 14: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
-	nil,                                  // 15: pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
-	(*v1.Metadata)(nil),                  // 16: pantheon_api.metadata.v1.Metadata
-	(*v1.ObjectRef)(nil),                 // 17: pantheon_api.metadata.v1.ObjectRef
-	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
-	(*v1.GeoPoint)(nil),                  // 19: pantheon_api.metadata.v1.GeoPoint
-	(*structpb.Struct)(nil),              // 20: google.protobuf.Struct
-	(v1.Classification)(0),               // 21: pantheon_api.metadata.v1.Classification
-	(*status.Status)(nil),                // 22: google.rpc.Status
+	(*ReconcileRequest)(nil),             // 13: pantheon_api.ingest.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),            // 14: pantheon_api.ingest.v1.ReconcileResponse
+	nil,                                  // 15: pantheon_api.ingest.v1.Record.LabelsEntry
+	nil,                                  // 16: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	nil,                                  // 17: pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	(*v1.Metadata)(nil),                  // 18: pantheon_api.metadata.v1.Metadata
+	(*v1.ObjectRef)(nil),                 // 19: pantheon_api.metadata.v1.ObjectRef
+	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
+	(*v1.GeoPoint)(nil),                  // 21: pantheon_api.metadata.v1.GeoPoint
+	(*structpb.Struct)(nil),              // 22: google.protobuf.Struct
+	(v1.Classification)(0),               // 23: pantheon_api.metadata.v1.Classification
+	(*status.Status)(nil),                // 24: google.rpc.Status
+	(*durationpb.Duration)(nil),          // 25: google.protobuf.Duration
 }
 var file_pantheon_api_ingest_v1_ingest_service_proto_depIdxs = []int32{
 	2,  // 0: pantheon_api.ingest.v1.IngestObjectRequest.header:type_name -> pantheon_api.ingest.v1.ObjectHeader
-	16, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	16, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	17, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	18, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
-	19, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
-	20, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
-	13, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
+	18, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	18, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	19, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	20, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
+	21, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
+	22, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
+	15, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
 	0,  // 8: pantheon_api.ingest.v1.IngestRecordsRequest.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
 	4,  // 9: pantheon_api.ingest.v1.IngestRecordsRequest.records:type_name -> pantheon_api.ingest.v1.Record
-	21, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
-	14, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	23, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
+	16, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
 	7,  // 12: pantheon_api.ingest.v1.IngestRecordDocumentRequest.header:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader
 	0,  // 13: pantheon_api.ingest.v1.RecordDocumentHeader.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
-	21, // 14: pantheon_api.ingest.v1.RecordDocumentHeader.classification:type_name -> pantheon_api.metadata.v1.Classification
-	15, // 15: pantheon_api.ingest.v1.RecordDocumentHeader.labels:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	23, // 14: pantheon_api.ingest.v1.RecordDocumentHeader.classification:type_name -> pantheon_api.metadata.v1.Classification
+	17, // 15: pantheon_api.ingest.v1.RecordDocumentHeader.labels:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
 	9,  // 16: pantheon_api.ingest.v1.IngestRecordDocumentResponse.result:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
-	16, // 17: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	17, // 18: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	18, // 17: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	19, // 18: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
 	10, // 19: pantheon_api.ingest.v1.IngestRecordsResponse.results:type_name -> pantheon_api.ingest.v1.RecordResult
-	22, // 20: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
+	24, // 20: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
 	3,  // 21: pantheon_api.ingest.v1.GetIngestResultResponse.object:type_name -> pantheon_api.ingest.v1.IngestObjectResponse
 	9,  // 22: pantheon_api.ingest.v1.GetIngestResultResponse.records:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
-	18, // 23: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
-	1,  // 24: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
-	5,  // 25: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
-	6,  // 26: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:input_type -> pantheon_api.ingest.v1.IngestRecordDocumentRequest
-	11, // 27: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
-	3,  // 28: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
-	9,  // 29: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
-	8,  // 30: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:output_type -> pantheon_api.ingest.v1.IngestRecordDocumentResponse
-	12, // 31: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	20, // 23: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
+	25, // 24: pantheon_api.ingest.v1.ReconcileRequest.older_than:type_name -> google.protobuf.Duration
+	25, // 25: pantheon_api.ingest.v1.ReconcileResponse.oldest_waiting:type_name -> google.protobuf.Duration
+	1,  // 26: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
+	5,  // 27: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
+	6,  // 28: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:input_type -> pantheon_api.ingest.v1.IngestRecordDocumentRequest
+	11, // 29: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
+	13, // 30: pantheon_api.ingest.v1.IngestionService.Reconcile:input_type -> pantheon_api.ingest.v1.ReconcileRequest
+	3,  // 31: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
+	9,  // 32: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
+	8,  // 33: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:output_type -> pantheon_api.ingest.v1.IngestRecordDocumentResponse
+	12, // 34: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
+	14, // 35: pantheon_api.ingest.v1.IngestionService.Reconcile:output_type -> pantheon_api.ingest.v1.ReconcileResponse
+	31, // [31:36] is the sub-list for method output_type
+	26, // [26:31] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_ingest_v1_ingest_service_proto_init() }
@@ -1302,7 +1450,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc), len(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

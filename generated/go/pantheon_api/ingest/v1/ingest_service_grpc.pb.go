@@ -34,6 +34,7 @@ const (
 	IngestionService_IngestRecords_FullMethodName        = "/pantheon_api.ingest.v1.IngestionService/IngestRecords"
 	IngestionService_IngestRecordDocument_FullMethodName = "/pantheon_api.ingest.v1.IngestionService/IngestRecordDocument"
 	IngestionService_GetIngestResult_FullMethodName      = "/pantheon_api.ingest.v1.IngestionService/GetIngestResult"
+	IngestionService_Reconcile_FullMethodName            = "/pantheon_api.ingest.v1.IngestionService/Reconcile"
 )
 
 // IngestionServiceClient is the client API for IngestionService service.
@@ -90,6 +91,17 @@ type IngestionServiceClient interface {
 	// when no completed call used the key; UNAVAILABLE when storage cannot be
 	// reached.
 	GetIngestResult(ctx context.Context, in *GetIngestResultRequest, opts ...grpc.CallOption) (*GetIngestResultResponse, error)
+	// Reconcile runs one pass of the reconciler now (it also runs in a loop
+	// in the service): every object stored at least `older_than` ago whose
+	// announcement was never confirmed (its call died or failed after the
+	// store) is announced with the events its call would have published,
+	// under the same event ids, then made visible; markers of uploads that
+	// never completed and are older than the longest upload are discarded.
+	// For operators.
+	//
+	// Returns OK with what the pass did; UNAVAILABLE when storage or the
+	// event backbone is unavailable (nothing is made visible unannounced).
+	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error)
 }
 
 type ingestionServiceClient struct {
@@ -140,6 +152,16 @@ func (c *ingestionServiceClient) GetIngestResult(ctx context.Context, in *GetIng
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetIngestResultResponse)
 	err := c.cc.Invoke(ctx, IngestionService_GetIngestResult_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ingestionServiceClient) Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReconcileResponse)
+	err := c.cc.Invoke(ctx, IngestionService_Reconcile_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +222,17 @@ type IngestionServiceServer interface {
 	// when no completed call used the key; UNAVAILABLE when storage cannot be
 	// reached.
 	GetIngestResult(context.Context, *GetIngestResultRequest) (*GetIngestResultResponse, error)
+	// Reconcile runs one pass of the reconciler now (it also runs in a loop
+	// in the service): every object stored at least `older_than` ago whose
+	// announcement was never confirmed (its call died or failed after the
+	// store) is announced with the events its call would have published,
+	// under the same event ids, then made visible; markers of uploads that
+	// never completed and are older than the longest upload are discarded.
+	// For operators.
+	//
+	// Returns OK with what the pass did; UNAVAILABLE when storage or the
+	// event backbone is unavailable (nothing is made visible unannounced).
+	Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error)
 	mustEmbedUnimplementedIngestionServiceServer()
 }
 
@@ -221,6 +254,9 @@ func (UnimplementedIngestionServiceServer) IngestRecordDocument(grpc.ClientStrea
 }
 func (UnimplementedIngestionServiceServer) GetIngestResult(context.Context, *GetIngestResultRequest) (*GetIngestResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetIngestResult not implemented")
+}
+func (UnimplementedIngestionServiceServer) Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reconcile not implemented")
 }
 func (UnimplementedIngestionServiceServer) mustEmbedUnimplementedIngestionServiceServer() {}
 func (UnimplementedIngestionServiceServer) testEmbeddedByValue()                          {}
@@ -293,6 +329,24 @@ func _IngestionService_GetIngestResult_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestionService_Reconcile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReconcileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestionServiceServer).Reconcile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestionService_Reconcile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestionServiceServer).Reconcile(ctx, req.(*ReconcileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IngestionService_ServiceDesc is the grpc.ServiceDesc for IngestionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -307,6 +361,10 @@ var IngestionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetIngestResult",
 			Handler:    _IngestionService_GetIngestResult_Handler,
+		},
+		{
+			MethodName: "Reconcile",
+			Handler:    _IngestionService_Reconcile_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -38,6 +38,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PendingState is what became of a pending marker's object.
+type PendingState int32
+
+const (
+	// Not set.
+	PendingState_PENDING_STATE_UNSPECIFIED PendingState = 0
+	// Not stored: an upload in progress, or one that never completed.
+	PendingState_PENDING_STATE_UPLOADING PendingState = 1
+	// Stored, not yet visible: announce its events, then commit it.
+	PendingState_PENDING_STATE_STORED PendingState = 2
+	// Stored and visible (committed; only the marker is left).
+	PendingState_PENDING_STATE_VISIBLE PendingState = 3
+)
+
+// Enum value maps for PendingState.
+var (
+	PendingState_name = map[int32]string{
+		0: "PENDING_STATE_UNSPECIFIED",
+		1: "PENDING_STATE_UPLOADING",
+		2: "PENDING_STATE_STORED",
+		3: "PENDING_STATE_VISIBLE",
+	}
+	PendingState_value = map[string]int32{
+		"PENDING_STATE_UNSPECIFIED": 0,
+		"PENDING_STATE_UPLOADING":   1,
+		"PENDING_STATE_STORED":      2,
+		"PENDING_STATE_VISIBLE":     3,
+	}
+)
+
+func (x PendingState) Enum() *PendingState {
+	p := new(PendingState)
+	*p = x
+	return p
+}
+
+func (x PendingState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PendingState) Descriptor() protoreflect.EnumDescriptor {
+	return file_pantheon_api_storage_v1_storage_service_proto_enumTypes[0].Descriptor()
+}
+
+func (PendingState) Type() protoreflect.EnumType {
+	return &file_pantheon_api_storage_v1_storage_service_proto_enumTypes[0]
+}
+
+func (x PendingState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PendingState.Descriptor instead.
+func (PendingState) EnumDescriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{0}
+}
+
 // PutObjectRequest is one message of a PutObject stream: the first carries
 // the header, every following one a chunk.
 type PutObjectRequest struct {
@@ -48,6 +105,7 @@ type PutObjectRequest struct {
 	//
 	//	*PutObjectRequest_Header
 	//	*PutObjectRequest_Chunk
+	//	*PutObjectRequest_Announcement
 	Part          isPutObjectRequest_Part `protobuf_oneof:"part"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -108,6 +166,15 @@ func (x *PutObjectRequest) GetChunk() []byte {
 	return nil
 }
 
+func (x *PutObjectRequest) GetAnnouncement() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*PutObjectRequest_Announcement); ok {
+			return x.Announcement
+		}
+	}
+	return nil
+}
+
 type isPutObjectRequest_Part interface {
 	isPutObjectRequest_Part()
 }
@@ -122,9 +189,19 @@ type PutObjectRequest_Chunk struct {
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
+type PutObjectRequest_Announcement struct {
+	// Next piece of the announcement, at most 4 MiB: a serialized
+	// google.protobuf.Any from which the caller rebuilds the object's events
+	// (kept in the pending marker until the object is committed). Sent after
+	// the header and before the first chunk; at most 32 MiB in all.
+	Announcement []byte `protobuf:"bytes,3,opt,name=announcement,proto3,oneof"`
+}
+
 func (*PutObjectRequest_Header) isPutObjectRequest_Part() {}
 
 func (*PutObjectRequest_Chunk) isPutObjectRequest_Part() {}
+
+func (*PutObjectRequest_Announcement) isPutObjectRequest_Part() {}
 
 // PutObjectHeader describes the object that follows.
 type PutObjectHeader struct {
@@ -180,7 +257,12 @@ type PutObjectResponse struct {
 	// Where the object is stored, with its size and SHA-256.
 	Object *v1.ObjectRef `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
 	// Metadata as stored (with size, SHA-256 and geohash filled in).
-	Metadata      *v1.Metadata `protobuf:"bytes,2,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Metadata *v1.Metadata `protobuf:"bytes,2,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Server-side encryption applied (for example `aws:kms`).
+	Encryption string `protobuf:"bytes,3,opt,name=encryption,proto3" json:"encryption,omitempty"`
+	// True when the id was already stored: this is the first object, and the
+	// content of this call was discarded.
+	Existed       bool `protobuf:"varint,4,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +309,20 @@ func (x *PutObjectResponse) GetMetadata() *v1.Metadata {
 		return x.Metadata
 	}
 	return nil
+}
+
+func (x *PutObjectResponse) GetEncryption() string {
+	if x != nil {
+		return x.Encryption
+	}
+	return ""
+}
+
+func (x *PutObjectResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
 }
 
 // GetObjectRequest names an object and an optional byte range.
@@ -1218,21 +1314,570 @@ func (*ReleaseIdempotencyKeyResponse) Descriptor() ([]byte, []int) {
 	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{17}
 }
 
+// CommitObjectRequest names a stored object to make visible.
+type CommitObjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object as `PutObject` (or `GetPendingObject`) described it.
+	Object        *StatObjectResponse `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitObjectRequest) Reset() {
+	*x = CommitObjectRequest{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitObjectRequest) ProtoMessage() {}
+
+func (x *CommitObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitObjectRequest.ProtoReflect.Descriptor instead.
+func (*CommitObjectRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CommitObjectRequest) GetObject() *StatObjectResponse {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+// CommitObjectResponse is empty: the object is visible.
+type CommitObjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitObjectResponse) Reset() {
+	*x = CommitObjectResponse{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitObjectResponse) ProtoMessage() {}
+
+func (x *CommitObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitObjectResponse.ProtoReflect.Descriptor instead.
+func (*CommitObjectResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{19}
+}
+
+// ListPendingObjectsRequest selects pending markers by age.
+type ListPendingObjectsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only markers written at least this long ago.
+	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// At most this many markers; 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingObjectsRequest) Reset() {
+	*x = ListPendingObjectsRequest{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingObjectsRequest) ProtoMessage() {}
+
+func (x *ListPendingObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingObjectsRequest.ProtoReflect.Descriptor instead.
+func (*ListPendingObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListPendingObjectsRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *ListPendingObjectsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPendingObjectsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPendingObjectsResponse is one page of pending markers, oldest id first.
+type ListPendingObjectsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The markers on this page.
+	Markers []*PendingMarker `protobuf:"bytes,1,rep,name=markers,proto3" json:"markers,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingObjectsResponse) Reset() {
+	*x = ListPendingObjectsResponse{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingObjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingObjectsResponse) ProtoMessage() {}
+
+func (x *ListPendingObjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingObjectsResponse.ProtoReflect.Descriptor instead.
+func (*ListPendingObjectsResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListPendingObjectsResponse) GetMarkers() []*PendingMarker {
+	if x != nil {
+		return x.Markers
+	}
+	return nil
+}
+
+func (x *ListPendingObjectsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// PendingMarker names one pending marker.
+type PendingMarker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the object.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When the marker was last written (by the latest attempt to store the id).
+	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingMarker) Reset() {
+	*x = PendingMarker{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingMarker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingMarker) ProtoMessage() {}
+
+func (x *PendingMarker) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingMarker.ProtoReflect.Descriptor instead.
+func (*PendingMarker) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PendingMarker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PendingMarker) GetWrittenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenAt
+	}
+	return nil
+}
+
+// GetPendingObjectRequest names a pending marker.
+type GetPendingObjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the object (a ULID).
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPendingObjectRequest) Reset() {
+	*x = GetPendingObjectRequest{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPendingObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPendingObjectRequest) ProtoMessage() {}
+
+func (x *GetPendingObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPendingObjectRequest.ProtoReflect.Descriptor instead.
+func (*GetPendingObjectRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetPendingObjectRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetPendingObjectResponse is a pending marker and the state of its object.
+type GetPendingObjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state of the marker's object.
+	State PendingState `protobuf:"varint,1,opt,name=state,proto3,enum=pantheon_api.storage.v1.PendingState" json:"state,omitempty"`
+	// The object: its metadata as the caller sent it, and, once stored, its
+	// reference, size and SHA-256 as `PutObject` reports them.
+	Object *StatObjectResponse `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// The announcement the caller sent with the object (empty when none).
+	Announcement *anypb.Any `protobuf:"bytes,3,opt,name=announcement,proto3" json:"announcement,omitempty"`
+	// When the marker was last written.
+	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPendingObjectResponse) Reset() {
+	*x = GetPendingObjectResponse{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPendingObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPendingObjectResponse) ProtoMessage() {}
+
+func (x *GetPendingObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPendingObjectResponse.ProtoReflect.Descriptor instead.
+func (*GetPendingObjectResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetPendingObjectResponse) GetState() PendingState {
+	if x != nil {
+		return x.State
+	}
+	return PendingState_PENDING_STATE_UNSPECIFIED
+}
+
+func (x *GetPendingObjectResponse) GetObject() *StatObjectResponse {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *GetPendingObjectResponse) GetAnnouncement() *anypb.Any {
+	if x != nil {
+		return x.Announcement
+	}
+	return nil
+}
+
+func (x *GetPendingObjectResponse) GetWrittenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenAt
+	}
+	return nil
+}
+
+// PendingObject is the index record behind a pending marker
+// (`pending/<id>` in the index bucket).
+type PendingObject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The metadata the caller sent (no size or SHA-256 yet).
+	Metadata *v1.Metadata `protobuf:"bytes,1,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Where the object is being stored.
+	Bucket string `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// The object key.
+	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// The announcement the caller sent.
+	Announcement *anypb.Any `protobuf:"bytes,4,opt,name=announcement,proto3" json:"announcement,omitempty"`
+	// When the marker was written.
+	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingObject) Reset() {
+	*x = PendingObject{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingObject) ProtoMessage() {}
+
+func (x *PendingObject) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingObject.ProtoReflect.Descriptor instead.
+func (*PendingObject) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PendingObject) GetMetadata() *v1.Metadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *PendingObject) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *PendingObject) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PendingObject) GetAnnouncement() *anypb.Any {
+	if x != nil {
+		return x.Announcement
+	}
+	return nil
+}
+
+func (x *PendingObject) GetWrittenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenAt
+	}
+	return nil
+}
+
+// DiscardPendingObjectRequest names the marker of an upload that never completed.
+type DiscardPendingObjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the object (a ULID).
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscardPendingObjectRequest) Reset() {
+	*x = DiscardPendingObjectRequest{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscardPendingObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscardPendingObjectRequest) ProtoMessage() {}
+
+func (x *DiscardPendingObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscardPendingObjectRequest.ProtoReflect.Descriptor instead.
+func (*DiscardPendingObjectRequest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DiscardPendingObjectRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DiscardPendingObjectResponse is empty: the marker is gone.
+type DiscardPendingObjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscardPendingObjectResponse) Reset() {
+	*x = DiscardPendingObjectResponse{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscardPendingObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscardPendingObjectResponse) ProtoMessage() {}
+
+func (x *DiscardPendingObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscardPendingObjectResponse.ProtoReflect.Descriptor instead.
+func (*DiscardPendingObjectResponse) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{27}
+}
+
 var File_pantheon_api_storage_v1_storage_service_proto protoreflect.FileDescriptor
 
 const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\n" +
-	"-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\x89\x01\n" +
+	"-pantheon_api/storage/v1/storage_service.proto\x12\x17pantheon_api.storage.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'pantheon_api/metadata/v1/metadata.proto\"\xbb\x01\n" +
 	"\x10PutObjectRequest\x12B\n" +
 	"\x06header\x18\x01 \x01(\v2(.pantheon_api.storage.v1.PutObjectHeaderH\x00R\x06header\x12\"\n" +
 	"\x05chunk\x18\x02 \x01(\fB\n" +
-	"\xbaH\az\x05\x18\x80\x80\x80\x02H\x00R\x05chunkB\r\n" +
+	"\xbaH\az\x05\x18\x80\x80\x80\x02H\x00R\x05chunk\x120\n" +
+	"\fannouncement\x18\x03 \x01(\fB\n" +
+	"\xbaH\az\x05\x18\x80\x80\x80\x02H\x00R\fannouncementB\r\n" +
 	"\x04part\x12\x05\xbaH\x02\b\x01\"Y\n" +
 	"\x0fPutObjectHeader\x12F\n" +
-	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01R\bmetadata\"\x90\x01\n" +
+	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01R\bmetadata\"\xca\x01\n" +
 	"\x11PutObjectResponse\x12;\n" +
 	"\x06object\x18\x01 \x01(\v2#.pantheon_api.metadata.v1.ObjectRefR\x06object\x12>\n" +
-	"\bmetadata\x18\x02 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\"s\n" +
+	"\bmetadata\x18\x02 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\x12\x1e\n" +
+	"\n" +
+	"encryption\x18\x03 \x01(\tR\n" +
+	"encryption\x12\x18\n" +
+	"\aexisted\x18\x04 \x01(\bR\aexisted\"s\n" +
 	"\x10GetObjectRequest\x12/\n" +
 	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +
@@ -1298,7 +1943,47 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tB#\xbaH \xc8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12K\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1f\xc8\x01\x01r\x1a2\x18^[A-Za-z0-9._:-]{1,128}$R\x0eidempotencyKey\x12/\n" +
 	"\x02id\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\"\x1f\n" +
-	"\x1dReleaseIdempotencyKeyResponse2\xe5\a\n" +
+	"\x1dReleaseIdempotencyKeyResponse\"b\n" +
+	"\x13CommitObjectRequest\x12K\n" +
+	"\x06object\x18\x01 \x01(\v2+.pantheon_api.storage.v1.StatObjectResponseB\x06\xbaH\x03\xc8\x01\x01R\x06object\"\x16\n" +
+	"\x14CommitObjectResponse\"\xa6\x01\n" +
+	"\x19ListPendingObjectsRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12&\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x86\x01\n" +
+	"\x1aListPendingObjectsResponse\x12@\n" +
+	"\amarkers\x18\x01 \x03(\v2&.pantheon_api.storage.v1.PendingMarkerR\amarkers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Z\n" +
+	"\rPendingMarker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"written_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"J\n" +
+	"\x17GetPendingObjectRequest\x12/\n" +
+	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\"\x91\x02\n" +
+	"\x18GetPendingObjectResponse\x12;\n" +
+	"\x05state\x18\x01 \x01(\x0e2%.pantheon_api.storage.v1.PendingStateR\x05state\x12C\n" +
+	"\x06object\x18\x02 \x01(\v2+.pantheon_api.storage.v1.StatObjectResponseR\x06object\x128\n" +
+	"\fannouncement\x18\x03 \x01(\v2\x14.google.protobuf.AnyR\fannouncement\x129\n" +
+	"\n" +
+	"written_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"\xee\x01\n" +
+	"\rPendingObject\x12>\n" +
+	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x128\n" +
+	"\fannouncement\x18\x04 \x01(\v2\x14.google.protobuf.AnyR\fannouncement\x129\n" +
+	"\n" +
+	"written_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"N\n" +
+	"\x1bDiscardPendingObjectRequest\x12/\n" +
+	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\"\x1e\n" +
+	"\x1cDiscardPendingObjectResponse*\x7f\n" +
+	"\fPendingState\x12\x1d\n" +
+	"\x19PENDING_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PENDING_STATE_UPLOADING\x10\x01\x12\x18\n" +
+	"\x14PENDING_STATE_STORED\x10\x02\x12\x19\n" +
+	"\x15PENDING_STATE_VISIBLE\x10\x032\xe5\v\n" +
 	"\x0eStorageService\x12d\n" +
 	"\tPutObject\x12).pantheon_api.storage.v1.PutObjectRequest\x1a*.pantheon_api.storage.v1.PutObjectResponse(\x01\x12i\n" +
 	"\tGetObject\x12).pantheon_api.storage.v1.GetObjectRequest\x1a*.pantheon_api.storage.v1.GetObjectResponse\"\x03\x90\x02\x010\x01\x12j\n" +
@@ -1308,7 +1993,11 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\x13ClaimIdempotencyKey\x123.pantheon_api.storage.v1.ClaimIdempotencyKeyRequest\x1a4.pantheon_api.storage.v1.ClaimIdempotencyKeyResponse\x12\x8e\x01\n" +
 	"\x16CompleteIdempotencyKey\x126.pantheon_api.storage.v1.CompleteIdempotencyKeyRequest\x1a7.pantheon_api.storage.v1.CompleteIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x8b\x01\n" +
 	"\x15ReleaseIdempotencyKey\x125.pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest\x1a6.pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse\"\x03\x90\x02\x02\x12\x7f\n" +
-	"\x11GetIdempotencyKey\x121.pantheon_api.storage.v1.GetIdempotencyKeyRequest\x1a2.pantheon_api.storage.v1.GetIdempotencyKeyResponse\"\x03\x90\x02\x01b\x06proto3"
+	"\x11GetIdempotencyKey\x121.pantheon_api.storage.v1.GetIdempotencyKeyRequest\x1a2.pantheon_api.storage.v1.GetIdempotencyKeyResponse\"\x03\x90\x02\x01\x12p\n" +
+	"\fCommitObject\x12,.pantheon_api.storage.v1.CommitObjectRequest\x1a-.pantheon_api.storage.v1.CommitObjectResponse\"\x03\x90\x02\x02\x12\x82\x01\n" +
+	"\x12ListPendingObjects\x122.pantheon_api.storage.v1.ListPendingObjectsRequest\x1a3.pantheon_api.storage.v1.ListPendingObjectsResponse\"\x03\x90\x02\x01\x12|\n" +
+	"\x10GetPendingObject\x120.pantheon_api.storage.v1.GetPendingObjectRequest\x1a1.pantheon_api.storage.v1.GetPendingObjectResponse\"\x03\x90\x02\x01\x12\x88\x01\n" +
+	"\x14DiscardPendingObject\x124.pantheon_api.storage.v1.DiscardPendingObjectRequest\x1a5.pantheon_api.storage.v1.DiscardPendingObjectResponse\"\x03\x90\x02\x02b\x06proto3"
 
 var (
 	file_pantheon_api_storage_v1_storage_service_proto_rawDescOnce sync.Once
@@ -1322,74 +2011,105 @@ func file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP() []byte {
 	return file_pantheon_api_storage_v1_storage_service_proto_rawDescData
 }
 
-var file_pantheon_api_storage_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pantheon_api_storage_v1_storage_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pantheon_api_storage_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_pantheon_api_storage_v1_storage_service_proto_goTypes = []any{
-	(*PutObjectRequest)(nil),               // 0: pantheon_api.storage.v1.PutObjectRequest
-	(*PutObjectHeader)(nil),                // 1: pantheon_api.storage.v1.PutObjectHeader
-	(*PutObjectResponse)(nil),              // 2: pantheon_api.storage.v1.PutObjectResponse
-	(*GetObjectRequest)(nil),               // 3: pantheon_api.storage.v1.GetObjectRequest
-	(*GetObjectResponse)(nil),              // 4: pantheon_api.storage.v1.GetObjectResponse
-	(*StatObjectRequest)(nil),              // 5: pantheon_api.storage.v1.StatObjectRequest
-	(*StatObjectResponse)(nil),             // 6: pantheon_api.storage.v1.StatObjectResponse
-	(*SearchObjectsRequest)(nil),           // 7: pantheon_api.storage.v1.SearchObjectsRequest
-	(*SearchObjectsResponse)(nil),          // 8: pantheon_api.storage.v1.SearchObjectsResponse
-	(*ClaimIdempotencyKeyRequest)(nil),     // 9: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
-	(*ClaimIdempotencyKeyResponse)(nil),    // 10: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
-	(*IdempotencyRecord)(nil),              // 11: pantheon_api.storage.v1.IdempotencyRecord
-	(*CompleteIdempotencyKeyRequest)(nil),  // 12: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
-	(*CompleteIdempotencyKeyResponse)(nil), // 13: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
-	(*GetIdempotencyKeyRequest)(nil),       // 14: pantheon_api.storage.v1.GetIdempotencyKeyRequest
-	(*GetIdempotencyKeyResponse)(nil),      // 15: pantheon_api.storage.v1.GetIdempotencyKeyResponse
-	(*ReleaseIdempotencyKeyRequest)(nil),   // 16: pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
-	(*ReleaseIdempotencyKeyResponse)(nil),  // 17: pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
-	(*v1.Metadata)(nil),                    // 18: pantheon_api.metadata.v1.Metadata
-	(*v1.ObjectRef)(nil),                   // 19: pantheon_api.metadata.v1.ObjectRef
-	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
-	(*v1.BoundingBox)(nil),                 // 21: pantheon_api.metadata.v1.BoundingBox
-	(*durationpb.Duration)(nil),            // 22: google.protobuf.Duration
-	(*anypb.Any)(nil),                      // 23: google.protobuf.Any
+	(PendingState)(0),                      // 0: pantheon_api.storage.v1.PendingState
+	(*PutObjectRequest)(nil),               // 1: pantheon_api.storage.v1.PutObjectRequest
+	(*PutObjectHeader)(nil),                // 2: pantheon_api.storage.v1.PutObjectHeader
+	(*PutObjectResponse)(nil),              // 3: pantheon_api.storage.v1.PutObjectResponse
+	(*GetObjectRequest)(nil),               // 4: pantheon_api.storage.v1.GetObjectRequest
+	(*GetObjectResponse)(nil),              // 5: pantheon_api.storage.v1.GetObjectResponse
+	(*StatObjectRequest)(nil),              // 6: pantheon_api.storage.v1.StatObjectRequest
+	(*StatObjectResponse)(nil),             // 7: pantheon_api.storage.v1.StatObjectResponse
+	(*SearchObjectsRequest)(nil),           // 8: pantheon_api.storage.v1.SearchObjectsRequest
+	(*SearchObjectsResponse)(nil),          // 9: pantheon_api.storage.v1.SearchObjectsResponse
+	(*ClaimIdempotencyKeyRequest)(nil),     // 10: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
+	(*ClaimIdempotencyKeyResponse)(nil),    // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
+	(*IdempotencyRecord)(nil),              // 12: pantheon_api.storage.v1.IdempotencyRecord
+	(*CompleteIdempotencyKeyRequest)(nil),  // 13: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
+	(*CompleteIdempotencyKeyResponse)(nil), // 14: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
+	(*GetIdempotencyKeyRequest)(nil),       // 15: pantheon_api.storage.v1.GetIdempotencyKeyRequest
+	(*GetIdempotencyKeyResponse)(nil),      // 16: pantheon_api.storage.v1.GetIdempotencyKeyResponse
+	(*ReleaseIdempotencyKeyRequest)(nil),   // 17: pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
+	(*ReleaseIdempotencyKeyResponse)(nil),  // 18: pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
+	(*CommitObjectRequest)(nil),            // 19: pantheon_api.storage.v1.CommitObjectRequest
+	(*CommitObjectResponse)(nil),           // 20: pantheon_api.storage.v1.CommitObjectResponse
+	(*ListPendingObjectsRequest)(nil),      // 21: pantheon_api.storage.v1.ListPendingObjectsRequest
+	(*ListPendingObjectsResponse)(nil),     // 22: pantheon_api.storage.v1.ListPendingObjectsResponse
+	(*PendingMarker)(nil),                  // 23: pantheon_api.storage.v1.PendingMarker
+	(*GetPendingObjectRequest)(nil),        // 24: pantheon_api.storage.v1.GetPendingObjectRequest
+	(*GetPendingObjectResponse)(nil),       // 25: pantheon_api.storage.v1.GetPendingObjectResponse
+	(*PendingObject)(nil),                  // 26: pantheon_api.storage.v1.PendingObject
+	(*DiscardPendingObjectRequest)(nil),    // 27: pantheon_api.storage.v1.DiscardPendingObjectRequest
+	(*DiscardPendingObjectResponse)(nil),   // 28: pantheon_api.storage.v1.DiscardPendingObjectResponse
+	(*v1.Metadata)(nil),                    // 29: pantheon_api.metadata.v1.Metadata
+	(*v1.ObjectRef)(nil),                   // 30: pantheon_api.metadata.v1.ObjectRef
+	(*timestamppb.Timestamp)(nil),          // 31: google.protobuf.Timestamp
+	(*v1.BoundingBox)(nil),                 // 32: pantheon_api.metadata.v1.BoundingBox
+	(*durationpb.Duration)(nil),            // 33: google.protobuf.Duration
+	(*anypb.Any)(nil),                      // 34: google.protobuf.Any
 }
 var file_pantheon_api_storage_v1_storage_service_proto_depIdxs = []int32{
-	1,  // 0: pantheon_api.storage.v1.PutObjectRequest.header:type_name -> pantheon_api.storage.v1.PutObjectHeader
-	18, // 1: pantheon_api.storage.v1.PutObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	19, // 2: pantheon_api.storage.v1.PutObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	18, // 3: pantheon_api.storage.v1.PutObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	6,  // 4: pantheon_api.storage.v1.GetObjectResponse.info:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	19, // 5: pantheon_api.storage.v1.StatObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	18, // 6: pantheon_api.storage.v1.StatObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	20, // 7: pantheon_api.storage.v1.SearchObjectsRequest.observed_after:type_name -> google.protobuf.Timestamp
-	20, // 8: pantheon_api.storage.v1.SearchObjectsRequest.observed_before:type_name -> google.protobuf.Timestamp
-	21, // 9: pantheon_api.storage.v1.SearchObjectsRequest.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
-	6,  // 10: pantheon_api.storage.v1.SearchObjectsResponse.objects:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	22, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest.take_over_after:type_name -> google.protobuf.Duration
-	11, // 12: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
-	23, // 13: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
-	20, // 14: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
-	20, // 15: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
-	23, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
-	20, // 17: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
-	11, // 18: pantheon_api.storage.v1.GetIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
-	0,  // 19: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
-	3,  // 20: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
-	5,  // 21: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
-	7,  // 22: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
-	9,  // 23: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
-	12, // 24: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
-	16, // 25: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
-	14, // 26: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
-	2,  // 27: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
-	4,  // 28: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
-	6,  // 29: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
-	8,  // 30: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
-	10, // 31: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
-	13, // 32: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
-	17, // 33: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
-	15, // 34: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: pantheon_api.storage.v1.PutObjectRequest.header:type_name -> pantheon_api.storage.v1.PutObjectHeader
+	29, // 1: pantheon_api.storage.v1.PutObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	30, // 2: pantheon_api.storage.v1.PutObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	29, // 3: pantheon_api.storage.v1.PutObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	7,  // 4: pantheon_api.storage.v1.GetObjectResponse.info:type_name -> pantheon_api.storage.v1.StatObjectResponse
+	30, // 5: pantheon_api.storage.v1.StatObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	29, // 6: pantheon_api.storage.v1.StatObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	31, // 7: pantheon_api.storage.v1.SearchObjectsRequest.observed_after:type_name -> google.protobuf.Timestamp
+	31, // 8: pantheon_api.storage.v1.SearchObjectsRequest.observed_before:type_name -> google.protobuf.Timestamp
+	32, // 9: pantheon_api.storage.v1.SearchObjectsRequest.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
+	7,  // 10: pantheon_api.storage.v1.SearchObjectsResponse.objects:type_name -> pantheon_api.storage.v1.StatObjectResponse
+	33, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest.take_over_after:type_name -> google.protobuf.Duration
+	12, // 12: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
+	34, // 13: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
+	31, // 14: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
+	31, // 15: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
+	34, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
+	31, // 17: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
+	12, // 18: pantheon_api.storage.v1.GetIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
+	7,  // 19: pantheon_api.storage.v1.CommitObjectRequest.object:type_name -> pantheon_api.storage.v1.StatObjectResponse
+	33, // 20: pantheon_api.storage.v1.ListPendingObjectsRequest.older_than:type_name -> google.protobuf.Duration
+	23, // 21: pantheon_api.storage.v1.ListPendingObjectsResponse.markers:type_name -> pantheon_api.storage.v1.PendingMarker
+	31, // 22: pantheon_api.storage.v1.PendingMarker.written_at:type_name -> google.protobuf.Timestamp
+	0,  // 23: pantheon_api.storage.v1.GetPendingObjectResponse.state:type_name -> pantheon_api.storage.v1.PendingState
+	7,  // 24: pantheon_api.storage.v1.GetPendingObjectResponse.object:type_name -> pantheon_api.storage.v1.StatObjectResponse
+	34, // 25: pantheon_api.storage.v1.GetPendingObjectResponse.announcement:type_name -> google.protobuf.Any
+	31, // 26: pantheon_api.storage.v1.GetPendingObjectResponse.written_at:type_name -> google.protobuf.Timestamp
+	29, // 27: pantheon_api.storage.v1.PendingObject.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	34, // 28: pantheon_api.storage.v1.PendingObject.announcement:type_name -> google.protobuf.Any
+	31, // 29: pantheon_api.storage.v1.PendingObject.written_at:type_name -> google.protobuf.Timestamp
+	1,  // 30: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
+	4,  // 31: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
+	6,  // 32: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
+	8,  // 33: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
+	10, // 34: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
+	13, // 35: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
+	17, // 36: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
+	15, // 37: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
+	19, // 38: pantheon_api.storage.v1.StorageService.CommitObject:input_type -> pantheon_api.storage.v1.CommitObjectRequest
+	21, // 39: pantheon_api.storage.v1.StorageService.ListPendingObjects:input_type -> pantheon_api.storage.v1.ListPendingObjectsRequest
+	24, // 40: pantheon_api.storage.v1.StorageService.GetPendingObject:input_type -> pantheon_api.storage.v1.GetPendingObjectRequest
+	27, // 41: pantheon_api.storage.v1.StorageService.DiscardPendingObject:input_type -> pantheon_api.storage.v1.DiscardPendingObjectRequest
+	3,  // 42: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
+	5,  // 43: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
+	7,  // 44: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
+	9,  // 45: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
+	11, // 46: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
+	14, // 47: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
+	18, // 48: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
+	16, // 49: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
+	20, // 50: pantheon_api.storage.v1.StorageService.CommitObject:output_type -> pantheon_api.storage.v1.CommitObjectResponse
+	22, // 51: pantheon_api.storage.v1.StorageService.ListPendingObjects:output_type -> pantheon_api.storage.v1.ListPendingObjectsResponse
+	25, // 52: pantheon_api.storage.v1.StorageService.GetPendingObject:output_type -> pantheon_api.storage.v1.GetPendingObjectResponse
+	28, // 53: pantheon_api.storage.v1.StorageService.DiscardPendingObject:output_type -> pantheon_api.storage.v1.DiscardPendingObjectResponse
+	42, // [42:54] is the sub-list for method output_type
+	30, // [30:42] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_storage_v1_storage_service_proto_init() }
@@ -1400,6 +2120,7 @@ func file_pantheon_api_storage_v1_storage_service_proto_init() {
 	file_pantheon_api_storage_v1_storage_service_proto_msgTypes[0].OneofWrappers = []any{
 		(*PutObjectRequest_Header)(nil),
 		(*PutObjectRequest_Chunk)(nil),
+		(*PutObjectRequest_Announcement)(nil),
 	}
 	file_pantheon_api_storage_v1_storage_service_proto_msgTypes[4].OneofWrappers = []any{
 		(*GetObjectResponse_Info)(nil),
@@ -1410,13 +2131,14 @@ func file_pantheon_api_storage_v1_storage_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_storage_v1_storage_service_proto_rawDesc), len(file_pantheon_api_storage_v1_storage_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pantheon_api_storage_v1_storage_service_proto_goTypes,
 		DependencyIndexes: file_pantheon_api_storage_v1_storage_service_proto_depIdxs,
+		EnumInfos:         file_pantheon_api_storage_v1_storage_service_proto_enumTypes,
 		MessageInfos:      file_pantheon_api_storage_v1_storage_service_proto_msgTypes,
 	}.Build()
 	File_pantheon_api_storage_v1_storage_service_proto = out.File

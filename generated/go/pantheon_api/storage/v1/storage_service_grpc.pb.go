@@ -39,6 +39,10 @@ const (
 	StorageService_CompleteIdempotencyKey_FullMethodName = "/pantheon_api.storage.v1.StorageService/CompleteIdempotencyKey"
 	StorageService_ReleaseIdempotencyKey_FullMethodName  = "/pantheon_api.storage.v1.StorageService/ReleaseIdempotencyKey"
 	StorageService_GetIdempotencyKey_FullMethodName      = "/pantheon_api.storage.v1.StorageService/GetIdempotencyKey"
+	StorageService_CommitObject_FullMethodName           = "/pantheon_api.storage.v1.StorageService/CommitObject"
+	StorageService_ListPendingObjects_FullMethodName     = "/pantheon_api.storage.v1.StorageService/ListPendingObjects"
+	StorageService_GetPendingObject_FullMethodName       = "/pantheon_api.storage.v1.StorageService/GetPendingObject"
+	StorageService_DiscardPendingObject_FullMethodName   = "/pantheon_api.storage.v1.StorageService/DiscardPendingObject"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -48,13 +52,24 @@ const (
 // StorageService stores and serves objects and the small records that make
 // ingestion idempotent.
 type StorageServiceClient interface {
-	// PutObject stores one object streamed as a `PutObjectHeader` followed by
-	// content chunks, with a conditional write so an id is stored at most once.
+	// PutObject stores one object streamed as a `PutObjectHeader`, optional
+	// announcement pieces, then content chunks, with a conditional write so an
+	// id is stored at most once.
 	//
-	// Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-	// metadata, a missing header or an empty body; ALREADY_EXISTS when an
-	// object with the same id is already stored (nothing is overwritten);
-	// UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+	// The object is stored but not yet visible: Get, Stat and Search find it
+	// only after `CommitObject`, which the caller sends once the object's
+	// events are acknowledged. Before the content, a pending marker is
+	// written with the metadata and the announcement, so an object whose
+	// caller dies before it is announced is found and announced by the
+	// reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+	// nothing and removes its marker.
+	//
+	// Returns OK with the object's reference; OK with `existed` when an object
+	// with the same id is already stored (nothing is overwritten: that object
+	// is returned, the content sent is discarded); INVALID_ARGUMENT for
+	// invalid metadata, a missing header, an oversize announcement or an empty
+	// body; UNAVAILABLE when the object store cannot be reached;
+	// DEADLINE_EXCEEDED.
 	PutObject(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutObjectRequest, PutObjectResponse], error)
 	// GetObject streams an object's content, optionally a byte range. The
 	// first message carries the metadata and the reference.
@@ -110,6 +125,32 @@ type StorageServiceClient interface {
 	// Returns OK; INVALID_ARGUMENT for a malformed source or key; NOT_FOUND
 	// when the key was never claimed; UNAVAILABLE.
 	GetIdempotencyKey(ctx context.Context, in *GetIdempotencyKeyRequest, opts ...grpc.CallOption) (*GetIdempotencyKeyResponse, error)
+	// CommitObject makes a stored object visible to Get, Stat and Search and
+	// removes its pending marker. Call it only after the object's events are
+	// acknowledged: nothing is visible that was not announced.
+	//
+	// The caller vouches that the object is stored as described (only the
+	// ingestion identity may call it).
+	//
+	// Returns OK (also when already visible); INVALID_ARGUMENT when the
+	// reference does not match the metadata; ALREADY_EXISTS when the id is
+	// bound to another object; UNAVAILABLE.
+	CommitObject(ctx context.Context, in *CommitObjectRequest, opts ...grpc.CallOption) (*CommitObjectResponse, error)
+	// ListPendingObjects lists the pending markers older than `older_than`:
+	// objects stored or being uploaded whose announcement was not confirmed.
+	//
+	// Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+	ListPendingObjects(ctx context.Context, in *ListPendingObjectsRequest, opts ...grpc.CallOption) (*ListPendingObjectsResponse, error)
+	// GetPendingObject reads one pending marker and the state of its object.
+	//
+	// Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+	GetPendingObject(ctx context.Context, in *GetPendingObjectRequest, opts ...grpc.CallOption) (*GetPendingObjectResponse, error)
+	// DiscardPendingObject removes the marker of an upload that never
+	// completed (no object is stored under it).
+	//
+	// Returns OK (also when already gone); FAILED_PRECONDITION when the object
+	// is stored (announce and commit it instead); UNAVAILABLE.
+	DiscardPendingObject(ctx context.Context, in *DiscardPendingObjectRequest, opts ...grpc.CallOption) (*DiscardPendingObjectResponse, error)
 }
 
 type storageServiceClient struct {
@@ -212,6 +253,46 @@ func (c *storageServiceClient) GetIdempotencyKey(ctx context.Context, in *GetIde
 	return out, nil
 }
 
+func (c *storageServiceClient) CommitObject(ctx context.Context, in *CommitObjectRequest, opts ...grpc.CallOption) (*CommitObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitObjectResponse)
+	err := c.cc.Invoke(ctx, StorageService_CommitObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) ListPendingObjects(ctx context.Context, in *ListPendingObjectsRequest, opts ...grpc.CallOption) (*ListPendingObjectsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPendingObjectsResponse)
+	err := c.cc.Invoke(ctx, StorageService_ListPendingObjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) GetPendingObject(ctx context.Context, in *GetPendingObjectRequest, opts ...grpc.CallOption) (*GetPendingObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPendingObjectResponse)
+	err := c.cc.Invoke(ctx, StorageService_GetPendingObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) DiscardPendingObject(ctx context.Context, in *DiscardPendingObjectRequest, opts ...grpc.CallOption) (*DiscardPendingObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiscardPendingObjectResponse)
+	err := c.cc.Invoke(ctx, StorageService_DiscardPendingObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -219,13 +300,24 @@ func (c *storageServiceClient) GetIdempotencyKey(ctx context.Context, in *GetIde
 // StorageService stores and serves objects and the small records that make
 // ingestion idempotent.
 type StorageServiceServer interface {
-	// PutObject stores one object streamed as a `PutObjectHeader` followed by
-	// content chunks, with a conditional write so an id is stored at most once.
+	// PutObject stores one object streamed as a `PutObjectHeader`, optional
+	// announcement pieces, then content chunks, with a conditional write so an
+	// id is stored at most once.
 	//
-	// Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-	// metadata, a missing header or an empty body; ALREADY_EXISTS when an
-	// object with the same id is already stored (nothing is overwritten);
-	// UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+	// The object is stored but not yet visible: Get, Stat and Search find it
+	// only after `CommitObject`, which the caller sends once the object's
+	// events are acknowledged. Before the content, a pending marker is
+	// written with the metadata and the announcement, so an object whose
+	// caller dies before it is announced is found and announced by the
+	// reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+	// nothing and removes its marker.
+	//
+	// Returns OK with the object's reference; OK with `existed` when an object
+	// with the same id is already stored (nothing is overwritten: that object
+	// is returned, the content sent is discarded); INVALID_ARGUMENT for
+	// invalid metadata, a missing header, an oversize announcement or an empty
+	// body; UNAVAILABLE when the object store cannot be reached;
+	// DEADLINE_EXCEEDED.
 	PutObject(grpc.ClientStreamingServer[PutObjectRequest, PutObjectResponse]) error
 	// GetObject streams an object's content, optionally a byte range. The
 	// first message carries the metadata and the reference.
@@ -281,6 +373,32 @@ type StorageServiceServer interface {
 	// Returns OK; INVALID_ARGUMENT for a malformed source or key; NOT_FOUND
 	// when the key was never claimed; UNAVAILABLE.
 	GetIdempotencyKey(context.Context, *GetIdempotencyKeyRequest) (*GetIdempotencyKeyResponse, error)
+	// CommitObject makes a stored object visible to Get, Stat and Search and
+	// removes its pending marker. Call it only after the object's events are
+	// acknowledged: nothing is visible that was not announced.
+	//
+	// The caller vouches that the object is stored as described (only the
+	// ingestion identity may call it).
+	//
+	// Returns OK (also when already visible); INVALID_ARGUMENT when the
+	// reference does not match the metadata; ALREADY_EXISTS when the id is
+	// bound to another object; UNAVAILABLE.
+	CommitObject(context.Context, *CommitObjectRequest) (*CommitObjectResponse, error)
+	// ListPendingObjects lists the pending markers older than `older_than`:
+	// objects stored or being uploaded whose announcement was not confirmed.
+	//
+	// Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+	ListPendingObjects(context.Context, *ListPendingObjectsRequest) (*ListPendingObjectsResponse, error)
+	// GetPendingObject reads one pending marker and the state of its object.
+	//
+	// Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+	GetPendingObject(context.Context, *GetPendingObjectRequest) (*GetPendingObjectResponse, error)
+	// DiscardPendingObject removes the marker of an upload that never
+	// completed (no object is stored under it).
+	//
+	// Returns OK (also when already gone); FAILED_PRECONDITION when the object
+	// is stored (announce and commit it instead); UNAVAILABLE.
+	DiscardPendingObject(context.Context, *DiscardPendingObjectRequest) (*DiscardPendingObjectResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -314,6 +432,18 @@ func (UnimplementedStorageServiceServer) ReleaseIdempotencyKey(context.Context, 
 }
 func (UnimplementedStorageServiceServer) GetIdempotencyKey(context.Context, *GetIdempotencyKeyRequest) (*GetIdempotencyKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetIdempotencyKey not implemented")
+}
+func (UnimplementedStorageServiceServer) CommitObject(context.Context, *CommitObjectRequest) (*CommitObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitObject not implemented")
+}
+func (UnimplementedStorageServiceServer) ListPendingObjects(context.Context, *ListPendingObjectsRequest) (*ListPendingObjectsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPendingObjects not implemented")
+}
+func (UnimplementedStorageServiceServer) GetPendingObject(context.Context, *GetPendingObjectRequest) (*GetPendingObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPendingObject not implemented")
+}
+func (UnimplementedStorageServiceServer) DiscardPendingObject(context.Context, *DiscardPendingObjectRequest) (*DiscardPendingObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiscardPendingObject not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -462,6 +592,78 @@ func _StorageService_GetIdempotencyKey_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_CommitObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).CommitObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_CommitObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).CommitObject(ctx, req.(*CommitObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_ListPendingObjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPendingObjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).ListPendingObjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_ListPendingObjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).ListPendingObjects(ctx, req.(*ListPendingObjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_GetPendingObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPendingObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).GetPendingObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_GetPendingObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).GetPendingObject(ctx, req.(*GetPendingObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_DiscardPendingObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiscardPendingObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).DiscardPendingObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_DiscardPendingObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).DiscardPendingObject(ctx, req.(*DiscardPendingObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -492,6 +694,22 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetIdempotencyKey",
 			Handler:    _StorageService_GetIdempotencyKey_Handler,
+		},
+		{
+			MethodName: "CommitObject",
+			Handler:    _StorageService_CommitObject_Handler,
+		},
+		{
+			MethodName: "ListPendingObjects",
+			Handler:    _StorageService_ListPendingObjects_Handler,
+		},
+		{
+			MethodName: "GetPendingObject",
+			Handler:    _StorageService_GetPendingObject_Handler,
+		},
+		{
+			MethodName: "DiscardPendingObject",
+			Handler:    _StorageService_DiscardPendingObject_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

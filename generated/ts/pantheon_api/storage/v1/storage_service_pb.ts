@@ -14,8 +14,8 @@
 // The full metadata travels with the object as user metadata. Every object
 // is encrypted at rest (SSE-S3).
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
 import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -27,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pantheon_api/storage/v1/storage_service.proto.
  */
 export const file_pantheon_api_storage_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci1wYW50aGVvbl9hcGkvc3RvcmFnZS92MS9zdG9yYWdlX3NlcnZpY2UucHJvdG8SF3BhbnRoZW9uX2FwaS5zdG9yYWdlLnYxInoKEFB1dE9iamVjdFJlcXVlc3QSOgoGaGVhZGVyGAEgASgLMigucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuUHV0T2JqZWN0SGVhZGVySAASGwoFY2h1bmsYAiABKAxCCrpIB3oFGICAgAJIAEINCgRwYXJ0EgW6SAIIASJPCg9QdXRPYmplY3RIZWFkZXISPAoIbWV0YWRhdGEYASABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGFCBrpIA8gBASJ+ChFQdXRPYmplY3RSZXNwb25zZRIzCgZvYmplY3QYASABKAsyIy5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuT2JqZWN0UmVmEjQKCG1ldGFkYXRhGAIgASgLMiIucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk1ldGFkYXRhIl8KEEdldE9iamVjdFJlcXVlc3QSKwoCaWQYASABKAlCH7pIHHIaMhheWzAtOUEtSEpLTU5QLVRWLVpdezI2fSQSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJpChFHZXRPYmplY3RSZXNwb25zZRI7CgRpbmZvGAEgASgLMisucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU3RhdE9iamVjdFJlc3BvbnNlSAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IkAKEVN0YXRPYmplY3RSZXF1ZXN0EisKAmlkGAEgASgJQh+6SBxyGjIYXlswLTlBLUhKS01OUC1UVi1aXXsyNn0kIpMBChJTdGF0T2JqZWN0UmVzcG9uc2USMwoGb2JqZWN0GAEgASgLMiMucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk9iamVjdFJlZhI0CghtZXRhZGF0YRgCIAEoCzIiLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5NZXRhZGF0YRISCgplbmNyeXB0aW9uGAMgASgJIuoGChRTZWFyY2hPYmplY3RzUmVxdWVzdBJ8CglkYXRhX3R5cGUYASABKAlCabpIZnJhMl9eKHNlbnNvcnx3ZWF0aGVyfGltYWdlcnl8cmVwb3J0fGhhemFyZHxpbmZyYXN0cnVjdHVyZXxzaW11bGF0aW9uKShcLlthLXpdW2EtejAtOV9dezAsMzB9KXsxLDN9JMgBARIzCgZzb3VyY2UYAiABKAlCI7pIIHIbMhleW2EtejAtOV1bYS16MC05LV17MSw2Mn0k2AEBEjIKDm9ic2VydmVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vYnNlcnZlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBGJib3gYBSABKAsyJS5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuQm91bmRpbmdCb3gSHQoJcGFnZV9zaXplGAYgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAQOsMDuki/AxqxAQoac2VhcmNoLnRpbWVfcmFuZ2VfcmVxdWlyZWQSQW9ic2VydmVkX2FmdGVyIGFuZCBvYnNlcnZlZF9iZWZvcmUgYXJlIHJlcXVpcmVkIG9uIHRoZSBmaXJzdCBwYWdlGlB0aGlzLnBhZ2VfdG9rZW4gIT0gJycgfHwgKGhhcyh0aGlzLm9ic2VydmVkX2FmdGVyKSAmJiBoYXModGhpcy5vYnNlcnZlZF9iZWZvcmUpKRqIAgoRc2VhcmNoLnRpbWVfcmFuZ2USRm9ic2VydmVkX2JlZm9yZSBtdXN0IGJlIGFmdGVyIG9ic2VydmVkX2FmdGVyIGFuZCBhdCBtb3N0IDMxIGRheXMgbGF0ZXIaqgEhKGhhcyh0aGlzLm9ic2VydmVkX2FmdGVyKSAmJiBoYXModGhpcy5vYnNlcnZlZF9iZWZvcmUpKSB8fCAodGhpcy5vYnNlcnZlZF9iZWZvcmUgPiB0aGlzLm9ic2VydmVkX2FmdGVyICYmIHRoaXMub2JzZXJ2ZWRfYmVmb3JlIC0gdGhpcy5vYnNlcnZlZF9hZnRlciA8PSBkdXJhdGlvbignNzQ0aCcpKSJuChVTZWFyY2hPYmplY3RzUmVzcG9uc2USPAoHb2JqZWN0cxgBIAMoCzIrLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlN0YXRPYmplY3RSZXNwb25zZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAIKGkNsYWltSWRlbXBvdGVuY3lLZXlSZXF1ZXN0EjMKBnNvdXJjZRgBIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0kyAEBEjUKDGNhbmRpZGF0ZV9pZBgDIAEoCUIfukgcchoyGF5bMC05QS1ISktNTlAtVFYtWl17MjZ9JBItCg5yZXF1ZXN0X2RpZ2VzdBgEIAEoCUIVukgSchAyDl5bMC05YS1mXXs2NH0kEjIKD3Rha2Vfb3Zlcl9hZnRlchgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJqChtDbGFpbUlkZW1wb3RlbmN5S2V5UmVzcG9uc2USDwoHY2xhaW1lZBgBIAEoCBI6CgZyZWNvcmQYAiABKAsyKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5JZGVtcG90ZW5jeVJlY29yZCLhAQoRSWRlbXBvdGVuY3lSZWNvcmQSCgoCaWQYASABKAkSFgoOcmVxdWVzdF9kaWdlc3QYAiABKAkSJAoGcmVzdWx0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIuCgpjbGFpbWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlbGVhc2VkGAYgASgIEg4KBmhvbGRlchgHIAEoCSLsAQodQ29tcGxldGVJZGVtcG90ZW5jeUtleVJlcXVlc3QSMwoGc291cmNlGAEgASgJQiO6SCByGzIZXlthLXowLTldW2EtejAtOS1dezEsNjJ9JMgBARI7Cg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCIrpIH3IaMhheW0EtWmEtejAtOS5fOi1dezEsMTI4fSTIAQESKwoCaWQYAyABKAlCH7pIHHIaMhheWzAtOUEtSEpLTU5QLVRWLVpdezI2fSQSLAoGcmVzdWx0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueUIGukgDyAEBIlIKHkNvbXBsZXRlSWRlbXBvdGVuY3lLZXlSZXNwb25zZRIwCgxjb21wbGV0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIowBChhHZXRJZGVtcG90ZW5jeUtleVJlcXVlc3QSMwoGc291cmNlGAEgASgJQiO6SCByGzIZXlthLXowLTldW2EtejAtOS1dezEsNjJ9JMgBARI7Cg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCIrpIH3IaMhheW0EtWmEtejAtOS5fOi1dezEsMTI4fSTIAQEiVwoZR2V0SWRlbXBvdGVuY3lLZXlSZXNwb25zZRI6CgZyZWNvcmQYASABKAsyKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5JZGVtcG90ZW5jeVJlY29yZCK9AQocUmVsZWFzZUlkZW1wb3RlbmN5S2V5UmVxdWVzdBIzCgZzb3VyY2UYASABKAlCI7pIIHIbMhleW2EtejAtOV1bYS16MC05LV17MSw2Mn0kyAEBEjsKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIiukgfchoyGF5bQS1aYS16MC05Ll86LV17MSwxMjh9JMgBARIrCgJpZBgDIAEoCUIfukgcchoyGF5bMC05QS1ISktNTlAtVFYtWl17MjZ9JCIfCh1SZWxlYXNlSWRlbXBvdGVuY3lLZXlSZXNwb25zZTLlBwoOU3RvcmFnZVNlcnZpY2USZAoJUHV0T2JqZWN0EikucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuUHV0T2JqZWN0UmVxdWVzdBoqLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlB1dE9iamVjdFJlc3BvbnNlKAESaQoJR2V0T2JqZWN0EikucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuR2V0T2JqZWN0UmVxdWVzdBoqLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkdldE9iamVjdFJlc3BvbnNlIgOQAgEwARJqCgpTdGF0T2JqZWN0EioucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU3RhdE9iamVjdFJlcXVlc3QaKy5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5TdGF0T2JqZWN0UmVzcG9uc2UiA5ACARJzCg1TZWFyY2hPYmplY3RzEi0ucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU2VhcmNoT2JqZWN0c1JlcXVlc3QaLi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5TZWFyY2hPYmplY3RzUmVzcG9uc2UiA5ACARKAAQoTQ2xhaW1JZGVtcG90ZW5jeUtleRIzLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkNsYWltSWRlbXBvdGVuY3lLZXlSZXF1ZXN0GjQucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuQ2xhaW1JZGVtcG90ZW5jeUtleVJlc3BvbnNlEo4BChZDb21wbGV0ZUlkZW1wb3RlbmN5S2V5EjYucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuQ29tcGxldGVJZGVtcG90ZW5jeUtleVJlcXVlc3QaNy5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5Db21wbGV0ZUlkZW1wb3RlbmN5S2V5UmVzcG9uc2UiA5ACAhKLAQoVUmVsZWFzZUlkZW1wb3RlbmN5S2V5EjUucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuUmVsZWFzZUlkZW1wb3RlbmN5S2V5UmVxdWVzdBo2LnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlJlbGVhc2VJZGVtcG90ZW5jeUtleVJlc3BvbnNlIgOQAgISfwoRR2V0SWRlbXBvdGVuY3lLZXkSMS5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5HZXRJZGVtcG90ZW5jeUtleVJlcXVlc3QaMi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5HZXRJZGVtcG90ZW5jeUtleVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_pantheon_api_metadata_v1_metadata]);
+  fileDesc("Ci1wYW50aGVvbl9hcGkvc3RvcmFnZS92MS9zdG9yYWdlX3NlcnZpY2UucHJvdG8SF3BhbnRoZW9uX2FwaS5zdG9yYWdlLnYxIp4BChBQdXRPYmplY3RSZXF1ZXN0EjoKBmhlYWRlchgBIAEoCzIoLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlB1dE9iamVjdEhlYWRlckgAEhsKBWNodW5rGAIgASgMQgq6SAd6BRiAgIACSAASIgoMYW5ub3VuY2VtZW50GAMgASgMQgq6SAd6BRiAgIACSABCDQoEcGFydBIFukgCCAEiTwoPUHV0T2JqZWN0SGVhZGVyEjwKCG1ldGFkYXRhGAEgASgLMiIucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk1ldGFkYXRhQga6SAPIAQEiowEKEVB1dE9iamVjdFJlc3BvbnNlEjMKBm9iamVjdBgBIAEoCzIjLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5PYmplY3RSZWYSNAoIbWV0YWRhdGEYAiABKAsyIi5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuTWV0YWRhdGESEgoKZW5jcnlwdGlvbhgDIAEoCRIPCgdleGlzdGVkGAQgASgIIl8KEEdldE9iamVjdFJlcXVlc3QSKwoCaWQYASABKAlCH7pIHHIaMhheWzAtOUEtSEpLTU5QLVRWLVpdezI2fSQSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJpChFHZXRPYmplY3RSZXNwb25zZRI7CgRpbmZvGAEgASgLMisucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU3RhdE9iamVjdFJlc3BvbnNlSAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IkAKEVN0YXRPYmplY3RSZXF1ZXN0EisKAmlkGAEgASgJQh+6SBxyGjIYXlswLTlBLUhKS01OUC1UVi1aXXsyNn0kIpMBChJTdGF0T2JqZWN0UmVzcG9uc2USMwoGb2JqZWN0GAEgASgLMiMucGFudGhlb25fYXBpLm1ldGFkYXRhLnYxLk9iamVjdFJlZhI0CghtZXRhZGF0YRgCIAEoCzIiLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5NZXRhZGF0YRISCgplbmNyeXB0aW9uGAMgASgJIuoGChRTZWFyY2hPYmplY3RzUmVxdWVzdBJ8CglkYXRhX3R5cGUYASABKAlCabpIZnJhMl9eKHNlbnNvcnx3ZWF0aGVyfGltYWdlcnl8cmVwb3J0fGhhemFyZHxpbmZyYXN0cnVjdHVyZXxzaW11bGF0aW9uKShcLlthLXpdW2EtejAtOV9dezAsMzB9KXsxLDN9JMgBARIzCgZzb3VyY2UYAiABKAlCI7pIIHIbMhleW2EtejAtOV1bYS16MC05LV17MSw2Mn0k2AEBEjIKDm9ic2VydmVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vYnNlcnZlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBGJib3gYBSABKAsyJS5wYW50aGVvbl9hcGkubWV0YWRhdGEudjEuQm91bmRpbmdCb3gSHQoJcGFnZV9zaXplGAYgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAQOsMDuki/AxqxAQoac2VhcmNoLnRpbWVfcmFuZ2VfcmVxdWlyZWQSQW9ic2VydmVkX2FmdGVyIGFuZCBvYnNlcnZlZF9iZWZvcmUgYXJlIHJlcXVpcmVkIG9uIHRoZSBmaXJzdCBwYWdlGlB0aGlzLnBhZ2VfdG9rZW4gIT0gJycgfHwgKGhhcyh0aGlzLm9ic2VydmVkX2FmdGVyKSAmJiBoYXModGhpcy5vYnNlcnZlZF9iZWZvcmUpKRqIAgoRc2VhcmNoLnRpbWVfcmFuZ2USRm9ic2VydmVkX2JlZm9yZSBtdXN0IGJlIGFmdGVyIG9ic2VydmVkX2FmdGVyIGFuZCBhdCBtb3N0IDMxIGRheXMgbGF0ZXIaqgEhKGhhcyh0aGlzLm9ic2VydmVkX2FmdGVyKSAmJiBoYXModGhpcy5vYnNlcnZlZF9iZWZvcmUpKSB8fCAodGhpcy5vYnNlcnZlZF9iZWZvcmUgPiB0aGlzLm9ic2VydmVkX2FmdGVyICYmIHRoaXMub2JzZXJ2ZWRfYmVmb3JlIC0gdGhpcy5vYnNlcnZlZF9hZnRlciA8PSBkdXJhdGlvbignNzQ0aCcpKSJuChVTZWFyY2hPYmplY3RzUmVzcG9uc2USPAoHb2JqZWN0cxgBIAMoCzIrLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlN0YXRPYmplY3RSZXNwb25zZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAIKGkNsYWltSWRlbXBvdGVuY3lLZXlSZXF1ZXN0EjMKBnNvdXJjZRgBIAEoCUIjukggchsyGV5bYS16MC05XVthLXowLTktXXsxLDYyfSTIAQESOwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQiK6SB9yGjIYXltBLVphLXowLTkuXzotXXsxLDEyOH0kyAEBEjUKDGNhbmRpZGF0ZV9pZBgDIAEoCUIfukgcchoyGF5bMC05QS1ISktNTlAtVFYtWl17MjZ9JBItCg5yZXF1ZXN0X2RpZ2VzdBgEIAEoCUIVukgSchAyDl5bMC05YS1mXXs2NH0kEjIKD3Rha2Vfb3Zlcl9hZnRlchgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJqChtDbGFpbUlkZW1wb3RlbmN5S2V5UmVzcG9uc2USDwoHY2xhaW1lZBgBIAEoCBI6CgZyZWNvcmQYAiABKAsyKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5JZGVtcG90ZW5jeVJlY29yZCLhAQoRSWRlbXBvdGVuY3lSZWNvcmQSCgoCaWQYASABKAkSFgoOcmVxdWVzdF9kaWdlc3QYAiABKAkSJAoGcmVzdWx0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIuCgpjbGFpbWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlbGVhc2VkGAYgASgIEg4KBmhvbGRlchgHIAEoCSLsAQodQ29tcGxldGVJZGVtcG90ZW5jeUtleVJlcXVlc3QSMwoGc291cmNlGAEgASgJQiO6SCByGzIZXlthLXowLTldW2EtejAtOS1dezEsNjJ9JMgBARI7Cg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCIrpIH3IaMhheW0EtWmEtejAtOS5fOi1dezEsMTI4fSTIAQESKwoCaWQYAyABKAlCH7pIHHIaMhheWzAtOUEtSEpLTU5QLVRWLVpdezI2fSQSLAoGcmVzdWx0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueUIGukgDyAEBIlIKHkNvbXBsZXRlSWRlbXBvdGVuY3lLZXlSZXNwb25zZRIwCgxjb21wbGV0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIowBChhHZXRJZGVtcG90ZW5jeUtleVJlcXVlc3QSMwoGc291cmNlGAEgASgJQiO6SCByGzIZXlthLXowLTldW2EtejAtOS1dezEsNjJ9JMgBARI7Cg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCIrpIH3IaMhheW0EtWmEtejAtOS5fOi1dezEsMTI4fSTIAQEiVwoZR2V0SWRlbXBvdGVuY3lLZXlSZXNwb25zZRI6CgZyZWNvcmQYASABKAsyKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5JZGVtcG90ZW5jeVJlY29yZCK9AQocUmVsZWFzZUlkZW1wb3RlbmN5S2V5UmVxdWVzdBIzCgZzb3VyY2UYASABKAlCI7pIIHIbMhleW2EtejAtOV1bYS16MC05LV17MSw2Mn0kyAEBEjsKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIiukgfchoyGF5bQS1aYS16MC05Ll86LV17MSwxMjh9JMgBARIrCgJpZBgDIAEoCUIfukgcchoyGF5bMC05QS1ISktNTlAtVFYtWl17MjZ9JCIfCh1SZWxlYXNlSWRlbXBvdGVuY3lLZXlSZXNwb25zZSJaChNDb21taXRPYmplY3RSZXF1ZXN0EkMKBm9iamVjdBgBIAEoCzIrLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlN0YXRPYmplY3RSZXNwb25zZUIGukgDyAEBIhYKFENvbW1pdE9iamVjdFJlc3BvbnNlIoYBChlMaXN0UGVuZGluZ09iamVjdHNSZXF1ZXN0Ei0KCm9sZGVyX3RoYW4YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRjoBygAEhsKCnBhZ2VfdG9rZW4YAyABKAlCB7pIBHICGEAibgoaTGlzdFBlbmRpbmdPYmplY3RzUmVzcG9uc2USNwoHbWFya2VycxgBIAMoCzImLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlBlbmRpbmdNYXJrZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIksKDVBlbmRpbmdNYXJrZXISCgoCaWQYASABKAkSLgoKd3JpdHRlbl9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoXR2V0UGVuZGluZ09iamVjdFJlcXVlc3QSKwoCaWQYASABKAlCH7pIHHIaMhheWzAtOUEtSEpLTU5QLVRWLVpdezI2fSQi6QEKGEdldFBlbmRpbmdPYmplY3RSZXNwb25zZRI0CgVzdGF0ZRgBIAEoDjIlLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlBlbmRpbmdTdGF0ZRI7CgZvYmplY3QYAiABKAsyKy5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5TdGF0T2JqZWN0UmVzcG9uc2USKgoMYW5ub3VuY2VtZW50GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIuCgp3cml0dGVuX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK+AQoNUGVuZGluZ09iamVjdBI0CghtZXRhZGF0YRgBIAEoCzIiLnBhbnRoZW9uX2FwaS5tZXRhZGF0YS52MS5NZXRhZGF0YRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEioKDGFubm91bmNlbWVudBgEIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSLgoKd3JpdHRlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSgobRGlzY2FyZFBlbmRpbmdPYmplY3RSZXF1ZXN0EisKAmlkGAEgASgJQh+6SBxyGjIYXlswLTlBLUhKS01OUC1UVi1aXXsyNn0kIh4KHERpc2NhcmRQZW5kaW5nT2JqZWN0UmVzcG9uc2UqfwoMUGVuZGluZ1N0YXRlEh0KGVBFTkRJTkdfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdQRU5ESU5HX1NUQVRFX1VQTE9BRElORxABEhgKFFBFTkRJTkdfU1RBVEVfU1RPUkVEEAISGQoVUEVORElOR19TVEFURV9WSVNJQkxFEAMy5QsKDlN0b3JhZ2VTZXJ2aWNlEmQKCVB1dE9iamVjdBIpLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlB1dE9iamVjdFJlcXVlc3QaKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5QdXRPYmplY3RSZXNwb25zZSgBEmkKCUdldE9iamVjdBIpLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkdldE9iamVjdFJlcXVlc3QaKi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5HZXRPYmplY3RSZXNwb25zZSIDkAIBMAESagoKU3RhdE9iamVjdBIqLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlN0YXRPYmplY3RSZXF1ZXN0GisucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU3RhdE9iamVjdFJlc3BvbnNlIgOQAgEScwoNU2VhcmNoT2JqZWN0cxItLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlNlYXJjaE9iamVjdHNSZXF1ZXN0Gi4ucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuU2VhcmNoT2JqZWN0c1Jlc3BvbnNlIgOQAgESgAEKE0NsYWltSWRlbXBvdGVuY3lLZXkSMy5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5DbGFpbUlkZW1wb3RlbmN5S2V5UmVxdWVzdBo0LnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkNsYWltSWRlbXBvdGVuY3lLZXlSZXNwb25zZRKOAQoWQ29tcGxldGVJZGVtcG90ZW5jeUtleRI2LnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkNvbXBsZXRlSWRlbXBvdGVuY3lLZXlSZXF1ZXN0GjcucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuQ29tcGxldGVJZGVtcG90ZW5jeUtleVJlc3BvbnNlIgOQAgISiwEKFVJlbGVhc2VJZGVtcG90ZW5jeUtleRI1LnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLlJlbGVhc2VJZGVtcG90ZW5jeUtleVJlcXVlc3QaNi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5SZWxlYXNlSWRlbXBvdGVuY3lLZXlSZXNwb25zZSIDkAICEn8KEUdldElkZW1wb3RlbmN5S2V5EjEucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuR2V0SWRlbXBvdGVuY3lLZXlSZXF1ZXN0GjIucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuR2V0SWRlbXBvdGVuY3lLZXlSZXNwb25zZSIDkAIBEnAKDENvbW1pdE9iamVjdBIsLnBhbnRoZW9uX2FwaS5zdG9yYWdlLnYxLkNvbW1pdE9iamVjdFJlcXVlc3QaLS5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5Db21taXRPYmplY3RSZXNwb25zZSIDkAICEoIBChJMaXN0UGVuZGluZ09iamVjdHMSMi5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5MaXN0UGVuZGluZ09iamVjdHNSZXF1ZXN0GjMucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuTGlzdFBlbmRpbmdPYmplY3RzUmVzcG9uc2UiA5ACARJ8ChBHZXRQZW5kaW5nT2JqZWN0EjAucGFudGhlb25fYXBpLnN0b3JhZ2UudjEuR2V0UGVuZGluZ09iamVjdFJlcXVlc3QaMS5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5HZXRQZW5kaW5nT2JqZWN0UmVzcG9uc2UiA5ACARKIAQoURGlzY2FyZFBlbmRpbmdPYmplY3QSNC5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5EaXNjYXJkUGVuZGluZ09iamVjdFJlcXVlc3QaNS5wYW50aGVvbl9hcGkuc3RvcmFnZS52MS5EaXNjYXJkUGVuZGluZ09iamVjdFJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_pantheon_api_metadata_v1_metadata]);
 
 /**
  * PutObjectRequest is one message of a PutObject stream: the first carries
@@ -57,6 +57,17 @@ export type PutObjectRequest = Message<"pantheon_api.storage.v1.PutObjectRequest
      */
     value: Uint8Array;
     case: "chunk";
+  } | {
+    /**
+     * Next piece of the announcement, at most 4 MiB: a serialized
+     * google.protobuf.Any from which the caller rebuilds the object's events
+     * (kept in the pending marker until the object is committed). Sent after
+     * the header and before the first chunk; at most 32 MiB in all.
+     *
+     * @generated from field: bytes announcement = 3;
+     */
+    value: Uint8Array;
+    case: "announcement";
   } | { case: undefined; value?: undefined };
 };
 
@@ -109,6 +120,21 @@ export type PutObjectResponse = Message<"pantheon_api.storage.v1.PutObjectRespon
    * @generated from field: pantheon_api.metadata.v1.Metadata metadata = 2;
    */
   metadata?: Metadata | undefined;
+
+  /**
+   * Server-side encryption applied (for example `aws:kms`).
+   *
+   * @generated from field: string encryption = 3;
+   */
+  encryption: string;
+
+  /**
+   * True when the id was already stored: this is the first object, and the
+   * content of this call was discarded.
+   *
+   * @generated from field: bool existed = 4;
+   */
+  existed: boolean;
 };
 
 /**
@@ -655,6 +681,324 @@ export const ReleaseIdempotencyKeyResponseSchema: GenMessage<ReleaseIdempotencyK
   messageDesc(file_pantheon_api_storage_v1_storage_service, 17);
 
 /**
+ * CommitObjectRequest names a stored object to make visible.
+ *
+ * @generated from message pantheon_api.storage.v1.CommitObjectRequest
+ */
+export type CommitObjectRequest = Message<"pantheon_api.storage.v1.CommitObjectRequest"> & {
+  /**
+   * The object as `PutObject` (or `GetPendingObject`) described it.
+   *
+   * @generated from field: pantheon_api.storage.v1.StatObjectResponse object = 1;
+   */
+  object?: StatObjectResponse | undefined;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.CommitObjectRequest.
+ * Use `create(CommitObjectRequestSchema)` to create a new message.
+ */
+export const CommitObjectRequestSchema: GenMessage<CommitObjectRequest> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 18);
+
+/**
+ * CommitObjectResponse is empty: the object is visible.
+ *
+ * @generated from message pantheon_api.storage.v1.CommitObjectResponse
+ */
+export type CommitObjectResponse = Message<"pantheon_api.storage.v1.CommitObjectResponse"> & {
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.CommitObjectResponse.
+ * Use `create(CommitObjectResponseSchema)` to create a new message.
+ */
+export const CommitObjectResponseSchema: GenMessage<CommitObjectResponse> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 19);
+
+/**
+ * ListPendingObjectsRequest selects pending markers by age.
+ *
+ * @generated from message pantheon_api.storage.v1.ListPendingObjectsRequest
+ */
+export type ListPendingObjectsRequest = Message<"pantheon_api.storage.v1.ListPendingObjectsRequest"> & {
+  /**
+   * Only markers written at least this long ago.
+   *
+   * @generated from field: google.protobuf.Duration older_than = 1;
+   */
+  olderThan?: Duration | undefined;
+
+  /**
+   * At most this many markers; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of the previous page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.ListPendingObjectsRequest.
+ * Use `create(ListPendingObjectsRequestSchema)` to create a new message.
+ */
+export const ListPendingObjectsRequestSchema: GenMessage<ListPendingObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 20);
+
+/**
+ * ListPendingObjectsResponse is one page of pending markers, oldest id first.
+ *
+ * @generated from message pantheon_api.storage.v1.ListPendingObjectsResponse
+ */
+export type ListPendingObjectsResponse = Message<"pantheon_api.storage.v1.ListPendingObjectsResponse"> & {
+  /**
+   * The markers on this page.
+   *
+   * @generated from field: repeated pantheon_api.storage.v1.PendingMarker markers = 1;
+   */
+  markers: PendingMarker[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.ListPendingObjectsResponse.
+ * Use `create(ListPendingObjectsResponseSchema)` to create a new message.
+ */
+export const ListPendingObjectsResponseSchema: GenMessage<ListPendingObjectsResponse> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 21);
+
+/**
+ * PendingMarker names one pending marker.
+ *
+ * @generated from message pantheon_api.storage.v1.PendingMarker
+ */
+export type PendingMarker = Message<"pantheon_api.storage.v1.PendingMarker"> & {
+  /**
+   * Id of the object.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When the marker was last written (by the latest attempt to store the id).
+   *
+   * @generated from field: google.protobuf.Timestamp written_at = 2;
+   */
+  writtenAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.PendingMarker.
+ * Use `create(PendingMarkerSchema)` to create a new message.
+ */
+export const PendingMarkerSchema: GenMessage<PendingMarker> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 22);
+
+/**
+ * GetPendingObjectRequest names a pending marker.
+ *
+ * @generated from message pantheon_api.storage.v1.GetPendingObjectRequest
+ */
+export type GetPendingObjectRequest = Message<"pantheon_api.storage.v1.GetPendingObjectRequest"> & {
+  /**
+   * Id of the object (a ULID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.GetPendingObjectRequest.
+ * Use `create(GetPendingObjectRequestSchema)` to create a new message.
+ */
+export const GetPendingObjectRequestSchema: GenMessage<GetPendingObjectRequest> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 23);
+
+/**
+ * GetPendingObjectResponse is a pending marker and the state of its object.
+ *
+ * @generated from message pantheon_api.storage.v1.GetPendingObjectResponse
+ */
+export type GetPendingObjectResponse = Message<"pantheon_api.storage.v1.GetPendingObjectResponse"> & {
+  /**
+   * The state of the marker's object.
+   *
+   * @generated from field: pantheon_api.storage.v1.PendingState state = 1;
+   */
+  state: PendingState;
+
+  /**
+   * The object: its metadata as the caller sent it, and, once stored, its
+   * reference, size and SHA-256 as `PutObject` reports them.
+   *
+   * @generated from field: pantheon_api.storage.v1.StatObjectResponse object = 2;
+   */
+  object?: StatObjectResponse | undefined;
+
+  /**
+   * The announcement the caller sent with the object (empty when none).
+   *
+   * @generated from field: google.protobuf.Any announcement = 3;
+   */
+  announcement?: Any | undefined;
+
+  /**
+   * When the marker was last written.
+   *
+   * @generated from field: google.protobuf.Timestamp written_at = 4;
+   */
+  writtenAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.GetPendingObjectResponse.
+ * Use `create(GetPendingObjectResponseSchema)` to create a new message.
+ */
+export const GetPendingObjectResponseSchema: GenMessage<GetPendingObjectResponse> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 24);
+
+/**
+ * PendingObject is the index record behind a pending marker
+ * (`pending/<id>` in the index bucket).
+ *
+ * @generated from message pantheon_api.storage.v1.PendingObject
+ */
+export type PendingObject = Message<"pantheon_api.storage.v1.PendingObject"> & {
+  /**
+   * The metadata the caller sent (no size or SHA-256 yet).
+   *
+   * @generated from field: pantheon_api.metadata.v1.Metadata metadata = 1;
+   */
+  metadata?: Metadata | undefined;
+
+  /**
+   * Where the object is being stored.
+   *
+   * @generated from field: string bucket = 2;
+   */
+  bucket: string;
+
+  /**
+   * The object key.
+   *
+   * @generated from field: string key = 3;
+   */
+  key: string;
+
+  /**
+   * The announcement the caller sent.
+   *
+   * @generated from field: google.protobuf.Any announcement = 4;
+   */
+  announcement?: Any | undefined;
+
+  /**
+   * When the marker was written.
+   *
+   * @generated from field: google.protobuf.Timestamp written_at = 5;
+   */
+  writtenAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.PendingObject.
+ * Use `create(PendingObjectSchema)` to create a new message.
+ */
+export const PendingObjectSchema: GenMessage<PendingObject> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 25);
+
+/**
+ * DiscardPendingObjectRequest names the marker of an upload that never completed.
+ *
+ * @generated from message pantheon_api.storage.v1.DiscardPendingObjectRequest
+ */
+export type DiscardPendingObjectRequest = Message<"pantheon_api.storage.v1.DiscardPendingObjectRequest"> & {
+  /**
+   * Id of the object (a ULID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.DiscardPendingObjectRequest.
+ * Use `create(DiscardPendingObjectRequestSchema)` to create a new message.
+ */
+export const DiscardPendingObjectRequestSchema: GenMessage<DiscardPendingObjectRequest> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 26);
+
+/**
+ * DiscardPendingObjectResponse is empty: the marker is gone.
+ *
+ * @generated from message pantheon_api.storage.v1.DiscardPendingObjectResponse
+ */
+export type DiscardPendingObjectResponse = Message<"pantheon_api.storage.v1.DiscardPendingObjectResponse"> & {
+};
+
+/**
+ * Describes the message pantheon_api.storage.v1.DiscardPendingObjectResponse.
+ * Use `create(DiscardPendingObjectResponseSchema)` to create a new message.
+ */
+export const DiscardPendingObjectResponseSchema: GenMessage<DiscardPendingObjectResponse> = /*@__PURE__*/
+  messageDesc(file_pantheon_api_storage_v1_storage_service, 27);
+
+/**
+ * PendingState is what became of a pending marker's object.
+ *
+ * @generated from enum pantheon_api.storage.v1.PendingState
+ */
+export enum PendingState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: PENDING_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not stored: an upload in progress, or one that never completed.
+   *
+   * @generated from enum value: PENDING_STATE_UPLOADING = 1;
+   */
+  UPLOADING = 1,
+
+  /**
+   * Stored, not yet visible: announce its events, then commit it.
+   *
+   * @generated from enum value: PENDING_STATE_STORED = 2;
+   */
+  STORED = 2,
+
+  /**
+   * Stored and visible (committed; only the marker is left).
+   *
+   * @generated from enum value: PENDING_STATE_VISIBLE = 3;
+   */
+  VISIBLE = 3,
+}
+
+/**
+ * Describes the enum pantheon_api.storage.v1.PendingState.
+ */
+export const PendingStateSchema: GenEnum<PendingState> = /*@__PURE__*/
+  enumDesc(file_pantheon_api_storage_v1_storage_service, 0);
+
+/**
  * StorageService stores and serves objects and the small records that make
  * ingestion idempotent.
  *
@@ -662,13 +1006,24 @@ export const ReleaseIdempotencyKeyResponseSchema: GenMessage<ReleaseIdempotencyK
  */
 export const StorageService: GenService<{
   /**
-   * PutObject stores one object streamed as a `PutObjectHeader` followed by
-   * content chunks, with a conditional write so an id is stored at most once.
+   * PutObject stores one object streamed as a `PutObjectHeader`, optional
+   * announcement pieces, then content chunks, with a conditional write so an
+   * id is stored at most once.
    *
-   * Returns OK with the object's reference; INVALID_ARGUMENT for invalid
-   * metadata, a missing header or an empty body; ALREADY_EXISTS when an
-   * object with the same id is already stored (nothing is overwritten);
-   * UNAVAILABLE when the object store cannot be reached; DEADLINE_EXCEEDED.
+   * The object is stored but not yet visible: Get, Stat and Search find it
+   * only after `CommitObject`, which the caller sends once the object's
+   * events are acknowledged. Before the content, a pending marker is
+   * written with the metadata and the announcement, so an object whose
+   * caller dies before it is announced is found and announced by the
+   * reconciler (`ListPendingObjects`). A cancelled or failed upload stores
+   * nothing and removes its marker.
+   *
+   * Returns OK with the object's reference; OK with `existed` when an object
+   * with the same id is already stored (nothing is overwritten: that object
+   * is returned, the content sent is discarded); INVALID_ARGUMENT for
+   * invalid metadata, a missing header, an oversize announcement or an empty
+   * body; UNAVAILABLE when the object store cannot be reached;
+   * DEADLINE_EXCEEDED.
    *
    * @generated from rpc pantheon_api.storage.v1.StorageService.PutObject
    */
@@ -786,6 +1141,64 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof GetIdempotencyKeyRequestSchema;
     output: typeof GetIdempotencyKeyResponseSchema;
+  },
+  /**
+   * CommitObject makes a stored object visible to Get, Stat and Search and
+   * removes its pending marker. Call it only after the object's events are
+   * acknowledged: nothing is visible that was not announced.
+   *
+   * The caller vouches that the object is stored as described (only the
+   * ingestion identity may call it).
+   *
+   * Returns OK (also when already visible); INVALID_ARGUMENT when the
+   * reference does not match the metadata; ALREADY_EXISTS when the id is
+   * bound to another object; UNAVAILABLE.
+   *
+   * @generated from rpc pantheon_api.storage.v1.StorageService.CommitObject
+   */
+  commitObject: {
+    methodKind: "unary";
+    input: typeof CommitObjectRequestSchema;
+    output: typeof CommitObjectResponseSchema;
+  },
+  /**
+   * ListPendingObjects lists the pending markers older than `older_than`:
+   * objects stored or being uploaded whose announcement was not confirmed.
+   *
+   * Returns OK; INVALID_ARGUMENT for a malformed page token; UNAVAILABLE.
+   *
+   * @generated from rpc pantheon_api.storage.v1.StorageService.ListPendingObjects
+   */
+  listPendingObjects: {
+    methodKind: "unary";
+    input: typeof ListPendingObjectsRequestSchema;
+    output: typeof ListPendingObjectsResponseSchema;
+  },
+  /**
+   * GetPendingObject reads one pending marker and the state of its object.
+   *
+   * Returns OK; NOT_FOUND when there is no such marker; UNAVAILABLE.
+   *
+   * @generated from rpc pantheon_api.storage.v1.StorageService.GetPendingObject
+   */
+  getPendingObject: {
+    methodKind: "unary";
+    input: typeof GetPendingObjectRequestSchema;
+    output: typeof GetPendingObjectResponseSchema;
+  },
+  /**
+   * DiscardPendingObject removes the marker of an upload that never
+   * completed (no object is stored under it).
+   *
+   * Returns OK (also when already gone); FAILED_PRECONDITION when the object
+   * is stored (announce and commit it instead); UNAVAILABLE.
+   *
+   * @generated from rpc pantheon_api.storage.v1.StorageService.DiscardPendingObject
+   */
+  discardPendingObject: {
+    methodKind: "unary";
+    input: typeof DiscardPendingObjectRequestSchema;
+    output: typeof DiscardPendingObjectResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pantheon_api_storage_v1_storage_service, 0);

@@ -1,0 +1,173 @@
+"""The events that announce what an ingest call stored, built one way for the
+call and for the reconciler.
+
+An object is announced by one DataStored event. A record batch is announced
+by a RecordIngested event per accepted record, its DataStored event, and a
+DeadLetter event per rejected record. Event ids are deterministic: the
+object id, the record ids (derived from the batch id and each record's
+position), and `<batch id>-rejected-<index>`. A second announcement, by a
+retry or by the reconciler, therefore repeats the ids, and consumers drop
+the copies.
+
+A call builds its events before anything is stored, against a placeholder
+reference as large as any real one, and checks their size, so that no
+event can be refused after the object is stored. Once the object is stored,
+`with_stored` fills the real reference in. The call's *announcement* (the
+record batch's request, or nothing for an object) travels with the object
+into its pending marker, so the reconciler can rebuild the same events from
+it and the stored object (`rebuild`) when the call died before announcing.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import any_pb2
+from pantheon_api.events.v1 import events_pb2
+from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
+
+from pantheon.config import KafkaSettings
+from pantheon.errors import InvalidArgument
+from pantheon.events.producer import Event
+from pantheon.events.topics import for_classification
+from pantheon.ingest import records as batch
+from pantheon.ingest import workers
+
+#: Largest event value plus key Kafka takes by default (`message.max.bytes`
+#: is 1048588), less room for the CloudEvents headers.
+MAX_EVENT_BYTES = 1_040_000
+
+
+def placeholder() -> md.ObjectRef:
+    """A reference at least as large, encoded, as any real one (S3 bucket
+    names are at most 63 bytes, keys at most 1024)."""
+    return md.ObjectRef(
+        bucket="b" * 63,
+        key="k" * 1024,
+        version_id="v" * 64,
+        sha256="0" * 64,
+        size_bytes=2**63 - 1,
+        etag="e" * 64,
+    )
+
+
+def object_events(topics: KafkaSettings, meta: md.Metadata, ref: md.ObjectRef) -> list[Event]:
+    """The announcement of a stored object (or record batch): its DataStored event."""
+    # RESTRICTED data is announced only on the restricted topics.
+    topic = for_classification(
+        topics.events_topic, meta.classification, restricted=topics.restricted_events_topic
+    )
+    event = events_pb2.DataStored(event_id=meta.id, metadata=meta, object=ref)
+    return [Event(topic, meta.source, event, meta.id, meta.source, subject=meta.id)]
+
+
+def batch_events(
+    topics: KafkaSettings,
+    meta: md.Metadata,
+    ref: md.ObjectRef,
+    accepted: list[batch.Accepted],
+    rejected: list[batch.Rejected],
+) -> list[Event]:
+    """The announcement of a record batch, in the order it is published."""
+    return (
+        [_record_event(topics, meta, ref, item) for item in accepted]
+        + object_events(topics, meta, ref)
+        + [_dead_letter(topics, meta, item) for item in rejected]
+    )
+
+
+def check_sizes(events: list[Event]) -> None:
+    """Refuse, before anything is stored, a call with an event Kafka would refuse."""
+    for event in events:
+        if event.payload.ByteSize() + len(event.key.encode()) > MAX_EVENT_BYTES:
+            raise InvalidArgument(
+                f"an event of this call would exceed {MAX_EVENT_BYTES} bytes; send less metadata",
+                reason="event_too_large",
+            )
+
+
+def with_stored(events: list[Event], stored: spb.PutObjectResponse) -> None:
+    """Fill the stored object's reference (and its final metadata) into
+    events built against the placeholder."""
+    for event in events:
+        payload = event.payload
+        if isinstance(payload, events_pb2.DataStored):
+            payload.metadata.CopyFrom(stored.metadata)
+            payload.object.CopyFrom(stored.object)
+        elif isinstance(payload, events_pb2.RecordIngested):
+            payload.batch_object.CopyFrom(stored.object)
+
+
+def of_batch(request: pb.IngestRecordsRequest) -> any_pb2.Any:
+    """A record batch's announcement: its request."""
+    packed = any_pb2.Any()
+    packed.Pack(request)
+    return packed
+
+
+async def rebuild(
+    topics: KafkaSettings, announcement: any_pb2.Any, info: spb.StatObjectResponse
+) -> list[Event]:
+    """The events of a stored object from its call's announcement, as the call built them."""
+    meta, ref = info.metadata, info.object
+    if not announcement.type_url:
+        return object_events(topics, meta, ref)
+    request = pb.IngestRecordsRequest()
+    if not announcement.Unpack(request):
+        raise ValueError(f"unknown announcement {announcement.type_url}")
+    accepted, rejected = await triage(request)
+    return batch_events(topics, meta, ref, batch.identify(meta.id, accepted), rejected)
+
+
+async def triage(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
+    """Valid and invalid records; a large batch is checked in a worker process."""
+    if len(request.records) <= batch.INLINE_MAX_RECORDS:
+        return batch.triage(request.records)
+    good, bad = await workers.pool().run_in_process(batch.triage_indices, request.SerializeToString())
+    records = request.records
+    return (
+        [batch.Accepted(i, "", records[i]) for i in good],
+        [batch.Rejected(i, records[i], violations) for i, violations in bad],
+    )
+
+
+def _record_event(topics: KafkaSettings, meta: md.Metadata, ref: md.ObjectRef, item: batch.Accepted) -> Event:
+    payload = events_pb2.RecordIngested(
+        event_id=item.id,
+        metadata=batch.record_metadata(meta, item),
+        payload=item.record.payload,
+        batch_object=ref,
+        batch_index=item.index,
+    )
+    topic = for_classification(
+        topics.records_topic, meta.classification, restricted=topics.restricted_records_topic
+    )
+    return Event(
+        topic, f"{meta.source}/{item.record.entity_id}", payload, item.id, meta.source, subject=item.id
+    )
+
+
+def _dead_letter(topics: KafkaSettings, meta: md.Metadata, item: batch.Rejected) -> Event:
+    event_id = f"{meta.id}-rejected-{item.index}"
+    status = InvalidArgument.from_violations(item.violations, "record").to_status()
+    letter = events_pb2.DeadLetter(
+        event_id=event_id,
+        reason="invalid_record",
+        status=status,
+        metadata=md.Metadata(
+            data_type=meta.data_type,
+            source=meta.source,
+            entity_id=item.record.entity_id,
+            lineage=meta.lineage,
+        ),
+        original=item.record.SerializeToString()[: batch.MAX_RECORD_BYTES],
+    )
+    return Event(
+        # The rejected record itself is in `original`: keep it with its batch's readers.
+        for_classification(topics.dlq_topic, meta.classification, restricted=topics.restricted_dlq_topic),
+        meta.source,
+        letter,
+        event_id,
+        meta.source,
+        extra_headers=(("pantheon_reason", "invalid_record"),),
+    )

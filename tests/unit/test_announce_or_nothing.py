@@ -1,0 +1,358 @@
+"""Announce or nothing: an object is visible only once its events are
+acknowledged, and the reconciler announces what a failed or dead call
+stored, with the events the call itself built (pantheon.ingest.announce,
+pantheon.ingest.reconciler). In-process services on an in-memory store and
+publisher; the real-backend cases are in the reliability scenarios."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from pantheon_api.events.v1 import events_pb2
+from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
+from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
+
+from pantheon.config import KafkaSettings
+from pantheon.devstack.mesh import DEV_CLIENT, INGEST, SIMULATION
+from pantheon.errors import InvalidArgument, Unavailable
+from pantheon.events.producer import Event
+from pantheon.ingest import announce
+from pantheon.ingest import records as batch
+from pantheon.ingest.service import STREAM_DEADLINE_S
+from pantheon.metadata.ulid import new_ulid
+from pantheon.policy import INTERNAL_GRANT, current_grant
+from pantheon.server import Running, create_server, secure_channel
+from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.index import PENDING_PREFIX, Index
+from pantheon.streams import split_announced_upload
+from tests.integration.support import metadata, object_requests
+from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
+from tests.unit.mesh import Mesh, make_mesh
+
+CSV = b"entity_id,temp\nvie-1,21.5\n"
+EVERYTHING = duration_pb2.Duration()  # older_than 0: every marker
+
+
+@dataclass
+class Peeking(RecordingPublisher):
+    """Records every batch it is asked to publish (failed ones too) and
+    whether the object was visible at that moment."""
+
+    store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
+    attempts: list[list[Event]] = field(default_factory=list)
+    visible_at_publish: list[bool] = field(default_factory=list)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.attempts.append(list(events))
+        ids = [e.event_id for e in events if isinstance(e.payload, events_pb2.DataStored)]
+        self.visible_at_publish += [(INDEX_BUCKET, f"ids/{i}") in self.store.objects for i in ids]
+        await super().publish(events)
+
+
+@dataclass
+class Served:
+    running: Running
+    ingest: pb_grpc.IngestionServiceAsyncStub
+    storage: spb_grpc.StorageServiceAsyncStub
+    store: MemoryObjectStore
+    publisher: Peeking
+
+    def pending(self) -> list[str]:
+        return sorted(k for b, k in self.store.objects if b == INDEX_BUCKET and k.startswith(PENDING_PREFIX))
+
+    async def reconcile(self) -> pb.ReconcileResponse:
+        response: pb.ReconcileResponse = await self.ingest.Reconcile(
+            pb.ReconcileRequest(older_than=EVERYTHING)
+        )
+        return response
+
+    async def visible(self, object_id: str) -> bool:
+        try:
+            await self.storage.StatObject(spb.StatObjectRequest(id=object_id))
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() is grpc.StatusCode.NOT_FOUND
+            return False
+        return True
+
+    async def marker_removed(self) -> bool:
+        """The background removal after a commit has run (it needs a few loop turns)."""
+        for _ in range(200):
+            if not self.pending():
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+
+@pytest.fixture(scope="module")
+def dev_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
+    return make_mesh(tmp_path_factory.mktemp("mesh"))
+
+
+@pytest.fixture
+async def served(dev_mesh: Mesh) -> AsyncIterator[Served]:
+    # The loop would only race the passes the tests run.
+    settings = dev_mesh.service_settings(reconcile_interval_s=3600.0)
+    store = MemoryObjectStore()
+    publisher = Peeking(store=store)
+    running = await create_server(settings, store=store, publisher=publisher)
+    channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
+    yield Served(
+        running,
+        pb_grpc.IngestionServiceStub(channel),  # type: ignore[arg-type]
+        spb_grpc.StorageServiceStub(channel),  # type: ignore[arg-type]
+        store,
+        publisher,
+    )
+    await channel.close()
+    await running.stop(0)
+
+
+def _records(valid: int, invalid: int = 0, key: str = "") -> pb.IngestRecordsRequest:
+    request = pb.IngestRecordsRequest(data_type="sensor.temperature", source="src-a", idempotency_key=key)
+    for i in range(valid + invalid):
+        record = request.records.add(
+            entity_id=f"e-{i % 2}", location=md.GeoPoint(latitude=48.2, longitude=16.37)
+        )
+        record.observed_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=5, seconds=-i))
+        record.payload.update({"seq": i})
+        if i >= valid:
+            record.location.latitude = 200.0  # out of range: rejected
+    return request
+
+
+def _wire(events: Sequence[Event]) -> list[tuple[str, str, str, bytes]]:
+    return [(e.topic, e.key, e.event_id, e.payload.SerializeToString(deterministic=True)) for e in events]
+
+
+# -- visible only when announced ------------------------------------------------------------
+
+
+async def test_an_object_is_invisible_until_its_event_is_acknowledged(served: Served) -> None:
+    result = await served.ingest.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert served.publisher.visible_at_publish == [False]
+    assert await served.visible(result.metadata.id)
+    assert await served.marker_removed()
+
+
+async def test_a_keyless_object_whose_publish_failed_is_announced_by_the_reconciler(served: Served) -> None:
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.ingest.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    (key,) = served.store.stored()
+    object_id = key.rsplit("_", 1)[1].split(".")[0]
+    assert served.pending() == [f"{PENDING_PREFIX}{object_id}"]
+    assert not await served.visible(object_id)  # stored, unannounced: not visible
+
+    # While the backbone is still down, a pass announces nothing and shows nothing.
+    report = await served.reconcile()
+    assert (report.announced, report.waiting) == (0, 1)
+    assert not await served.visible(object_id)
+
+    served.publisher.fail = None
+    report = await served.reconcile()
+    assert (report.announced, report.waiting) == (1, 0)
+    assert [e.event_id for e in served.publisher.events] == [object_id]
+    (event,) = served.publisher.events
+    assert isinstance(event.payload, events_pb2.DataStored) and event.payload.object.key == key
+    assert await served.visible(object_id)
+    assert await served.marker_removed()
+    again = await served.reconcile()
+    assert (again.announced, again.waiting, len(served.publisher.events)) == (0, 0, 1)
+
+
+async def test_a_failed_batch_is_announced_with_the_events_its_call_built(served: Served) -> None:
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(_records(valid=3, invalid=1))
+    (attempted,) = served.publisher.attempts
+    # Three record events, the batch's DataStored, one dead letter.
+    assert [type(e.payload).__name__ for e in attempted] == ["RecordIngested"] * 3 + [
+        "DataStored",
+        "DeadLetter",
+    ]
+    served.publisher.fail = None
+    assert (await served.reconcile()).announced == 1
+    assert _wire(served.publisher.events) == _wire(attempted)
+    batch_id = attempted[3].event_id
+    assert await served.visible(batch_id)
+
+
+async def test_a_retry_with_the_key_and_the_reconciler_announce_the_same_ids(served: Served) -> None:
+    request = _records(valid=2, key="k-1")
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(request)
+    served.publisher.fail = None
+    assert (await served.reconcile()).announced == 1
+    retried = await served.ingest.IngestRecords(request)  # resumes under the same id
+    assert len(served.store.stored()) == 1
+    announced = [e.event_id for e in served.publisher.events]
+    assert set(announced) == {r.id for r in retried.results} | {retried.metadata.id}
+    assert len(announced) == 2 * len(set(announced))  # each id twice: copies consumers drop
+
+
+async def test_content_found_bad_mid_stream_leaves_no_marker(served: Served) -> None:
+    ragged = b"a,b\n" + b"1,2\n" * 5000 + b"3\n"
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestObject(object_requests(metadata("src-a"), ragged, "text/csv", chunk=1024))
+    assert served.store.stored() == [] and served.pending() == []
+
+
+async def test_young_markers_wait_and_markers_of_dead_uploads_are_discarded(served: Served) -> None:
+    meta = metadata("src-a")
+    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        await Index(served.store).put_pending(
+            spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/x")
+        )
+    finally:
+        current_grant.reset(token)
+    (marker,) = served.pending()
+    # An upload may still be streaming: nothing is decided before the longest upload.
+    report = await served.reconcile()
+    assert (report.discarded, report.waiting) == (0, 1)
+    served.store.written[(INDEX_BUCKET, marker)] -= timedelta(seconds=STREAM_DEADLINE_S + 3600)
+    report = await served.reconcile()
+    assert (report.discarded, report.waiting) == (1, 0)
+    assert served.pending() == [] and served.publisher.events == []
+
+
+async def test_a_marker_left_behind_a_visible_object_is_cleaned_without_events(served: Served) -> None:
+    result = await served.ingest.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    assert await served.marker_removed()
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        await Index(served.store).put_pending(
+            spb.PendingObject(metadata=result.metadata, bucket=result.object.bucket, key=result.object.key)
+        )
+    finally:
+        current_grant.reset(token)
+    report = await served.reconcile()
+    assert (report.cleaned, report.announced) == (1, 0)
+    assert len(served.publisher.events) == 1 and await served.marker_removed()
+
+
+async def test_only_operators_may_reconcile(served: Served, dev_mesh: Mesh) -> None:
+    channel = secure_channel(
+        f"localhost:{served.running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(SIMULATION)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await pb_grpc.IngestionServiceStub(channel).Reconcile(pb.ReconcileRequest())
+    await channel.close()
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+# -- the events, built once ---------------------------------------------------------------
+
+
+async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announcement() -> None:
+    topics = KafkaSettings("unused:1", "u", "p", "/ca.pem")
+    request = _records(valid=3, invalid=2)
+    accepted, rejected = batch.triage(request.records)
+    batch_id = new_ulid()
+    accepted = batch.identify(batch_id, accepted)
+    before = batch.batch_metadata(request, batch_id, accepted)
+    events = announce.batch_events(topics, before, announce.placeholder(), accepted, rejected)
+    announce.check_sizes(events)
+
+    stored_meta = md.Metadata()
+    stored_meta.CopyFrom(before)
+    stored_meta.sha256, stored_meta.size_bytes, stored_meta.geohash = "a" * 64, 123, "u2edk"
+    ref = md.ObjectRef(bucket="pantheon-sensor", key="v1/k", sha256="a" * 64, size_bytes=123, etag="e")
+    announce.with_stored(events, spb.PutObjectResponse(object=ref, metadata=stored_meta))
+    rebuilt = await announce.rebuild(
+        topics, announce.of_batch(request), spb.StatObjectResponse(object=ref, metadata=stored_meta)
+    )
+    assert _wire(events) == _wire(rebuilt)
+
+
+def test_an_event_over_kafkas_message_size_is_refused_before_anything_is_stored() -> None:
+    big = events_pb2.DataStored(event_id="x", metadata=md.Metadata(provider="p" * announce.MAX_EVENT_BYTES))
+    with pytest.raises(InvalidArgument) as caught:
+        announce.check_sizes([Event("t", "k", big, "x", "s")])
+    assert caught.value.reason == "event_too_large"
+
+
+# -- the PutObject stream -----------------------------------------------------------------
+
+
+async def _stream(*parts: spb.PutObjectRequest) -> AsyncIterator[spb.PutObjectRequest]:
+    for part in parts:
+        yield part
+
+
+async def test_announcement_pieces_come_before_the_content_and_within_the_limit() -> None:
+    header = spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=metadata("src-a")))
+    _, joined, chunks = await split_announced_upload(
+        _stream(
+            header,
+            spb.PutObjectRequest(announcement=b"ab"),
+            spb.PutObjectRequest(announcement=b"cd"),
+            spb.PutObjectRequest(chunk=b"x"),
+        ),
+        limit=4,
+    )
+    assert joined == b"abcd" and [c async for c in chunks] == [b"x"]
+
+    with pytest.raises(InvalidArgument) as caught:
+        await split_announced_upload(
+            _stream(
+                header, spb.PutObjectRequest(announcement=b"abc"), spb.PutObjectRequest(announcement=b"de")
+            ),
+            limit=4,
+        )
+    assert caught.value.reason == "too_large"
+
+    _, _, chunks = await split_announced_upload(
+        _stream(header, spb.PutObjectRequest(chunk=b"x"), spb.PutObjectRequest(announcement=b"late")), limit=4
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        _ = [c async for c in chunks]
+    assert caught.value.reason == "misplaced_announcement"
+
+
+async def test_pending_markers_are_listed_completely_page_by_page(served: Served, dev_mesh: Mesh) -> None:
+    # Storage's own methods: the ingestion identity's only.
+    channel = secure_channel(
+        f"localhost:{served.running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(INGEST)
+    )
+    storage: Any = spb_grpc.StorageServiceStub(channel)
+    index = Index(served.store)
+    ids = sorted(new_ulid() for _ in range(5))
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        for object_id in ids:
+            meta = metadata("src-a")
+            meta.id = object_id
+            await index.put_pending(spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/x"))
+    finally:
+        current_grant.reset(token)
+    for size in range(1, 7):
+        listed, page_token = [], ""
+        while True:
+            page = await storage.ListPendingObjects(
+                spb.ListPendingObjectsRequest(page_size=size, page_token=page_token)
+            )
+            listed += [m.id for m in page.markers]
+            page_token = page.next_page_token
+            if not page_token:
+                break
+        assert listed == ids, size
+    # Only markers written before the cut-off.
+    young = await storage.ListPendingObjects(
+        spb.ListPendingObjectsRequest(older_than=duration_pb2.Duration(seconds=3600))
+    )
+    await channel.close()
+    assert list(young.markers) == []
