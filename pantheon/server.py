@@ -186,6 +186,7 @@ async def create_server(
         # The longest upload, and a margin for clocks and slow stores.
         discard_after=timedelta(seconds=STREAM_DEADLINE_S + 600),
         deadline_s=settings.backend_deadline_s,
+        read_deadline_s=STREAM_DEADLINE_S,
     )
     ingest_service_pb2_grpc.add_IngestionServiceServicer_to_server(
         IngestionServicer(

@@ -16,9 +16,19 @@ event can be refused after the object is stored. Once the object is stored,
 record batch's request, or nothing for an object) travels with the object
 into its pending marker, so the reconciler can rebuild the same events from
 it and the stored object (`rebuild`) when the call died before announcing.
+
+A batch's announcement (`BatchAnnouncement`) keeps the call's decision on
+each record with the request, because a record's checks depend on the time
+(`observed_at` at most five minutes ahead): checked again later, a record
+rejected by the call could pass and change the batch, its key and its
+events. The reconciler, and a retry that resumes the call under its id,
+apply the recorded decision instead (`decided`).
 """
 
 from __future__ import annotations
+
+import asyncio
+import zlib
 
 from google.protobuf import any_pb2
 from pantheon_api.events.v1 import events_pb2
@@ -33,9 +43,16 @@ from pantheon.events.topics import for_classification
 from pantheon.ingest import records as batch
 from pantheon.ingest import workers
 
-#: Largest event value plus key Kafka takes by default (`message.max.bytes`
-#: is 1048588), less room for the CloudEvents headers.
-MAX_EVENT_BYTES = 1_040_000
+#: Largest event (value, key and headers) a call may produce. librdkafka's
+#: producer refuses messages over its `message.max.bytes`, 1000000 by
+#: default, and the broker's default limit is 1048588.
+MAX_EVENT_BYTES = 1_000_000
+#: Room counted for an event's CloudEvents headers (ids, type, source,
+#: request id, traceparent: a few hundred bytes in practice).
+HEADER_ALLOWANCE = 4096
+#: Requests compressed on the event loop up to this size; larger ones in a
+#: thread (zlib releases the GIL).
+_INLINE_COMPRESS = 256 * 1024
 
 
 def placeholder() -> md.ObjectRef:
@@ -79,7 +96,7 @@ def batch_events(
 def check_sizes(events: list[Event]) -> None:
     """Refuse, before anything is stored, a call with an event Kafka would refuse."""
     for event in events:
-        if event.payload.ByteSize() + len(event.key.encode()) > MAX_EVENT_BYTES:
+        if event.payload.ByteSize() + len(event.key.encode()) + HEADER_ALLOWANCE > MAX_EVENT_BYTES:
             raise InvalidArgument(
                 f"an event of this call would exceed {MAX_EVENT_BYTES} bytes; send less metadata",
                 reason="event_too_large",
@@ -98,11 +115,33 @@ def with_stored(events: list[Event], stored: spb.PutObjectResponse) -> None:
             payload.batch_object.CopyFrom(stored.object)
 
 
-def of_batch(request: pb.IngestRecordsRequest) -> any_pb2.Any:
-    """A record batch's announcement: its request."""
+async def of_batch(request: pb.IngestRecordsRequest, rejected: list[batch.Rejected]) -> any_pb2.Any:
+    """A record batch's announcement: its request and the call's decision."""
+    data = request.SerializeToString()
+    level = 1  # fast: the announcement is written once and rarely read
+    compressed = (
+        zlib.compress(data, level)
+        if len(data) <= _INLINE_COMPRESS
+        else await asyncio.to_thread(zlib.compress, data, level)
+    )
     packed = any_pb2.Any()
-    packed.Pack(request)
+    packed.Pack(
+        pb.BatchAnnouncement(request_zlib=compressed, rejected=[batch.rejection(item) for item in rejected])
+    )
     return packed
+
+
+async def decided(
+    announcement: any_pb2.Any,
+) -> tuple[pb.IngestRecordsRequest, list[batch.Accepted], list[batch.Rejected]]:
+    """The request of a batch's announcement, split as its call decided."""
+    found = pb.BatchAnnouncement()
+    if not announcement.Unpack(found):
+        raise ValueError(f"not a batch announcement: {announcement.type_url}")
+    data = await asyncio.to_thread(zlib.decompress, found.request_zlib)
+    request = pb.IngestRecordsRequest.FromString(data)
+    accepted, rejected = batch.split(request.records, found.rejected)
+    return request, accepted, rejected
 
 
 async def rebuild(
@@ -112,10 +151,7 @@ async def rebuild(
     meta, ref = info.metadata, info.object
     if not announcement.type_url:
         return object_events(topics, meta, ref)
-    request = pb.IngestRecordsRequest()
-    if not announcement.Unpack(request):
-        raise ValueError(f"unknown announcement {announcement.type_url}")
-    accepted, rejected = await triage(request)
+    _, accepted, rejected = await decided(announcement)
     return batch_events(topics, meta, ref, batch.identify(meta.id, accepted), rejected)
 
 
@@ -149,7 +185,7 @@ def _record_event(topics: KafkaSettings, meta: md.Metadata, ref: md.ObjectRef, i
 
 def _dead_letter(topics: KafkaSettings, meta: md.Metadata, item: batch.Rejected) -> Event:
     event_id = f"{meta.id}-rejected-{item.index}"
-    status = InvalidArgument.from_violations(item.violations, "record").to_status()
+    status = batch.rejection(item).status
     letter = events_pb2.DeadLetter(
         event_id=event_id,
         reason="invalid_record",

@@ -18,8 +18,9 @@ object:
   upload may take, with a margin. The parts of an incomplete multipart
   upload are MinIO's to expire (see the README, "Reconciler").
 
-A failure leaves the marker for the next pass. Nothing becomes visible
-before its events are acknowledged, here as in the call itself.
+A failure, whatever it is, leaves the marker for the next pass, and the
+pass goes on with the next marker. Nothing becomes visible before its
+events are acknowledged, here as in the call itself.
 
 With the defaults (a pass every 10 s, markers older than 10 s), an object
 whose call died is announced within about 20 s of its store, plus the time
@@ -39,8 +40,8 @@ from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 from prometheus_client import Counter, Gauge
 
+from pantheon import context as ctx
 from pantheon.config import KafkaSettings
-from pantheon.errors import PantheonError
 from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce
 
@@ -94,6 +95,7 @@ class Reconciler:
         after: timedelta,
         discard_after: timedelta,
         deadline_s: float,
+        read_deadline_s: float,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
@@ -101,6 +103,9 @@ class Reconciler:
         self._after = after
         self._discard_after = discard_after
         self._deadline_s = deadline_s
+        # Settling a stored object reads it whole once (to hash it): the
+        # deadline of the longest upload, not of a short call.
+        self._read_deadline_s = read_deadline_s
         # One pass at a time: the loop's and an operator's would only race.
         self._lock = asyncio.Lock()
 
@@ -110,8 +115,8 @@ class Reconciler:
             await asyncio.sleep(interval_s)
             try:
                 report = await self.reconcile()
-            except (PantheonError, grpc.aio.AioRpcError) as exc:
-                log.warning("reconciler pass failed (retried in %.0f s): %s", interval_s, exc)
+            except Exception as exc:  # the loop must outlive any one failure
+                log.warning("reconciler pass failed (retried in %.0f s): %r", interval_s, exc)
                 continue
             if report.announced or report.discarded:
                 log.info(
@@ -149,14 +154,19 @@ class Reconciler:
         """Settle one marker; False when it stays for a later pass."""
         try:
             found = await self._storage.GetPendingObject(
-                spb.GetPendingObjectRequest(id=object_id), timeout=self._deadline_s
+                spb.GetPendingObjectRequest(id=object_id), timeout=self._read_deadline_s
             )
+            meta = found.object.metadata
+            # The announcement carries the call's request id, as its own would have.
+            ctx.request_id.set(meta.lineage.request_id)
             if found.state == spb.PENDING_STATE_UPLOADING:
-                if age < self._discard_after:
+                # Aged by the marker's own time (the services' clock, not the store's).
+                written = found.written_at.ToDatetime(tzinfo=UTC)
+                if datetime.now(UTC) - written < self._discard_after:
                     return False
-                await self._storage.DiscardPendingObject(
-                    spb.DiscardPendingObjectRequest(id=object_id), timeout=self._deadline_s
-                )
+                request = spb.DiscardPendingObjectRequest(id=object_id)
+                request.written_before.FromDatetime(written + timedelta(microseconds=1))
+                await self._storage.DiscardPendingObject(request, timeout=self._deadline_s)
                 outcome = "discarded"
             else:
                 outcome = "cleaned"
@@ -172,8 +182,8 @@ class Reconciler:
                 return True  # settled meanwhile, by its call or another pass
             log.warning("could not settle pending object %s: %s", object_id, exc.code().name)
             return False
-        except (PantheonError, ValueError) as exc:
-            log.warning("could not settle pending object %s: %s", object_id, exc)
+        except Exception as exc:  # one bad marker must not stop the others
+            log.warning("could not settle pending object %s: %r", object_id, exc)
             return False
         setattr(report, outcome, getattr(report, outcome) + 1)
         SETTLED.labels(outcome).inc()

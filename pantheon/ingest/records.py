@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.errors import InvalidArgument
 from pantheon.metadata.ulid import ulid_from_key
 from pantheon.validation import FieldViolation, violations
 
@@ -27,6 +29,10 @@ from pantheon.validation import FieldViolation, violations
 #: 1 MB by default: a record over this budget is rejected on its own, before
 #: anything is stored, so no event can be refused half-way through a batch.
 MAX_RECORD_BYTES = 512 * 1024
+
+#: Violations reported per rejected record: enough to fix it, and a bound
+#: on its result and its dead letter (a record of NaNs breaks a rule per value).
+MAX_VIOLATIONS = 32
 
 #: Columns every CSV batch starts with; payload keys follow in name order.
 CSV_COLUMNS = ("id", "entity_id", "observed_at", "lat", "lon", "alt")
@@ -65,10 +71,37 @@ def triage(records: Iterable[pb.Record]) -> tuple[list[Accepted], list[Rejected]
                 )
             )
         if found:
-            rejected.append(Rejected(index, record, found))
+            rejected.append(Rejected(index, record, found[:MAX_VIOLATIONS]))
         else:
             accepted.append(Accepted(index, "", record))
     return accepted, rejected
+
+
+def rejection(item: Rejected) -> pb.RecordResult:
+    """The result of a rejected record: INVALID_ARGUMENT with its violations."""
+    return pb.RecordResult(
+        index=item.index, status=InvalidArgument.from_violations(item.violations, "record").to_status()
+    )
+
+
+def split(
+    records: Sequence[pb.Record], rejected: Iterable[pb.RecordResult]
+) -> tuple[list[Accepted], list[Rejected]]:
+    """Records as decided before: those with a rejection are rejected (with
+    its violations), every other one accepted (without an id yet)."""
+    refused = {r.index: r for r in rejected}
+    accepted = [Accepted(i, "", r) for i, r in enumerate(records) if i not in refused]
+    return accepted, [
+        Rejected(i, records[i], _violations_of(result)) for i, result in sorted(refused.items())
+    ]
+
+
+def _violations_of(result: pb.RecordResult) -> list[FieldViolation]:
+    bad = error_details_pb2.BadRequest()
+    for detail in result.status.details:
+        if detail.Unpack(bad):
+            return [FieldViolation(v.field, v.reason, v.description) for v in bad.field_violations]
+    return []
 
 
 #: Batches of up to this many records are checked and encoded on the event

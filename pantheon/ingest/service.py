@@ -121,10 +121,10 @@ class _Call(Generic[R]):
     response: type[R]
     step: str  # the lineage step
     deadline_s: float  # of the store
-    #: What the reconciler rebuilds the events from (see pantheon.ingest.announce).
-    announcement: any_pb2.Any
-    #: The metadata and content to store under the claimed id.
-    prepare: Callable[[str], Awaitable[tuple[md.Metadata, Digested]]]
+    #: The metadata and content to store under the claimed id (true when the
+    #: call resumes an earlier attempt's id), and the announcement the
+    #: reconciler rebuilds the events from (see pantheon.ingest.announce).
+    prepare: Callable[[str, bool], Awaitable[tuple[md.Metadata, Digested, any_pb2.Any]]]
     #: Refuses a replay whose content differs from the first call's.
     check_replay: Callable[[R], Awaitable[None]]
     #: The events announcing the object, for its metadata and reference.
@@ -339,13 +339,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             replay.replayed = True
             return replay
         async with self._holding(call.source, call.key, object_id):
-            meta, content = await call.prepare(object_id)
+            meta, content, announcement = await call.prepare(object_id, _holder(object_id) != object_id)
             meta.ingested_at.GetCurrentTime()
             self._lineage(meta, call.step)
             # Every event is built and checked before anything is stored.
             events = call.events(meta, announce.placeholder())
             announce.check_sizes(events)
-            stored = await self._store(meta, call.announcement, content, call.deadline_s)
+            stored = await self._store(meta, announcement, content, call.deadline_s)
             announce.with_stored(events, stored)
             self._fault_point()
             await self._publisher.publish(events)
@@ -395,9 +395,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
 
         content = Digested(normalised())
 
-        async def prepare(object_id: str) -> tuple[md.Metadata, Digested]:
+        async def prepare(object_id: str, resumed: bool) -> tuple[md.Metadata, Digested, any_pb2.Any]:
             meta.id = object_id
-            return meta, content
+            return meta, content, any_pb2.Any()  # an object's events need nothing more
 
         async def check_replay(replay: pb.IngestObjectResponse) -> None:
             await content.same_as(replay.metadata.sha256)
@@ -417,7 +417,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 # The stream may take as long as the caller allows (up to the
                 # longest upload), not the fixed deadline of short backend calls.
                 deadline_s=min(context.time_remaining() or STREAM_DEADLINE_S, STREAM_DEADLINE_S),
-                announcement=any_pb2.Any(),
                 prepare=prepare,
                 check_replay=check_replay,
                 events=lambda m, ref: announce.object_events(self._topics, m, ref),
@@ -438,11 +437,14 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             )
         csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
 
-        async def prepare(batch_id: str) -> tuple[md.Metadata, Digested]:
-            nonlocal accepted
+        async def prepare(batch_id: str, resumed: bool) -> tuple[md.Metadata, Digested, any_pb2.Any]:
+            nonlocal accepted, rejected
+            if resumed and (earlier := await self._earlier_decision(batch_id)) is not None:
+                accepted, rejected = earlier  # the batch the first attempt stored
             accepted = batch.identify(batch_id, accepted)
             content = await self._encode(request, accepted, csv_batch)
-            return batch.batch_metadata(request, batch_id, accepted), Digested(pieces(content, CHUNK))
+            meta = batch.batch_metadata(request, batch_id, accepted)
+            return meta, Digested(pieces(content, CHUNK)), await announce.of_batch(request, rejected)
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request
@@ -453,12 +455,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                     index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK)
                 )
                 for i in accepted
-            ] + [
-                pb.RecordResult(
-                    index=r.index, status=InvalidArgument.from_violations(r.violations, "record").to_status()
-                )
-                for r in rejected
-            ]
+            ] + [batch.rejection(r) for r in rejected]
             results.sort(key=lambda r: r.index)
             return pb.IngestRecordsResponse(
                 metadata=stored.metadata,
@@ -477,13 +474,28 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 response=pb.IngestRecordsResponse,
                 step="ingest.records",
                 deadline_s=self._deadline_s,
-                announcement=announce.of_batch(request),
                 prepare=prepare,
                 check_replay=check_replay,
                 events=lambda m, ref: announce.batch_events(self._topics, m, ref, accepted, rejected),
                 result=result,
             )
         )
+
+    async def _earlier_decision(
+        self, batch_id: str
+    ) -> tuple[list[batch.Accepted], list[batch.Rejected]] | None:
+        """How the first attempt at `batch_id` split its records, if it got as
+        far as storing them: a resumed call stores and announces that batch."""
+        try:
+            found = await self._storage.GetPendingObject(
+                spb.GetPendingObjectRequest(id=batch_id), timeout=STREAM_DEADLINE_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None  # the first attempt stored nothing
+            raise _storage_error(exc, "reading the first attempt") from exc
+        _, accepted, rejected = await announce.decided(found.announcement)
+        return accepted, rejected
 
     @staticmethod
     async def _encode(

@@ -239,11 +239,24 @@ class Index:
         return True
 
     async def put_pending(self, pending: pb.PendingObject) -> None:
-        """Write (or rewrite, for a later attempt at the same id) an object's pending marker."""
+        """Write an object's pending marker. A later attempt at the same id
+        rewrites it, unless the marker names another object
+        (FAILED_PRECONDITION `id_in_use`): its reconciler would otherwise
+        look for the wrong bytes."""
         pending.written_at.FromDatetime(datetime.now(UTC))
-        await self._store.put_bytes(
-            INDEX_BUCKET, _pending_key(pending.metadata.id), pending.SerializeToString(), if_absent=False
-        )
+        name, data = _pending_key(pending.metadata.id), pending.SerializeToString()
+        try:
+            await self._store.put_bytes(INDEX_BUCKET, name, data, if_absent=True)
+            return
+        except AlreadyExists:
+            pass
+        try:
+            earlier = await self.pending(pending.metadata.id)
+        except NotFound:
+            earlier = pending  # removed meanwhile: write it again
+        if (earlier.bucket, earlier.key) != (pending.bucket, pending.key):
+            raise FailedPrecondition("the id is being stored as another object", reason="id_in_use")
+        await self._store.put_bytes(INDEX_BUCKET, name, data, if_absent=False)
 
     async def pending(self, object_id: str) -> pb.PendingObject:
         try:

@@ -251,10 +251,21 @@ class S3ObjectStore:
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` in the store's pool (with the caller's context, as
-        `asyncio.to_thread` does), awaited without blocking the loop."""
+        `asyncio.to_thread` does), awaited without blocking the loop.
+
+        A thread cannot be stopped: when the caller is cancelled, this still
+        waits for the call to finish before the cancellation goes on, so that
+        whoever handles it knows the store is no longer being written (a PUT
+        cancelled mid-flight may yet land).
+        """
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
+        running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            await asyncio.wait({running})
+            raise
 
     # -- writes -------------------------------------------------------------
 

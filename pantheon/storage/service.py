@@ -284,6 +284,8 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         except NotFound:
             return pb.DiscardPendingObjectResponse()
         current_grant.get().check_ingest(pending.metadata.source, pending.metadata.data_type)
+        if pending.written_at.ToDatetime(tzinfo=UTC) >= request.written_before.ToDatetime(tzinfo=UTC):
+            raise FailedPrecondition("the marker was written again since", reason="marker_rewritten")
         try:
             await self.store.stat(pending.bucket, pending.key)
         except NotFound:

@@ -32,6 +32,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -311,17 +312,17 @@ def records_request() -> ing.IngestRecordsRequest:
     )
 
 
+def batch_announcement() -> ing.BatchAnnouncement:
+    """A record batch's announcement: its request, compressed, and the
+    call's rejections."""
+    return ing.BatchAnnouncement(
+        request_zlib=zlib.compress(records_request().SerializeToString(), 1),
+        rejected=[records_response().results[1]],
+    )
+
+
 def announcement() -> any_pb2.Any:
-    """A record batch's announcement, its request: one record whose payload
-    has one field, since JSON does not keep the order of a Struct's fields
-    and the bytes packed in an Any must survive the JSON round trip."""
-    request = records_request()
-    del request.records[1:]
-    one = request.records[0]
-    one.labels.clear()
-    one.payload.Clear()
-    one.payload.update({"temperature_c": 31.5})
-    return packed(request)
+    return packed(batch_announcement())
 
 
 def pending_marker() -> st.PendingMarker:
@@ -508,7 +509,8 @@ def examples() -> dict[str, Message]:
                 written_at=timestamp(INGESTED),
             ),
         ),
-        ("", st.DiscardPendingObjectRequest(id=OBJECT_ID)),
+        ("", st.DiscardPendingObjectRequest(id=OBJECT_ID, written_before=timestamp(INGESTED))),
+        ("", batch_announcement()),
         ("", st.DiscardPendingObjectResponse()),
         ("", ing.ReconcileRequest(older_than=duration_pb2.Duration(seconds=30))),
         (

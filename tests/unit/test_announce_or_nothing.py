@@ -7,6 +7,7 @@ publisher; the real-backend cases are in the reliability scenarios."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,9 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
-from pantheon.config import KafkaSettings
+from pantheon.config import KafkaSettings, S3Settings
 from pantheon.devstack.mesh import DEV_CLIENT, INGEST, SIMULATION
-from pantheon.errors import InvalidArgument, Unavailable
+from pantheon.errors import FailedPrecondition, InvalidArgument, Unavailable
 from pantheon.events.producer import Event
 from pantheon.ingest import announce
 from pantheon.ingest import records as batch
@@ -34,6 +35,7 @@ from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.server import Running, create_server, secure_channel
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import PENDING_PREFIX, Index
+from pantheon.storage.object_store import S3ObjectStore
 from pantheon.streams import split_announced_upload
 from tests.integration.support import metadata, object_requests
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
@@ -212,18 +214,17 @@ async def test_content_found_bad_mid_stream_leaves_no_marker(served: Served) -> 
 async def test_young_markers_wait_and_markers_of_dead_uploads_are_discarded(served: Served) -> None:
     meta = metadata("src-a")
     meta.id, meta.format = new_ulid(), md.FORMAT_CSV
-    token = current_grant.set(INTERNAL_GRANT)
-    try:
-        await Index(served.store).put_pending(
-            spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/x")
-        )
-    finally:
-        current_grant.reset(token)
+    await Index(served.store).put_pending(
+        spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/x")
+    )
     (marker,) = served.pending()
     # An upload may still be streaming: nothing is decided before the longest upload.
     report = await served.reconcile()
     assert (report.discarded, report.waiting) == (0, 1)
-    served.store.written[(INDEX_BUCKET, marker)] -= timedelta(seconds=STREAM_DEADLINE_S + 3600)
+    # Aged by the time written in the marker (the services' clock).
+    aged = spb.PendingObject.FromString(served.store.objects[(INDEX_BUCKET, marker)])
+    aged.written_at.FromDatetime(datetime.now(UTC) - timedelta(seconds=STREAM_DEADLINE_S + 3600))
+    served.store.objects[(INDEX_BUCKET, marker)] = aged.SerializeToString()
     report = await served.reconcile()
     assert (report.discarded, report.waiting) == (1, 0)
     assert served.pending() == [] and served.publisher.events == []
@@ -273,7 +274,9 @@ async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announ
     ref = md.ObjectRef(bucket="pantheon-sensor", key="v1/k", sha256="a" * 64, size_bytes=123, etag="e")
     announce.with_stored(events, spb.PutObjectResponse(object=ref, metadata=stored_meta))
     rebuilt = await announce.rebuild(
-        topics, announce.of_batch(request), spb.StatObjectResponse(object=ref, metadata=stored_meta)
+        topics,
+        await announce.of_batch(request, rejected),
+        spb.StatObjectResponse(object=ref, metadata=stored_meta),
     )
     assert _wire(events) == _wire(rebuilt)
 
@@ -356,3 +359,93 @@ async def test_pending_markers_are_listed_completely_page_by_page(served: Served
     )
     await channel.close()
     assert list(young.markers) == []
+
+
+# -- the call's decision is kept ------------------------------------------------------------
+
+
+async def test_a_resumed_batch_keeps_the_first_attempts_decision(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Record checks depend on the clock: a record five minutes and a second
+    # ahead is refused now and accepted a second later. Simulated here: the
+    # first check refuses record 0, every later one accepts everything.
+    checks = 0
+    real_triage = announce.triage
+
+    async def clocked(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
+        nonlocal checks
+        checks += 1
+        accepted, rejected = await real_triage(request)
+        if checks == 1:
+            refused = [r for r in accepted if r.index == 0]
+            reason = batch.FieldViolation(
+                "records[0].observed_at", "metadata.observed_at.not_future", "ahead"
+            )
+            return [a for a in accepted if a.index != 0], [batch.Rejected(0, refused[0].record, [reason])]
+        return accepted, rejected
+
+    monkeypatch.setattr(announce, "triage", clocked)
+    request = _records(valid=3, key="clocked")
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(request)
+    (first_key,) = served.store.stored()
+    served.publisher.fail = None
+    retried = await served.ingest.IngestRecords(request)  # resumes the released key
+    assert served.store.stored() == [first_key] == [retried.object.key]
+    assert [r.index for r in retried.results if r.status.code != 0] == [0]
+    assert retried.accepted_count == 2
+    # The retry announced what the first attempt would have: the same events
+    # (their times and request ids are the retry's).
+    (attempted, announced) = served.publisher.attempts
+
+    def named(events: list[Event]) -> list[tuple[str, str, str, str]]:
+        return [(e.topic, e.key, e.event_id, type(e.payload).__name__) for e in events]
+
+    assert named(attempted) == named(announced)
+
+
+async def test_a_marker_for_the_id_of_another_object_is_refused(served: Served) -> None:
+    index = Index(served.store)
+    meta = metadata("src-a")
+    meta.id = new_ulid()
+    await index.put_pending(spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/a"))
+    await index.put_pending(spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/a"))  # a retry
+    with pytest.raises(FailedPrecondition) as caught:
+        await index.put_pending(spb.PendingObject(metadata=meta, bucket="pantheon-sensor", key="v1/b"))
+    assert caught.value.reason == "id_in_use"
+
+
+async def test_a_corrupt_marker_does_not_stop_the_pass(served: Served) -> None:
+    served.store.objects[(INDEX_BUCKET, f"{PENDING_PREFIX}{'0' * 26}")] = b"\xff not a marker"
+    served.store.written[(INDEX_BUCKET, f"{PENDING_PREFIX}{'0' * 26}")] = datetime.now(UTC)
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    served.publisher.fail = None
+    report = await served.reconcile()
+    assert (report.announced, report.waiting) == (1, 1)  # the good one announced, the bad one left
+
+
+async def test_a_cancelled_store_call_returns_only_once_its_thread_is_done() -> None:
+    # A PUT cannot be stopped once sent: whoever handles the cancellation
+    # must know that it has landed or failed (else a marker is dropped for
+    # bytes that land afterwards).
+    store = S3ObjectStore(S3Settings("https://127.0.0.1:9", "a", "s", None))
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_put() -> None:
+        release.wait(30)
+        finished.set()
+
+    task = asyncio.create_task(store._run(slow_put))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+    assert not task.done()  # still waiting for the thread
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished.is_set()

@@ -5,6 +5,7 @@ version of the refusals is tests/integration/test_mesh.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -310,6 +311,12 @@ async def test_a_second_put_under_a_bound_id_never_rebinds_it(
 ) -> None:
     _, store, _ = served
     first = await callers[DEV_CLIENT].ingest.IngestObject(object_requests(metadata("src-a"), CSV, "text/csv"))
+    marker = ("pantheon-index", f"pending/{first.metadata.id}")
+    for _ in range(200):  # the commit removes the marker in the background
+        if marker not in store.objects:
+            break
+        await asyncio.sleep(0.01)
+    assert marker not in store.objects
     forged = metadata("attacker", classification=md.CLASSIFICATION_PUBLIC)
     forged.id, forged.format = first.metadata.id, md.FORMAT_CSV
 

@@ -545,6 +545,43 @@ class RecordResult(_message.Message):
 Global___RecordResult: _TypeAlias = RecordResult  # noqa: Y015
 
 @_typing.final
+class BatchAnnouncement(_message.Message):
+    """BatchAnnouncement is what a record batch's pending marker keeps
+    (storage.v1.PutObjectRequest.announcement) so that its events can be
+    rebuilt exactly as its call built them: by the reconciler, when the call
+    died before announcing, and by a retry that resumes the call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ZLIB_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    request_zlib: _builtins.bytes
+    """The batch's IngestRecordsRequest, serialized, then compressed with zlib
+    (parsed records take several times the bytes of their JSON).
+    """
+    @_builtins.property
+    def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordResult]:
+        """The records the call rejected, with why; every other record was
+        accepted. Kept rather than checked again, since a record's checks
+        depend on the time (`observed_at` at most five minutes ahead).
+        """
+
+    def __init__(
+        self,
+        *,
+        request_zlib: _builtins.bytes = ...,
+        rejected: _abc.Iterable[Global___RecordResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rejected", b"rejected", "request_zlib", b"request_zlib"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchAnnouncement: _TypeAlias = BatchAnnouncement  # noqa: Y015
+
+@_typing.final
 class GetIngestResultRequest(_message.Message):
     """GetIngestResultRequest names an earlier ingest call."""
 

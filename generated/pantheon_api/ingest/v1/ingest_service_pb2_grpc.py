@@ -143,8 +143,10 @@ class IngestionServiceServicer:
         never completed and are older than the longest upload are discarded.
         For operators.
 
-        Returns OK with what the pass did; UNAVAILABLE when storage or the
-        event backbone is unavailable (nothing is made visible unannounced).
+        Returns OK with what the pass did: a marker it could not settle (the
+        event backbone down, say) is counted as waiting and left for the next
+        pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+        the markers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

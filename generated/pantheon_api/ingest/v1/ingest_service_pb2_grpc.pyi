@@ -104,8 +104,10 @@ class IngestionServiceStub:
     never completed and are older than the longest upload are discarded.
     For operators.
 
-    Returns OK with what the pass did; UNAVAILABLE when storage or the
-    event backbone is unavailable (nothing is made visible unannounced).
+    Returns OK with what the pass did: a marker it could not settle (the
+    event backbone down, say) is counted as waiting and left for the next
+    pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+    the markers.
     """
 
 @_typing.type_check_only
@@ -174,8 +176,10 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     never completed and are older than the longest upload are discarded.
     For operators.
 
-    Returns OK with what the pass did; UNAVAILABLE when storage or the
-    event backbone is unavailable (nothing is made visible unannounced).
+    Returns OK with what the pass did: a marker it could not settle (the
+    event backbone down, say) is counted as waiting and left for the next
+    pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+    the markers.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -271,8 +275,10 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         never completed and are older than the longest upload are discarded.
         For operators.
 
-        Returns OK with what the pass did; UNAVAILABLE when storage or the
-        event backbone is unavailable (nothing is made visible unannounced).
+        Returns OK with what the pass did: a marker it could not settle (the
+        event backbone down, say) is counted as waiting and left for the next
+        pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+        the markers.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

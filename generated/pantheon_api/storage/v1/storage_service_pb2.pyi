@@ -912,16 +912,24 @@ class DiscardPendingObjectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    WRITTEN_BEFORE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the object (a ULID)."""
+    @_builtins.property
+    def written_before(self) -> _timestamp_pb2.Timestamp:
+        """Discard only a marker written before this time (a later attempt at the
+        id may have rewritten it since the caller looked).
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        written_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["written_before", b"written_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "written_before", b"written_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,16 +111,19 @@ class StorageServiceServicer:
         The object is stored but not yet visible: Get, Stat and Search find it
         only after `CommitObject`, which the caller sends once the object's
         events are acknowledged. Before the content, a pending marker is
-        written with the metadata and the announcement, so an object whose
-        caller dies before it is announced is found and announced by the
-        reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-        nothing and removes its marker.
+        written with the metadata and the announcement (a later attempt at the
+        same id rewrites it), so an object whose caller dies before it is
+        announced is found and announced by the reconciler
+        (`ListPendingObjects`). An upload found invalid or cancelled before
+        its last byte stores nothing and removes its marker; when the outcome
+        of the store is unknown, the marker stays for the reconciler.
 
         Returns OK with the object's reference; OK with `existed` when an object
         with the same id is already stored (nothing is overwritten: that object
         is returned, the content sent is discarded); INVALID_ARGUMENT for
         invalid metadata, a missing header, an oversize announcement or an empty
-        body; UNAVAILABLE when the object store cannot be reached;
+        body; FAILED_PRECONDITION when a pending marker for the id names
+        another object; UNAVAILABLE when the object store cannot be reached;
         DEADLINE_EXCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -256,7 +259,8 @@ class StorageServiceServicer:
         completed (no object is stored under it).
 
         Returns OK (also when already gone); FAILED_PRECONDITION when the object
-        is stored (announce and commit it instead); UNAVAILABLE.
+        is stored (announce and commit it instead) or the marker was written
+        at or after `written_before`; UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,16 +54,19 @@ class StorageServiceStub:
     The object is stored but not yet visible: Get, Stat and Search find it
     only after `CommitObject`, which the caller sends once the object's
     events are acknowledged. Before the content, a pending marker is
-    written with the metadata and the announcement, so an object whose
-    caller dies before it is announced is found and announced by the
-    reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-    nothing and removes its marker.
+    written with the metadata and the announcement (a later attempt at the
+    same id rewrites it), so an object whose caller dies before it is
+    announced is found and announced by the reconciler
+    (`ListPendingObjects`). An upload found invalid or cancelled before
+    its last byte stores nothing and removes its marker; when the outcome
+    of the store is unknown, the marker stays for the reconciler.
 
     Returns OK with the object's reference; OK with `existed` when an object
     with the same id is already stored (nothing is overwritten: that object
     is returned, the content sent is discarded); INVALID_ARGUMENT for
     invalid metadata, a missing header, an oversize announcement or an empty
-    body; UNAVAILABLE when the object store cannot be reached;
+    body; FAILED_PRECONDITION when a pending marker for the id names
+    another object; UNAVAILABLE when the object store cannot be reached;
     DEADLINE_EXCEEDED.
     """
     GetObject: _grpc.UnaryStreamMultiCallable[_storage_service_pb2.GetObjectRequest, _storage_service_pb2.GetObjectResponse]
@@ -155,7 +158,8 @@ class StorageServiceStub:
     completed (no object is stored under it).
 
     Returns OK (also when already gone); FAILED_PRECONDITION when the object
-    is stored (announce and commit it instead); UNAVAILABLE.
+    is stored (announce and commit it instead) or the marker was written
+    at or after `written_before`; UNAVAILABLE.
     """
 
 @_typing.type_check_only
@@ -173,16 +177,19 @@ class StorageServiceAsyncStub(StorageServiceStub):
     The object is stored but not yet visible: Get, Stat and Search find it
     only after `CommitObject`, which the caller sends once the object's
     events are acknowledged. Before the content, a pending marker is
-    written with the metadata and the announcement, so an object whose
-    caller dies before it is announced is found and announced by the
-    reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-    nothing and removes its marker.
+    written with the metadata and the announcement (a later attempt at the
+    same id rewrites it), so an object whose caller dies before it is
+    announced is found and announced by the reconciler
+    (`ListPendingObjects`). An upload found invalid or cancelled before
+    its last byte stores nothing and removes its marker; when the outcome
+    of the store is unknown, the marker stays for the reconciler.
 
     Returns OK with the object's reference; OK with `existed` when an object
     with the same id is already stored (nothing is overwritten: that object
     is returned, the content sent is discarded); INVALID_ARGUMENT for
     invalid metadata, a missing header, an oversize announcement or an empty
-    body; UNAVAILABLE when the object store cannot be reached;
+    body; FAILED_PRECONDITION when a pending marker for the id names
+    another object; UNAVAILABLE when the object store cannot be reached;
     DEADLINE_EXCEEDED.
     """
     GetObject: _aio.UnaryStreamMultiCallable[_storage_service_pb2.GetObjectRequest, _storage_service_pb2.GetObjectResponse]  # type: ignore[assignment]
@@ -274,7 +281,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
     completed (no object is stored under it).
 
     Returns OK (also when already gone); FAILED_PRECONDITION when the object
-    is stored (announce and commit it instead); UNAVAILABLE.
+    is stored (announce and commit it instead) or the marker was written
+    at or after `written_before`; UNAVAILABLE.
     """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -295,16 +303,19 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         The object is stored but not yet visible: Get, Stat and Search find it
         only after `CommitObject`, which the caller sends once the object's
         events are acknowledged. Before the content, a pending marker is
-        written with the metadata and the announcement, so an object whose
-        caller dies before it is announced is found and announced by the
-        reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-        nothing and removes its marker.
+        written with the metadata and the announcement (a later attempt at the
+        same id rewrites it), so an object whose caller dies before it is
+        announced is found and announced by the reconciler
+        (`ListPendingObjects`). An upload found invalid or cancelled before
+        its last byte stores nothing and removes its marker; when the outcome
+        of the store is unknown, the marker stays for the reconciler.
 
         Returns OK with the object's reference; OK with `existed` when an object
         with the same id is already stored (nothing is overwritten: that object
         is returned, the content sent is discarded); INVALID_ARGUMENT for
         invalid metadata, a missing header, an oversize announcement or an empty
-        body; UNAVAILABLE when the object store cannot be reached;
+        body; FAILED_PRECONDITION when a pending marker for the id names
+        another object; UNAVAILABLE when the object store cannot be reached;
         DEADLINE_EXCEEDED.
         """
 
@@ -462,7 +473,8 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         completed (no object is stored under it).
 
         Returns OK (also when already gone); FAILED_PRECONDITION when the object
-        is stored (announce and commit it instead); UNAVAILABLE.
+        is stored (announce and commit it instead) or the marker was written
+        at or after `written_before`; UNAVAILABLE.
         """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

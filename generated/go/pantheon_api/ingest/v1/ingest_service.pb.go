@@ -952,6 +952,67 @@ func (x *RecordResult) GetStatus() *status.Status {
 	return nil
 }
 
+// BatchAnnouncement is what a record batch's pending marker keeps
+// (storage.v1.PutObjectRequest.announcement) so that its events can be
+// rebuilt exactly as its call built them: by the reconciler, when the call
+// died before announcing, and by a retry that resumes the call.
+type BatchAnnouncement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch's IngestRecordsRequest, serialized, then compressed with zlib
+	// (parsed records take several times the bytes of their JSON).
+	RequestZlib []byte `protobuf:"bytes,1,opt,name=request_zlib,json=requestZlib,proto3" json:"request_zlib,omitempty"`
+	// The records the call rejected, with why; every other record was
+	// accepted. Kept rather than checked again, since a record's checks
+	// depend on the time (`observed_at` at most five minutes ahead).
+	Rejected      []*RecordResult `protobuf:"bytes,2,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAnnouncement) Reset() {
+	*x = BatchAnnouncement{}
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAnnouncement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAnnouncement) ProtoMessage() {}
+
+func (x *BatchAnnouncement) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAnnouncement.ProtoReflect.Descriptor instead.
+func (*BatchAnnouncement) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchAnnouncement) GetRequestZlib() []byte {
+	if x != nil {
+		return x.RequestZlib
+	}
+	return nil
+}
+
+func (x *BatchAnnouncement) GetRejected() []*RecordResult {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
 // GetIngestResultRequest names an earlier ingest call.
 type GetIngestResultRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -965,7 +1026,7 @@ type GetIngestResultRequest struct {
 
 func (x *GetIngestResultRequest) Reset() {
 	*x = GetIngestResultRequest{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1038,7 @@ func (x *GetIngestResultRequest) String() string {
 func (*GetIngestResultRequest) ProtoMessage() {}
 
 func (x *GetIngestResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[10]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1051,7 @@ func (x *GetIngestResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIngestResultRequest.ProtoReflect.Descriptor instead.
 func (*GetIngestResultRequest) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{10}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetIngestResultRequest) GetSource() string {
@@ -1025,7 +1086,7 @@ type GetIngestResultResponse struct {
 
 func (x *GetIngestResultResponse) Reset() {
 	*x = GetIngestResultResponse{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1098,7 @@ func (x *GetIngestResultResponse) String() string {
 func (*GetIngestResultResponse) ProtoMessage() {}
 
 func (x *GetIngestResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1111,7 @@ func (x *GetIngestResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIngestResultResponse.ProtoReflect.Descriptor instead.
 func (*GetIngestResultResponse) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{11}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetIngestResultResponse) GetResult() isGetIngestResultResponse_Result {
@@ -1115,7 +1176,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1188,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1201,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{12}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReconcileRequest) GetOlderThan() *durationpb.Duration {
@@ -1170,7 +1231,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1243,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[13]
+	mi := &file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1256,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{13}
+	return file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReconcileResponse) GetAnnounced() int32 {
@@ -1312,7 +1373,10 @@ const file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x19\n" +
 	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12*\n" +
-	"\x06status\x18\x04 \x01(\v2\x12.google.rpc.StatusR\x06status\"\xa2\x01\n" +
+	"\x06status\x18\x04 \x01(\v2\x12.google.rpc.StatusR\x06status\"x\n" +
+	"\x11BatchAnnouncement\x12!\n" +
+	"\frequest_zlib\x18\x01 \x01(\fR\vrequestZlib\x12@\n" +
+	"\brejected\x18\x02 \x03(\v2$.pantheon_api.ingest.v1.RecordResultR\brejected\"\xa2\x01\n" +
 	"\x16GetIngestResultRequest\x12;\n" +
 	"\x06source\x18\x01 \x01(\tB#\xbaH \xc8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{1,62}$R\x06source\x12K\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\"\xbaH\x1f\xc8\x01\x01r\x1a2\x18^[A-Za-z0-9._:-]{1,128}$R\x0eidempotencyKey\"\xf5\x01\n" +
@@ -1354,7 +1418,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pantheon_api_ingest_v1_ingest_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pantheon_api_ingest_v1_ingest_service_proto_goTypes = []any{
 	(BatchFormat)(0),                     // 0: pantheon_api.ingest.v1.BatchFormat
 	(*IngestObjectRequest)(nil),          // 1: pantheon_api.ingest.v1.IngestObjectRequest
@@ -1367,64 +1431,66 @@ var file_pantheon_api_ingest_v1_ingest_service_proto_goTypes = []any{
 	(*IngestRecordDocumentResponse)(nil), // 8: pantheon_api.ingest.v1.IngestRecordDocumentResponse
 	(*IngestRecordsResponse)(nil),        // 9: pantheon_api.ingest.v1.IngestRecordsResponse
 	(*RecordResult)(nil),                 // 10: pantheon_api.ingest.v1.RecordResult
-	(*GetIngestResultRequest)(nil),       // 11: pantheon_api.ingest.v1.GetIngestResultRequest
-	(*GetIngestResultResponse)(nil),      // 12: pantheon_api.ingest.v1.GetIngestResultResponse
-	(*ReconcileRequest)(nil),             // 13: pantheon_api.ingest.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),            // 14: pantheon_api.ingest.v1.ReconcileResponse
-	nil,                                  // 15: pantheon_api.ingest.v1.Record.LabelsEntry
-	nil,                                  // 16: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
-	nil,                                  // 17: pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
-	(*v1.Metadata)(nil),                  // 18: pantheon_api.metadata.v1.Metadata
-	(*v1.ObjectRef)(nil),                 // 19: pantheon_api.metadata.v1.ObjectRef
-	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
-	(*v1.GeoPoint)(nil),                  // 21: pantheon_api.metadata.v1.GeoPoint
-	(*structpb.Struct)(nil),              // 22: google.protobuf.Struct
-	(v1.Classification)(0),               // 23: pantheon_api.metadata.v1.Classification
-	(*status.Status)(nil),                // 24: google.rpc.Status
-	(*durationpb.Duration)(nil),          // 25: google.protobuf.Duration
+	(*BatchAnnouncement)(nil),            // 11: pantheon_api.ingest.v1.BatchAnnouncement
+	(*GetIngestResultRequest)(nil),       // 12: pantheon_api.ingest.v1.GetIngestResultRequest
+	(*GetIngestResultResponse)(nil),      // 13: pantheon_api.ingest.v1.GetIngestResultResponse
+	(*ReconcileRequest)(nil),             // 14: pantheon_api.ingest.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),            // 15: pantheon_api.ingest.v1.ReconcileResponse
+	nil,                                  // 16: pantheon_api.ingest.v1.Record.LabelsEntry
+	nil,                                  // 17: pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	nil,                                  // 18: pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	(*v1.Metadata)(nil),                  // 19: pantheon_api.metadata.v1.Metadata
+	(*v1.ObjectRef)(nil),                 // 20: pantheon_api.metadata.v1.ObjectRef
+	(*timestamppb.Timestamp)(nil),        // 21: google.protobuf.Timestamp
+	(*v1.GeoPoint)(nil),                  // 22: pantheon_api.metadata.v1.GeoPoint
+	(*structpb.Struct)(nil),              // 23: google.protobuf.Struct
+	(v1.Classification)(0),               // 24: pantheon_api.metadata.v1.Classification
+	(*status.Status)(nil),                // 25: google.rpc.Status
+	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
 }
 var file_pantheon_api_ingest_v1_ingest_service_proto_depIdxs = []int32{
 	2,  // 0: pantheon_api.ingest.v1.IngestObjectRequest.header:type_name -> pantheon_api.ingest.v1.ObjectHeader
-	18, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	18, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	19, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	20, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
-	21, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
-	22, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
-	15, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
+	19, // 1: pantheon_api.ingest.v1.ObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	19, // 2: pantheon_api.ingest.v1.IngestObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	20, // 3: pantheon_api.ingest.v1.IngestObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	21, // 4: pantheon_api.ingest.v1.Record.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 5: pantheon_api.ingest.v1.Record.location:type_name -> pantheon_api.metadata.v1.GeoPoint
+	23, // 6: pantheon_api.ingest.v1.Record.payload:type_name -> google.protobuf.Struct
+	16, // 7: pantheon_api.ingest.v1.Record.labels:type_name -> pantheon_api.ingest.v1.Record.LabelsEntry
 	0,  // 8: pantheon_api.ingest.v1.IngestRecordsRequest.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
 	4,  // 9: pantheon_api.ingest.v1.IngestRecordsRequest.records:type_name -> pantheon_api.ingest.v1.Record
-	23, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
-	16, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
+	24, // 10: pantheon_api.ingest.v1.IngestRecordsRequest.classification:type_name -> pantheon_api.metadata.v1.Classification
+	17, // 11: pantheon_api.ingest.v1.IngestRecordsRequest.labels:type_name -> pantheon_api.ingest.v1.IngestRecordsRequest.LabelsEntry
 	7,  // 12: pantheon_api.ingest.v1.IngestRecordDocumentRequest.header:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader
 	0,  // 13: pantheon_api.ingest.v1.RecordDocumentHeader.batch_format:type_name -> pantheon_api.ingest.v1.BatchFormat
-	23, // 14: pantheon_api.ingest.v1.RecordDocumentHeader.classification:type_name -> pantheon_api.metadata.v1.Classification
-	17, // 15: pantheon_api.ingest.v1.RecordDocumentHeader.labels:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
+	24, // 14: pantheon_api.ingest.v1.RecordDocumentHeader.classification:type_name -> pantheon_api.metadata.v1.Classification
+	18, // 15: pantheon_api.ingest.v1.RecordDocumentHeader.labels:type_name -> pantheon_api.ingest.v1.RecordDocumentHeader.LabelsEntry
 	9,  // 16: pantheon_api.ingest.v1.IngestRecordDocumentResponse.result:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
-	18, // 17: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	19, // 18: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	19, // 17: pantheon_api.ingest.v1.IngestRecordsResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	20, // 18: pantheon_api.ingest.v1.IngestRecordsResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
 	10, // 19: pantheon_api.ingest.v1.IngestRecordsResponse.results:type_name -> pantheon_api.ingest.v1.RecordResult
-	24, // 20: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
-	3,  // 21: pantheon_api.ingest.v1.GetIngestResultResponse.object:type_name -> pantheon_api.ingest.v1.IngestObjectResponse
-	9,  // 22: pantheon_api.ingest.v1.GetIngestResultResponse.records:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
-	20, // 23: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
-	25, // 24: pantheon_api.ingest.v1.ReconcileRequest.older_than:type_name -> google.protobuf.Duration
-	25, // 25: pantheon_api.ingest.v1.ReconcileResponse.oldest_waiting:type_name -> google.protobuf.Duration
-	1,  // 26: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
-	5,  // 27: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
-	6,  // 28: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:input_type -> pantheon_api.ingest.v1.IngestRecordDocumentRequest
-	11, // 29: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
-	13, // 30: pantheon_api.ingest.v1.IngestionService.Reconcile:input_type -> pantheon_api.ingest.v1.ReconcileRequest
-	3,  // 31: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
-	9,  // 32: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
-	8,  // 33: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:output_type -> pantheon_api.ingest.v1.IngestRecordDocumentResponse
-	12, // 34: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
-	14, // 35: pantheon_api.ingest.v1.IngestionService.Reconcile:output_type -> pantheon_api.ingest.v1.ReconcileResponse
-	31, // [31:36] is the sub-list for method output_type
-	26, // [26:31] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	25, // 20: pantheon_api.ingest.v1.RecordResult.status:type_name -> google.rpc.Status
+	10, // 21: pantheon_api.ingest.v1.BatchAnnouncement.rejected:type_name -> pantheon_api.ingest.v1.RecordResult
+	3,  // 22: pantheon_api.ingest.v1.GetIngestResultResponse.object:type_name -> pantheon_api.ingest.v1.IngestObjectResponse
+	9,  // 23: pantheon_api.ingest.v1.GetIngestResultResponse.records:type_name -> pantheon_api.ingest.v1.IngestRecordsResponse
+	21, // 24: pantheon_api.ingest.v1.GetIngestResultResponse.completed_at:type_name -> google.protobuf.Timestamp
+	26, // 25: pantheon_api.ingest.v1.ReconcileRequest.older_than:type_name -> google.protobuf.Duration
+	26, // 26: pantheon_api.ingest.v1.ReconcileResponse.oldest_waiting:type_name -> google.protobuf.Duration
+	1,  // 27: pantheon_api.ingest.v1.IngestionService.IngestObject:input_type -> pantheon_api.ingest.v1.IngestObjectRequest
+	5,  // 28: pantheon_api.ingest.v1.IngestionService.IngestRecords:input_type -> pantheon_api.ingest.v1.IngestRecordsRequest
+	6,  // 29: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:input_type -> pantheon_api.ingest.v1.IngestRecordDocumentRequest
+	12, // 30: pantheon_api.ingest.v1.IngestionService.GetIngestResult:input_type -> pantheon_api.ingest.v1.GetIngestResultRequest
+	14, // 31: pantheon_api.ingest.v1.IngestionService.Reconcile:input_type -> pantheon_api.ingest.v1.ReconcileRequest
+	3,  // 32: pantheon_api.ingest.v1.IngestionService.IngestObject:output_type -> pantheon_api.ingest.v1.IngestObjectResponse
+	9,  // 33: pantheon_api.ingest.v1.IngestionService.IngestRecords:output_type -> pantheon_api.ingest.v1.IngestRecordsResponse
+	8,  // 34: pantheon_api.ingest.v1.IngestionService.IngestRecordDocument:output_type -> pantheon_api.ingest.v1.IngestRecordDocumentResponse
+	13, // 35: pantheon_api.ingest.v1.IngestionService.GetIngestResult:output_type -> pantheon_api.ingest.v1.GetIngestResultResponse
+	15, // 36: pantheon_api.ingest.v1.IngestionService.Reconcile:output_type -> pantheon_api.ingest.v1.ReconcileResponse
+	32, // [32:37] is the sub-list for method output_type
+	27, // [27:32] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_ingest_v1_ingest_service_proto_init() }
@@ -1440,7 +1506,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_init() {
 		(*IngestRecordDocumentRequest_Header)(nil),
 		(*IngestRecordDocumentRequest_Chunk)(nil),
 	}
-	file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[11].OneofWrappers = []any{
+	file_pantheon_api_ingest_v1_ingest_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*GetIngestResultResponse_Object)(nil),
 		(*GetIngestResultResponse_Records)(nil),
 	}
@@ -1450,7 +1516,7 @@ func file_pantheon_api_ingest_v1_ingest_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc), len(file_pantheon_api_ingest_v1_ingest_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -99,8 +99,10 @@ type IngestionServiceClient interface {
 	// never completed and are older than the longest upload are discarded.
 	// For operators.
 	//
-	// Returns OK with what the pass did; UNAVAILABLE when storage or the
-	// event backbone is unavailable (nothing is made visible unannounced).
+	// Returns OK with what the pass did: a marker it could not settle (the
+	// event backbone down, say) is counted as waiting and left for the next
+	// pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+	// the markers.
 	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error)
 }
 
@@ -230,8 +232,10 @@ type IngestionServiceServer interface {
 	// never completed and are older than the longest upload are discarded.
 	// For operators.
 	//
-	// Returns OK with what the pass did; UNAVAILABLE when storage or the
-	// event backbone is unavailable (nothing is made visible unannounced).
+	// Returns OK with what the pass did: a marker it could not settle (the
+	// event backbone down, say) is counted as waiting and left for the next
+	// pass, nothing of it made visible; UNAVAILABLE when storage cannot list
+	// the markers.
 	Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error)
 	mustEmbedUnimplementedIngestionServiceServer()
 }

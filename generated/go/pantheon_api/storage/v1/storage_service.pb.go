@@ -1778,7 +1778,10 @@ func (x *PendingObject) GetWrittenAt() *timestamppb.Timestamp {
 type DiscardPendingObjectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the object (a ULID).
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Discard only a marker written before this time (a later attempt at the
+	// id may have rewritten it since the caller looked).
+	WrittenBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=written_before,json=writtenBefore,proto3" json:"written_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1818,6 +1821,13 @@ func (x *DiscardPendingObjectRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DiscardPendingObjectRequest) GetWrittenBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenBefore
+	}
+	return nil
 }
 
 // DiscardPendingObjectResponse is empty: the marker is gone.
@@ -1975,9 +1985,10 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x128\n" +
 	"\fannouncement\x18\x04 \x01(\v2\x14.google.protobuf.AnyR\fannouncement\x129\n" +
 	"\n" +
-	"written_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"N\n" +
+	"written_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"\x99\x01\n" +
 	"\x1bDiscardPendingObjectRequest\x12/\n" +
-	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\"\x1e\n" +
+	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\x12I\n" +
+	"\x0ewritten_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\rwrittenBefore\"\x1e\n" +
 	"\x1cDiscardPendingObjectResponse*\x7f\n" +
 	"\fPendingState\x12\x1d\n" +
 	"\x19PENDING_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -2081,35 +2092,36 @@ var file_pantheon_api_storage_v1_storage_service_proto_depIdxs = []int32{
 	29, // 27: pantheon_api.storage.v1.PendingObject.metadata:type_name -> pantheon_api.metadata.v1.Metadata
 	34, // 28: pantheon_api.storage.v1.PendingObject.announcement:type_name -> google.protobuf.Any
 	31, // 29: pantheon_api.storage.v1.PendingObject.written_at:type_name -> google.protobuf.Timestamp
-	1,  // 30: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
-	4,  // 31: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
-	6,  // 32: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
-	8,  // 33: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
-	10, // 34: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
-	13, // 35: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
-	17, // 36: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
-	15, // 37: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
-	19, // 38: pantheon_api.storage.v1.StorageService.CommitObject:input_type -> pantheon_api.storage.v1.CommitObjectRequest
-	21, // 39: pantheon_api.storage.v1.StorageService.ListPendingObjects:input_type -> pantheon_api.storage.v1.ListPendingObjectsRequest
-	24, // 40: pantheon_api.storage.v1.StorageService.GetPendingObject:input_type -> pantheon_api.storage.v1.GetPendingObjectRequest
-	27, // 41: pantheon_api.storage.v1.StorageService.DiscardPendingObject:input_type -> pantheon_api.storage.v1.DiscardPendingObjectRequest
-	3,  // 42: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
-	5,  // 43: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
-	7,  // 44: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
-	9,  // 45: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
-	11, // 46: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
-	14, // 47: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
-	18, // 48: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
-	16, // 49: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
-	20, // 50: pantheon_api.storage.v1.StorageService.CommitObject:output_type -> pantheon_api.storage.v1.CommitObjectResponse
-	22, // 51: pantheon_api.storage.v1.StorageService.ListPendingObjects:output_type -> pantheon_api.storage.v1.ListPendingObjectsResponse
-	25, // 52: pantheon_api.storage.v1.StorageService.GetPendingObject:output_type -> pantheon_api.storage.v1.GetPendingObjectResponse
-	28, // 53: pantheon_api.storage.v1.StorageService.DiscardPendingObject:output_type -> pantheon_api.storage.v1.DiscardPendingObjectResponse
-	42, // [42:54] is the sub-list for method output_type
-	30, // [30:42] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	31, // 30: pantheon_api.storage.v1.DiscardPendingObjectRequest.written_before:type_name -> google.protobuf.Timestamp
+	1,  // 31: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
+	4,  // 32: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
+	6,  // 33: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
+	8,  // 34: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
+	10, // 35: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
+	13, // 36: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
+	17, // 37: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
+	15, // 38: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
+	19, // 39: pantheon_api.storage.v1.StorageService.CommitObject:input_type -> pantheon_api.storage.v1.CommitObjectRequest
+	21, // 40: pantheon_api.storage.v1.StorageService.ListPendingObjects:input_type -> pantheon_api.storage.v1.ListPendingObjectsRequest
+	24, // 41: pantheon_api.storage.v1.StorageService.GetPendingObject:input_type -> pantheon_api.storage.v1.GetPendingObjectRequest
+	27, // 42: pantheon_api.storage.v1.StorageService.DiscardPendingObject:input_type -> pantheon_api.storage.v1.DiscardPendingObjectRequest
+	3,  // 43: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
+	5,  // 44: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
+	7,  // 45: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
+	9,  // 46: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
+	11, // 47: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
+	14, // 48: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
+	18, // 49: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
+	16, // 50: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
+	20, // 51: pantheon_api.storage.v1.StorageService.CommitObject:output_type -> pantheon_api.storage.v1.CommitObjectResponse
+	22, // 52: pantheon_api.storage.v1.StorageService.ListPendingObjects:output_type -> pantheon_api.storage.v1.ListPendingObjectsResponse
+	25, // 53: pantheon_api.storage.v1.StorageService.GetPendingObject:output_type -> pantheon_api.storage.v1.GetPendingObjectResponse
+	28, // 54: pantheon_api.storage.v1.StorageService.DiscardPendingObject:output_type -> pantheon_api.storage.v1.DiscardPendingObjectResponse
+	43, // [43:55] is the sub-list for method output_type
+	31, // [31:43] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_storage_v1_storage_service_proto_init() }

@@ -59,16 +59,19 @@ type StorageServiceClient interface {
 	// The object is stored but not yet visible: Get, Stat and Search find it
 	// only after `CommitObject`, which the caller sends once the object's
 	// events are acknowledged. Before the content, a pending marker is
-	// written with the metadata and the announcement, so an object whose
-	// caller dies before it is announced is found and announced by the
-	// reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-	// nothing and removes its marker.
+	// written with the metadata and the announcement (a later attempt at the
+	// same id rewrites it), so an object whose caller dies before it is
+	// announced is found and announced by the reconciler
+	// (`ListPendingObjects`). An upload found invalid or cancelled before
+	// its last byte stores nothing and removes its marker; when the outcome
+	// of the store is unknown, the marker stays for the reconciler.
 	//
 	// Returns OK with the object's reference; OK with `existed` when an object
 	// with the same id is already stored (nothing is overwritten: that object
 	// is returned, the content sent is discarded); INVALID_ARGUMENT for
 	// invalid metadata, a missing header, an oversize announcement or an empty
-	// body; UNAVAILABLE when the object store cannot be reached;
+	// body; FAILED_PRECONDITION when a pending marker for the id names
+	// another object; UNAVAILABLE when the object store cannot be reached;
 	// DEADLINE_EXCEEDED.
 	PutObject(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutObjectRequest, PutObjectResponse], error)
 	// GetObject streams an object's content, optionally a byte range. The
@@ -149,7 +152,8 @@ type StorageServiceClient interface {
 	// completed (no object is stored under it).
 	//
 	// Returns OK (also when already gone); FAILED_PRECONDITION when the object
-	// is stored (announce and commit it instead); UNAVAILABLE.
+	// is stored (announce and commit it instead) or the marker was written
+	// at or after `written_before`; UNAVAILABLE.
 	DiscardPendingObject(ctx context.Context, in *DiscardPendingObjectRequest, opts ...grpc.CallOption) (*DiscardPendingObjectResponse, error)
 }
 
@@ -307,16 +311,19 @@ type StorageServiceServer interface {
 	// The object is stored but not yet visible: Get, Stat and Search find it
 	// only after `CommitObject`, which the caller sends once the object's
 	// events are acknowledged. Before the content, a pending marker is
-	// written with the metadata and the announcement, so an object whose
-	// caller dies before it is announced is found and announced by the
-	// reconciler (`ListPendingObjects`). A cancelled or failed upload stores
-	// nothing and removes its marker.
+	// written with the metadata and the announcement (a later attempt at the
+	// same id rewrites it), so an object whose caller dies before it is
+	// announced is found and announced by the reconciler
+	// (`ListPendingObjects`). An upload found invalid or cancelled before
+	// its last byte stores nothing and removes its marker; when the outcome
+	// of the store is unknown, the marker stays for the reconciler.
 	//
 	// Returns OK with the object's reference; OK with `existed` when an object
 	// with the same id is already stored (nothing is overwritten: that object
 	// is returned, the content sent is discarded); INVALID_ARGUMENT for
 	// invalid metadata, a missing header, an oversize announcement or an empty
-	// body; UNAVAILABLE when the object store cannot be reached;
+	// body; FAILED_PRECONDITION when a pending marker for the id names
+	// another object; UNAVAILABLE when the object store cannot be reached;
 	// DEADLINE_EXCEEDED.
 	PutObject(grpc.ClientStreamingServer[PutObjectRequest, PutObjectResponse]) error
 	// GetObject streams an object's content, optionally a byte range. The
@@ -397,7 +404,8 @@ type StorageServiceServer interface {
 	// completed (no object is stored under it).
 	//
 	// Returns OK (also when already gone); FAILED_PRECONDITION when the object
-	// is stored (announce and commit it instead); UNAVAILABLE.
+	// is stored (announce and commit it instead) or the marker was written
+	// at or after `written_before`; UNAVAILABLE.
 	DiscardPendingObject(context.Context, *DiscardPendingObjectRequest) (*DiscardPendingObjectResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
