@@ -1,5 +1,6 @@
 """Fault injection against a private stack: nothing acknowledged is lost, nothing is duplicated,
-per-key order holds, and no event exists without its object (see scenarios.py for the counts)."""
+per-key order holds, every stored object is announced, and nothing stored is orphaned and no
+event exists without its object (see scenarios.py for the counts)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def _clean(row: scenarios.Row) -> None:
     assert row.acknowledged == row.sent, row
     assert (row.lost, row.duplicated, row.out_of_order) == (0, 0, 0), row
+    assert (row.unannounced, row.orphaned) == (0, 0), row
     assert row.stored == row.distinct_events or row.notes.get("objects") is not None, row
 
 
@@ -79,3 +81,71 @@ def test_gateway_restart_under_load_never_acknowledges_unstored_data(private_sta
     assert not row.notes["unexpected"], row.notes
     _clean(row)
     assert row.stored == row.distinct_events == 120, row
+
+
+@pytest.mark.timeout(300)
+def test_keyless_calls_dying_before_publish_are_announced_by_the_reconciler(
+    private_stack: PrivateStack,
+) -> None:
+    row = scenarios.keyless_crash(private_stack, records=20)
+    # The fault really happened: the client got errors, the bytes were stored,
+    # nothing was announced or visible, and each object waited under pending/.
+    for attempts in row.notes["first_attempts"].values():
+        assert not attempts[-1].startswith("2"), row.notes
+    for before in row.notes["before_restart"].values():
+        assert before == {"stored": 1, "data_stored": 0, "record_events": 0, "bound": 0, "pending": 1}, (
+            row.notes
+        )
+    # After the restart the reconciler announced both, once, and made them visible.
+    assert row.acknowledged == 0, row
+    assert (row.lost, row.duplicated, row.out_of_order, row.unannounced, row.orphaned) == (0, 0, 0, 0, 0), row
+    assert not row.notes["not_reconciled"], row.notes
+    assert row.stored == row.distinct_events == 21, row  # the object and the 20 records
+    assert row.notes["doc"]["not_visible"] == row.notes["batch"]["not_visible"] == [], row.notes
+    assert row.notes["batch"]["data_stored"] == 1 and row.notes["batch"]["raw_record_events"] >= 20, row.notes
+
+
+@pytest.mark.timeout(300)
+def test_a_fatal_producer_error_under_load_loses_and_duplicates_nothing(private_stack: PrivateStack) -> None:
+    row = scenarios.producer_fatal(private_stack, objects=60, batches=30, batch=10, workers=3, faults=2)
+    # The fault really happened: both signals reached the seam and each killed a producer.
+    assert row.notes["injected"] == 2 and row.notes["producers_replaced"] == 2, row.notes
+    _clean(row)
+    assert row.stored == row.distinct_events == 60 + 300, row
+
+
+@pytest.mark.timeout(240)
+def test_a_consumer_that_cannot_dead_letter_stops_and_the_group_gets_the_event_again(
+    private_stack: PrivateStack,
+) -> None:
+    row = scenarios.consumer_dlq_down(private_stack, records=8)
+    _clean(row)
+    stopped = row.notes["stopped"]
+    # The handler failed and the dead letter was not acknowledged: the consumer raised ...
+    assert row.notes["failed_event"] is not None and stopped is not None, row.notes
+    # ... without committing past the event, and the next member handled it.
+    assert row.notes["committed_after_stop"] == stopped["offset"], row.notes
+    assert row.notes["failed_redelivered"], row.notes
+    assert row.notes["skipped"] == [], row.notes
+
+
+@pytest.mark.timeout(300)
+def test_a_slow_keyed_upload_keeps_its_lease_and_a_dead_one_is_taken_over(
+    private_stack: PrivateStack,
+) -> None:
+    row = scenarios.lease_takeover(private_stack, side=2048)
+    stale_s = float(private_stack.env["PANTHEON_STALE_CLAIM_S"])
+    lease = row.notes["lease"]
+    # Retried throughout the upload, past twice the stale-claim age: always "in progress".
+    assert lease["claimed"] and lease["retries"] and max(at for at, _, _ in lease["retries"]) > 2 * stale_s, (
+        lease
+    )
+    assert {(status, reason) for _, status, reason in lease["retries"]} == {("409", "in_progress")}, lease
+    assert lease["upload"] == ["201"] and lease["replayed"] and lease["took_over"] == 0, lease
+    takeover = row.notes["takeover"]
+    assert takeover["claimed"] and takeover["killed"] and not takeover["dead_upload"][-1].startswith("2"), (
+        takeover
+    )
+    assert takeover["retry"][-1] == "201" and takeover["took_over"] >= 1 and takeover["replayed"], takeover
+    _clean(row)
+    assert row.stored == row.distinct_events == 2, row
