@@ -19,11 +19,12 @@ from pydantic import BaseModel
 
 from gateway.auth import KeyStore
 from gateway.channel import Clients, open_channel
+from gateway.docs import router as docs_router
 from gateway.limits import ConcurrencyLimiter, RateLimiter
 from gateway.metrics import Metrics
 from gateway.middleware import EdgeMiddleware
 from gateway.problems import FieldError, ProblemDetails, install_handlers
-from gateway.routes import health, objects, records
+from gateway.routes import downloads, health, records, search, uploads
 from gateway.schemas import LocationIn, ObjectMetadataIn, RecordBatchIn, RecordIn
 from gateway.settings import GatewaySettings
 from gateway.slow_clients import BodyTimeoutMiddleware
@@ -101,7 +102,8 @@ def create_app(settings: GatewaySettings, *, keys: KeyStore | None = None) -> Fa
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # /docs comes from gateway/docs.py: Swagger UI from local files, no CDN.
+        docs_url=None,
         redoc_url=None,
         # An API answers a wrong path with a 404 problem, not a redirect.
         redirect_slashes=False,
@@ -113,9 +115,12 @@ def create_app(settings: GatewaySettings, *, keys: KeyStore | None = None) -> Fa
     app.state.metrics = Metrics()
     app.state.clients = None
     install_handlers(app)
-    app.include_router(objects.router)
+    app.include_router(uploads.router)
+    app.include_router(downloads.router)
+    app.include_router(search.router)
     app.include_router(records.router)
     app.include_router(health.router)
+    app.include_router(docs_router)
     # Added first, so it runs inside EdgeMiddleware: its 408 carries the request id.
     app.add_middleware(
         BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, min_rate_bps=settings.body_min_rate_bps

@@ -202,6 +202,7 @@ class ServiceSettings:
     reconcile_after_s: float = 10.0
     #: Test-only fault: exit the process right after an object is stored and
     #: before its events are published (`PANTHEON_FAULT_CRASH_BEFORE_PUBLISH=1`).
+    #: Ignored unless `fault_injection` arms pantheon/faults.py.
     crash_before_publish: bool = False
     #: Test-only: SIGUSR1 injects a fatal Kafka producer error (pantheon/faults.py;
     #: `PANTHEON_FAULT_INJECTION=1`). Off by default.

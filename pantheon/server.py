@@ -176,8 +176,8 @@ async def create_server(
         running.channels.append(channel)
         storage = storage_service_pb2_grpc.StorageServiceStub(channel)
     running.publisher = publisher or KafkaPublisher(settings.kafka)
-    if settings.fault_injection:  # test stacks only: SIGUSR1 kills the producer (pantheon/faults.py)
-        faults.install(running.publisher)
+    if settings.fault_injection:  # test stacks only: SIGUSR1 and crash points (pantheon/faults.py)
+        faults.install(running.publisher, crash_after_store=settings.crash_before_publish)
     reconciler = Reconciler(
         storage,
         running.publisher,
@@ -198,7 +198,6 @@ async def create_server(
             deadline_s=settings.backend_deadline_s,
             stale_claim=timedelta(seconds=settings.stale_claim_s),
             reconciler=reconciler,
-            crash_before_publish=settings.crash_before_publish,
         ),
         server,
     )

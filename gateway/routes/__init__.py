@@ -1,1 +1,1 @@
-"""One router per resource: objects, records, health."""
+"""One router per concern: uploads, downloads and search (the `/v1/objects` routes), records, health."""

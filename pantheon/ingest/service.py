@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -31,7 +30,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
-from pantheon import __version__
+from pantheon import __version__, faults
 from pantheon import context as ctx
 from pantheon.config import KafkaSettings
 from pantheon.errors import (
@@ -146,7 +145,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         deadline_s: float,
         stale_claim: timedelta,
         reconciler: Reconciler,
-        crash_before_publish: bool = False,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
@@ -156,7 +154,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self._deadline_s = deadline_s
         self._stale_claim = stale_claim
         self._reconciler = reconciler
-        self._crash_before_publish = crash_before_publish
 
     # -- shared steps ---------------------------------------------------------
 
@@ -311,12 +308,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "making the object visible") from exc
 
-    def _fault_point(self) -> None:
-        """Die between store and publish, when a fault test asks for it."""
-        if self._crash_before_publish:
-            log.error("fault injection: exiting after the store, before the publish")
-            os._exit(70)
-
     def _lineage(self, meta: md.Metadata, step: str) -> None:
         meta.lineage.request_id = ctx.request_id.get()
         s = meta.lineage.steps.add(name=step, version=__version__)
@@ -347,7 +338,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             announce.check_sizes(events)
             stored = await self._store(meta, announcement, content, call.deadline_s)
             announce.with_stored(events, stored)
-            self._fault_point()
+            faults.crash_point(faults.AFTER_STORE)  # test stacks only: a no-op unless armed
             await self._publisher.publish(events)
             await self._commit(stored)
             result = call.result(stored)

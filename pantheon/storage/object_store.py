@@ -6,11 +6,11 @@ bounded thread pool (`S3Settings.threads`, as many as its HTTP connections),
 so the asyncio gRPC server keeps serving, and a slow or hung store ties up
 only that pool: the default executor stays free for everything else (calls
 beyond the pool's size wait in its queue). Two things minio-py's public API
-lacks are done through its request layer (`_execute` and the multipart
-helpers, on the pinned minio version): conditional writes (`If-None-Match:
-*` to create, `If-Match: <etag>` to compare-and-swap) and multipart uploads
-fed part by part from a stream, so an upload of any size holds at most two
-parts in memory.
+lacks, conditional writes (`If-None-Match: *` to create, `If-Match: <etag>`
+to compare-and-swap) and multipart uploads fed part by part from a stream
+(so an upload of any size holds at most two parts in memory), go through
+its private request layer: only in minio_calls.py, which says why for each
+call and whose tests pin them.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from pantheon.errors import (
     PantheonError,
     Unavailable,
 )
+from pantheon.storage import minio_calls
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,9 @@ class S3ObjectStore:
     ) -> StoredObject:
         what = f"upload {bucket}/{key}"
         try:
-            upload_id = await self._run(self._client._create_multipart_upload, bucket, key, _headers(headers))
+            upload_id = await self._run(
+                minio_calls.create_multipart_upload, self._client, bucket, key, headers
+            )
         except Exception as exc:
             raise _translate(exc, what) from exc
         uploaded: list[Part] = []
@@ -335,39 +338,24 @@ class S3ObjectStore:
         return _with(result, sha256=digest.hexdigest(), size=size)
 
     async def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> Part:
-        etag = await self._run(self._client._upload_part, bucket, key, data, None, upload_id, number)
+        etag = await self._run(minio_calls.upload_part, self._client, bucket, key, upload_id, number, data)
         return Part(number, etag)
 
     def _complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
-        # minio-py's complete call cannot send If-None-Match; this is the same
-        # request with that header, so a concurrent writer of the key loses.
-        body = "".join(
-            f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>' for p in parts
-        )
-        data = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
-        response = self._client._execute(
-            "POST",
-            bucket,
-            key,
-            body=data,
-            headers={"Content-Type": "application/xml", "If-None-Match": "*"},
-            query_params={"uploadId": upload_id},
-        )
-        # S3 may report a failed completion inside a 200 response.
-        if b"<Error>" in response.data[:512]:
-            raise ServerError("complete multipart upload failed", response.status)
+        # Conditional (If-None-Match: *), so a concurrent writer of the key loses.
+        result = minio_calls.complete_multipart_upload_if_absent(self._client, bucket, key, upload_id, parts)
         return StoredObject(
             bucket=bucket,
             key=key,
             size=0,
-            etag=response.headers.get("etag", "").strip('"'),
-            version_id=response.headers.get("x-amz-version-id", ""),
-            encryption=response.headers.get("x-amz-server-side-encryption", ""),
+            etag=result.etag or "",
+            version_id=result.version_id or "",
+            encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
         )
 
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
-            await self._run(self._client._abort_multipart_upload, bucket, key, upload_id)
+            await self._run(minio_calls.abort_multipart_upload, self._client, bucket, key, upload_id)
         except Exception as exc:  # the store cleans up stale uploads itself
             log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
@@ -392,7 +380,7 @@ class S3ObjectStore:
         if if_match:
             headers = {**headers, "If-Match": '"' + if_match.strip('"') + '"'}
         try:
-            result = await self._run(self._client._put_object, bucket, key, data, _headers(headers))
+            result = await self._run(minio_calls.put_object, self._client, bucket, key, data, headers)
         except Exception as exc:
             # 412 to an If-Match write: the object changed since it was read.
             # 409 ConditionalRequestConflict: a concurrent conditional write.
@@ -552,8 +540,3 @@ def _with(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
         content_type=result.content_type,
         user_metadata=result.user_metadata,
     )
-
-
-def _headers(headers: Mapping[str, str]) -> dict[str, str | list[str] | tuple[str]]:
-    """A copy in the header type minio-py's request layer expects."""
-    return dict(headers)

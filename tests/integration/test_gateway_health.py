@@ -39,8 +39,12 @@ def test_readyz_reports_the_services_both_backends_and_the_keys(anonymous: httpx
 
 
 def test_metrics_count_requests_latency_and_bytes(anonymous: httpx.Client, stack_env: dict[str, str]) -> None:
+    # Each series appears once a request of its kind has been made: make them
+    # here, so the test holds on a freshly started gateway too.
+    anonymous.get("/healthz")
     with Gateway.from_env(stack_env).client() as http:
         http.post("/v1/records", content=b"x" * 100, headers={"Content-Type": "text/plain"})
+        http.post("/v1/records", content=b"{" * 100, headers={"Content-Type": "application/json"})
     text = anonymous.get("/metrics").text
     assert 'pantheon_gateway_requests_total{method="POST",route="/v1/records",status="415"}' in text
     assert 'pantheon_gateway_request_duration_seconds_count{method="GET",route="/healthz"}' in text

@@ -519,7 +519,7 @@ def crash_between_store_and_publish(stack: PrivateStack) -> Row:
     seqs = range(0, 20)
     batch_body = records_body(data_type, seqs, 4, datetime.now(UTC) - timedelta(minutes=5))
     batch_headers = {"Content-Type": "application/json", "Idempotency-Key": f"rel-{run}-batch"}
-    crash = {"PANTHEON_FAULT_CRASH_BEFORE_PUBLISH": "1"}
+    crash = {"PANTHEON_FAULT_INJECTION": "1", "PANTHEON_FAULT_CRASH_BEFORE_PUBLISH": "1"}
     first: dict[str, list[str]] = {}
     with stack.http() as http:
         try:
@@ -715,7 +715,7 @@ def keyless_crash(stack: PrivateStack, records: int = 20) -> Row:
     doc = json.dumps({"pm10": 17.5, "run": uuid.uuid4().hex}).encode()
     seqs = range(0, records)
     batch_body = records_body(rec_type, seqs, 4, datetime.now(UTC) - timedelta(minutes=5))
-    crash = {"PANTHEON_FAULT_CRASH_BEFORE_PUBLISH": "1"}
+    crash = {"PANTHEON_FAULT_INJECTION": "1", "PANTHEON_FAULT_CRASH_BEFORE_PUBLISH": "1"}
     first: dict[str, list[str]] = {}
     before: dict[str, dict[str, int]] = {}
     with stack.http() as http:

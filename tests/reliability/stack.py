@@ -57,7 +57,9 @@ class PrivateStack:
     @classmethod
     def create(cls, state_dir: Path, **extra: str) -> PrivateStack:
         base = {**private_stack_env(state_dir), **FAULT_SETTINGS, **extra}
-        base.pop("PANTHEON_FAULT_CRASH_BEFORE_PUBLISH", None)
+        # Faults are armed per start (`up(extra=...)`), never inherited.
+        for name in ("PANTHEON_FAULT_INJECTION", "PANTHEON_FAULT_CRASH_BEFORE_PUBLISH"):
+            base.pop(name, None)
         return cls(state_dir, base)
 
     def run(self, *args: str, extra: dict[str, str] | None = None, timeout: float = 300) -> None:

@@ -449,3 +449,24 @@ async def test_a_cancelled_store_call_returns_only_once_its_thread_is_done() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished.is_set()
+
+
+async def test_a_commit_that_fails_after_the_publish_is_finished_by_the_reconciler(served: Served) -> None:
+    store = served.store
+    real_publish = served.publisher.publish
+
+    async def publish_then_lose_the_store(events: Sequence[Event]) -> None:
+        await real_publish(events)
+        store.fail = Unavailable("object store is unavailable, retry later")  # before the commit
+
+    served.publisher.publish = publish_then_lose_the_store  # type: ignore[method-assign]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.ingest.IngestRecords(_records(valid=2))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    served.publisher.publish = real_publish  # type: ignore[method-assign]
+    store.fail = None
+    batch_id = served.publisher.events[-1].event_id
+    assert not await served.visible(batch_id)  # announced, not committed: not visible
+    report = await served.reconcile()
+    assert (report.announced, report.waiting) == (1, 0)
+    assert await served.visible(batch_id) and await served.marker_removed()

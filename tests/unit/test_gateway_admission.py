@@ -31,7 +31,7 @@ import gateway.__main__ as gateway_main
 from gateway.app import create_app
 from gateway.deps import upload_principal
 from gateway.problems import install_handlers
-from gateway.routes import objects, records
+from gateway.routes import records, search, uploads
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import BodyTimeoutMiddleware, GuardedHttpToolsProtocol, guarded_protocol
 from tests.unit.test_gateway_app import AGENCY, CITY, assert_problem, auth, keys, settings
@@ -155,7 +155,7 @@ def _calls(dependant: Dependant) -> set[Any]:
 def test_both_upload_routes_hold_an_upload_slot() -> None:
     routes = {
         (route.path, method): route
-        for route in (*objects.router.routes, *records.router.routes)
+        for route in (*uploads.router.routes, *search.router.routes, *records.router.routes)
         if isinstance(route, APIRoute)
         for method in route.methods or ()
     }

@@ -1,0 +1,322 @@
+"""minio-py's private request layer, pinned (pantheon/storage/minio_calls.py).
+
+The adapter calls private minio-py methods because the public API cannot
+send conditional writes or run a multipart upload part by part. Nothing
+guarantees private methods across releases, so these tests make a minio-py
+upgrade fail here, loudly: the private methods still exist and take what
+we pass, each adapter function still sends exactly the S3 request we mean,
+and no other module calls a private minio-py method. The S3 object store
+is checked on top, through the same fake HTTP client: the requests of a
+conditional PUT, of a multipart upload and of its abort. No network: a
+urllib3 PoolManager that records requests and answers from a script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import S3Error, ServerError
+
+from pantheon.config import S3Settings
+from pantheon.errors import AlreadyExists
+from pantheon.storage import minio_calls
+from pantheon.storage.object_store import PreconditionFailed, S3ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
+XML = {"Content-Type": "application/xml"}
+
+
+@dataclass
+class Sent:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+Answer = Callable[[Sent], urllib3.HTTPResponse]
+
+
+def response(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> urllib3.HTTPResponse:
+    # From a file, as from a socket: an empty body reads as b"", not None.
+    return urllib3.HTTPResponse(
+        body=io.BytesIO(body), headers=headers or {}, status=status, preload_content=True
+    )
+
+
+def ok(headers: dict[str, str] | None = None, body: bytes = b"") -> urllib3.HTTPResponse:
+    return response(200, headers, body)
+
+
+def s3_error(status: int, code: str) -> urllib3.HTTPResponse:
+    return response(status, XML, f"<Error><Code>{code}</Code><Message>m</Message></Error>".encode())
+
+
+@dataclass
+class FakeHTTP(urllib3.PoolManager):
+    """Records every request minio-py makes; `answer` builds each response."""
+
+    answer: Answer = field(default=lambda sent: ok())
+    sent: list[Sent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> urllib3.HTTPResponse:  # type: ignore[override]
+        parts = urlsplit(url)
+        headers = {k.lower(): v for k, v in (kw.get("headers") or {}).items()}
+        sent = Sent(
+            method,
+            parts.path,
+            dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers,
+            kw.get("body") or b"",
+        )
+        self.sent.append(sent)
+        return self.answer(sent)
+
+
+def client(http: FakeHTTP) -> Minio:
+    return Minio(
+        "s3.test:9000", access_key="a", secret_key="s", secure=True, region="us-east-1", http_client=http
+    )
+
+
+# -- the private methods, as the adapter calls them -------------------------------------
+
+
+#: Per private method: the leading parameters (we pass these positionally),
+#: and the keyword parameters we pass by name.
+PRIVATE = {
+    "_put_object": (["self", "bucket_name", "object_name", "data", "headers"], []),
+    "_create_multipart_upload": (["self", "bucket_name", "object_name", "headers"], []),
+    "_upload_part": (
+        ["self", "bucket_name", "object_name", "data", "headers", "upload_id", "part_number"],
+        [],
+    ),
+    "_execute": (["self", "method", "bucket_name", "object_name"], ["body", "headers", "query_params"]),
+    "_abort_multipart_upload": (["self", "bucket_name", "object_name", "upload_id"], []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIVATE))
+def test_the_private_methods_take_what_the_adapter_passes(name: str) -> None:
+    leading, keywords = PRIVATE[name]
+    method = getattr(Minio, name, None)
+    assert callable(method), f"minio-py no longer has Minio.{name}: update pantheon/storage/minio_calls.py"
+    parameters = inspect.signature(method).parameters
+    assert list(parameters)[: len(leading)] == leading, f"Minio.{name}{inspect.signature(method)}"
+    assert set(keywords) <= set(parameters), f"Minio.{name}{inspect.signature(method)}"
+    required = [p for p in parameters.values() if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert [p.name for p in required] == leading[: len(required)], f"Minio.{name} requires more than we pass"
+
+
+def test_no_module_but_the_adapter_calls_a_private_minio_method() -> None:
+    private = sorted(n for n in vars(Minio) if n.startswith("_") and not n.startswith("__"))
+    # Called on a Minio client (`self._client._put_object(...)`, `client._execute(...)`).
+    call = re.compile(r"(?i:client|minio)\.(" + "|".join(map(re.escape, private)) + r")\b")
+    adapter = ROOT / "pantheon/storage/minio_calls.py"
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for package in ("pantheon", "gateway")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != adapter
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if call.search(line)
+    ]
+    assert offenders == []
+
+
+# -- the requests each adapter function sends ------------------------------------------------
+
+
+def test_put_object_sends_the_conditions_as_headers_not_as_metadata() -> None:
+    http = FakeHTTP(
+        lambda s: ok({"ETag": '"e1"', "x-amz-version-id": "v1", "x-amz-server-side-encryption": "AES256"})
+    )
+    headers = {
+        "Content-Type": "text/csv",
+        "X-Amz-Server-Side-Encryption": "AES256",
+        "X-Amz-Meta-Sha256": "abc",
+        "If-None-Match": "*",
+    }
+    given = dict(headers)
+    result = minio_calls.put_object(client(http), "b", "k/1", b"data", headers)
+    assert headers == given  # minio-py fills in a copy
+    (sent,) = http.sent
+    assert (sent.method, sent.path, sent.query, sent.body) == ("PUT", "/b/k/1", {}, b"data")
+    assert sent.headers["if-none-match"] == "*"
+    assert sent.headers["content-type"] == "text/csv"
+    assert sent.headers["x-amz-server-side-encryption"] == "AES256"
+    assert sent.headers["x-amz-meta-sha256"] == "abc"
+    assert not [h for h in sent.headers if h.startswith("x-amz-meta-if")]
+    assert (result.etag, result.version_id) == ("e1", "v1")
+    assert result.http_headers["x-amz-server-side-encryption"] == "AES256"
+
+
+def test_put_object_sends_if_match() -> None:
+    http = FakeHTTP()
+    minio_calls.put_object(client(http), "b", "k", b"x", {"If-Match": '"e1"'})
+    assert http.sent[0].headers["if-match"] == '"e1"'
+
+
+def test_a_refused_condition_is_an_s3_error() -> None:
+    http = FakeHTTP(lambda s: s3_error(412, "PreconditionFailed"))
+    with pytest.raises(S3Error) as caught:
+        minio_calls.put_object(client(http), "b", "k", b"x", {"If-None-Match": "*"})
+    assert caught.value.code == "PreconditionFailed"
+
+
+def test_create_multipart_upload() -> None:
+    body = b"<InitiateMultipartUploadResult><UploadId>U1</UploadId></InitiateMultipartUploadResult>"
+    http = FakeHTTP(lambda s: ok(XML, body))
+    headers = {"Content-Type": "text/csv", "X-Amz-Server-Side-Encryption": "AES256", "X-Amz-Meta-A": "1"}
+    assert minio_calls.create_multipart_upload(client(http), "b", "k", headers) == "U1"
+    (sent,) = http.sent
+    assert (sent.method, sent.path, sent.query) == ("POST", "/b/k", {"uploads": ""})
+    assert sent.headers["content-type"] == "text/csv"
+    assert sent.headers["x-amz-server-side-encryption"] == "AES256"
+    assert sent.headers["x-amz-meta-a"] == "1"
+    assert "if-none-match" not in sent.headers
+
+
+def test_upload_part() -> None:
+    http = FakeHTTP(lambda s: ok({"ETag": '"p2"'}))
+    assert minio_calls.upload_part(client(http), "b", "k", "U1", 2, b"part two") == "p2"
+    (sent,) = http.sent
+    assert (sent.method, sent.path, sent.query, sent.body) == (
+        "PUT",
+        "/b/k",
+        {"partNumber": "2", "uploadId": "U1"},
+        b"part two",
+    )
+    assert "x-amz-server-side-encryption" not in sent.headers  # given once, on create
+
+
+def test_complete_multipart_upload_if_absent() -> None:
+    http = FakeHTTP(
+        lambda s: ok({"ETag": '"e-2"', "x-amz-version-id": "v9", "x-amz-server-side-encryption": "AES256"})
+    )
+    parts = [Part(1, "p1"), Part(2, "p2")]
+    result = minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", parts)
+    (sent,) = http.sent
+    assert (sent.method, sent.path, sent.query) == ("POST", "/b/k", {"uploadId": "U1"})
+    assert sent.headers["if-none-match"] == "*"
+    assert sent.headers["content-type"] == "application/xml"
+    assert sent.body == (
+        b"<CompleteMultipartUpload>"
+        b'<Part><PartNumber>1</PartNumber><ETag>"p1"</ETag></Part>'
+        b'<Part><PartNumber>2</PartNumber><ETag>"p2"</ETag></Part>'
+        b"</CompleteMultipartUpload>"
+    )
+    assert (result.etag, result.version_id) == ("e-2", "v9")
+    assert result.http_headers["x-amz-server-side-encryption"] == "AES256"
+
+
+def test_a_completion_that_fails_inside_a_200_is_an_error() -> None:
+    http = FakeHTTP(lambda s: ok(XML, b"<Error><Code>InternalError</Code></Error>"))
+    with pytest.raises(ServerError):
+        minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", [Part(1, "p1")])
+
+
+def test_abort_multipart_upload() -> None:
+    http = FakeHTTP(lambda s: response(204))
+    minio_calls.abort_multipart_upload(client(http), "b", "k", "U1")
+    (sent,) = http.sent
+    assert (sent.method, sent.path, sent.query) == ("DELETE", "/b/k", {"uploadId": "U1"})
+
+
+# -- the S3 object store on top ---------------------------------------------------------------
+
+PART = 5 * 2**20  # the smallest part S3 takes, and the store's floor
+
+
+def store_on(http: FakeHTTP) -> S3ObjectStore:
+    store = S3ObjectStore(S3Settings("https://s3.test:9000", "a", "s", None, part_size=PART))
+    store._client = client(http)
+    return store
+
+
+def multipart(complete: Callable[[Sent], urllib3.HTTPResponse] | None = None) -> Answer:
+    def answer(sent: Sent) -> urllib3.HTTPResponse:
+        if sent.method == "POST" and "uploads" in sent.query:
+            return ok(
+                XML, b"<InitiateMultipartUploadResult><UploadId>U1</UploadId></InitiateMultipartUploadResult>"
+            )
+        if sent.method == "PUT":
+            return ok({"ETag": f'"p{sent.query["partNumber"]}"'})
+        if sent.method == "POST":
+            return (
+                complete(sent)
+                if complete
+                else ok({"ETag": '"e-3"', "x-amz-server-side-encryption": "AES256"})
+            )
+        return response(204)
+
+    return answer
+
+
+async def chunks(data: bytes, size: int = 2**20) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_put_bytes_if_absent_and_if_match() -> None:
+    http = FakeHTTP(lambda s: ok({"ETag": '"e1"'}))
+    store = store_on(http)
+    stored = await store.put_bytes("b", "k", b"abc", if_absent=True)
+    assert (stored.etag, stored.size, stored.sha256) == ("e1", 3, hashlib.sha256(b"abc").hexdigest())
+    await store.put_bytes("b", "k", b"abc", if_absent=False, if_match="e1")
+    first, second = http.sent
+    assert first.headers["if-none-match"] == "*" and "if-match" not in first.headers
+    assert second.headers["if-match"] == '"e1"' and "if-none-match" not in second.headers
+    assert first.headers["x-amz-server-side-encryption"] == "AES256"
+
+
+async def test_refused_conditions_keep_their_meaning() -> None:
+    store = store_on(FakeHTTP(lambda s: s3_error(412, "PreconditionFailed")))
+    with pytest.raises(AlreadyExists):
+        await store.put_bytes("b", "k", b"abc", if_absent=True)
+    with pytest.raises(PreconditionFailed):
+        await store.put_bytes("b", "k", b"abc", if_absent=False, if_match="e1")
+
+
+async def test_a_large_stream_is_a_conditional_multipart_upload() -> None:
+    http = FakeHTTP(multipart())
+    data = bytes(range(256)) * (11 * 2**20 // 256)  # 11 MiB: parts of 5, 5 and 1 MiB
+    stored = await store_on(http).put_stream("b", "k", chunks(data), "text/csv", {"sha256": "x"})
+    create, *parts, complete = http.sent
+    assert (create.method, create.query) == ("POST", {"uploads": ""})
+    # Part n uploads while part n+1 streams in: they may reach the store in any order.
+    parts.sort(key=lambda p: int(p.query["partNumber"]))
+    assert [(p.method, p.query) for p in parts] == [
+        ("PUT", {"partNumber": str(n), "uploadId": "U1"}) for n in (1, 2, 3)
+    ]
+    assert [len(p.body) for p in parts] == [PART, PART, len(data) - 2 * PART]
+    assert (complete.method, complete.query) == ("POST", {"uploadId": "U1"})
+    assert b'<PartNumber>3</PartNumber><ETag>"p3"</ETag>' in complete.body
+    assert create.headers["x-amz-meta-sha256"] == "x" and create.headers["content-type"] == "text/csv"
+    assert b"".join(p.body for p in parts) == data
+    assert complete.headers["if-none-match"] == "*"
+    assert (stored.size, stored.etag, stored.encryption) == (len(data), "e-3", "AES256")
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_multipart_upload_that_loses_the_race_is_aborted() -> None:
+    http = FakeHTTP(multipart(complete=lambda s: s3_error(412, "PreconditionFailed")))
+    with pytest.raises(AlreadyExists):
+        await store_on(http).put_stream("b", "k", chunks(b"z" * (6 * 2**20)), "text/csv", {})
+    assert (http.sent[-1].method, http.sent[-1].query) == ("DELETE", {"uploadId": "U1"})
