@@ -141,9 +141,17 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
 
         # The marker first: whatever happens after it, the reconciler can
         # find the object and announce it (or see that it never got stored).
-        await self._index.put_pending(
-            pb.PendingObject(metadata=meta, bucket=bucket, key=key, announcement=recipe)
-        )
+        try:
+            await self._index.put_pending(
+                pb.PendingObject(metadata=meta, bucket=bucket, key=key, announcement=recipe)
+            )
+        except FailedPrecondition:
+            raise  # the marker names another object: not ours to remove
+        except BaseException:
+            # Cancelled (the caller found its content invalid) or failed while
+            # the marker was being written: it may have landed all the same.
+            await asyncio.shield(self._forget_unstored(meta.id, bucket, key))
+            raise
         try:
             stored = await self.store.put_stream(
                 bucket, key, prepend(head, content), meta.media_type, user_metadata(meta)

@@ -35,7 +35,9 @@ from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.server import Running, create_server, secure_channel
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import PENDING_PREFIX, Index
-from pantheon.storage.object_store import S3ObjectStore
+from pantheon.storage.object_store import S3ObjectStore, StoredObject
+from pantheon.storage.page_tokens import PageTokens
+from pantheon.storage.service import StorageServicer
 from pantheon.streams import split_announced_upload
 from tests.integration.support import metadata, object_requests
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
@@ -470,3 +472,44 @@ async def test_a_commit_that_fails_after_the_publish_is_finished_by_the_reconcil
     report = await served.reconcile()
     assert (report.announced, report.waiting) == (1, 0)
     assert await served.visible(batch_id) and await served.marker_removed()
+
+
+async def test_an_upload_cancelled_while_its_marker_is_written_leaves_no_marker() -> None:
+    # The caller cancels (its content turned out invalid) while storage waits
+    # for the store's answer to the marker PUT, which has already landed.
+    class SlowAnswers(MemoryObjectStore):
+        answered = asyncio.Event()
+
+        async def put_bytes(
+            self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
+        ) -> StoredObject:
+            written = await super().put_bytes(bucket, key, data, if_absent=if_absent, if_match=if_match)
+            if key.startswith(PENDING_PREFIX):
+                await self.answered.wait()
+            return written
+
+    store = SlowAnswers()
+    servicer = StorageServicer(store, PageTokens(b"k" * 32))
+    meta = metadata("src-a")
+    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
+
+    async def requests() -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield spb.PutObjectRequest(chunk=CSV)
+        await asyncio.Event().wait()  # the rest never comes
+
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        upload = asyncio.create_task(servicer.PutObject(requests(), None))  # type: ignore[arg-type]
+        for _ in range(100):
+            if any(k.startswith(PENDING_PREFIX) for _, k in store.objects):
+                break
+            await asyncio.sleep(0.01)
+        assert any(k.startswith(PENDING_PREFIX) for _, k in store.objects)  # it landed
+        upload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await upload
+    finally:
+        current_grant.reset(token)
+    assert not [k for _, k in store.objects if k.startswith(PENDING_PREFIX)]
+    assert store.stored() == []
