@@ -5,24 +5,21 @@ Kafka has acknowledged every event of the call. Idempotency keys are claimed
 in the index before anything is stored, so concurrent calls with one key
 produce one object, and a retry after a failure resumes under the same id:
 the object is stored at most once (conditional write) and the events keep
-their ids, so consumers see no second distinct event.
+their ids, so consumers see no second distinct event. The key's claim,
+renewal, completion and release are in pantheon.ingest.claims.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
@@ -34,22 +31,17 @@ from pantheon import __version__, faults
 from pantheon import context as ctx
 from pantheon.config import KafkaSettings
 from pantheon.errors import (
-    Aborted,
-    FailedPrecondition,
-    Internal,
     InvalidArgument,
     NotFound,
-    PantheonError,
     Unavailable,
-    reason_of,
 )
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
+from pantheon.ingest.claims import Claims, Digested, digest, holder, storage_error
 from pantheon.ingest.normalise import open_normaliser
 from pantheon.ingest.reconciler import Reconciler
 from pantheon.interceptors import check
-from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import current_grant
 from pantheon.streams import pieces, prepend, split_upload
 
@@ -57,7 +49,6 @@ log = logging.getLogger(__name__)
 
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-M = TypeVar("M", bound=Message)
 #: What an ingest call answers.
 R = TypeVar("R", pb.IngestObjectResponse, pb.IngestRecordsResponse)
 
@@ -65,49 +56,6 @@ R = TypeVar("R", pb.IngestObjectResponse, pb.IngestRecordsResponse)
 CHUNK = 1 << 20
 #: Deadline of an upload stream: the longest an upload may take.
 STREAM_DEADLINE_S = 3600.0
-
-#: The claim this call holds (its candidate id is the holder's id): renewed
-#: while the call runs, named when it completes or releases the key.
-_lease: ContextVar[spb.ClaimIdempotencyKeyRequest | None] = ContextVar("lease", default=None)
-
-
-def _holder(object_id: str) -> str:
-    lease = _lease.get()
-    return lease.candidate_id if lease is not None else object_id
-
-
-def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
-    """A caller-safe error for a failed storage call, by status code only."""
-    code = exc.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable("storage is unavailable, retry later")
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        # Storage's reason (such as `too_large`) tells the caller what to fix.
-        return InvalidArgument(f"{what} was refused by storage", reason=reason_of(exc) or "storage_rejected")
-    log.error("storage %s failed: %s", what, code.name)
-    return Internal(f"{what} failed")
-
-
-def _digest(*messages: Message, extra: bytes = b"") -> str:
-    h = hashlib.sha256(extra)
-    for m in messages:
-        h.update(m.SerializeToString(deterministic=True))
-    return h.hexdigest()
-
-
-def _pack(message: Message) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-def _unpack(packed: any_pb2.Any, cls: type[M]) -> M:
-    found = cls()
-    if not packed.Unpack(found):
-        raise FailedPrecondition(
-            "idempotency key was used for a different kind of call", reason="idempotency_key_reused"
-        )
-    return found
 
 
 @dataclass(frozen=True)
@@ -152,7 +100,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self._max_bytes = max_object_bytes
         self._max_document_bytes = max_document_bytes
         self._deadline_s = deadline_s
-        self._stale_claim = stale_claim
+        self._claims = Claims(storage, deadline_s=deadline_s, stale_claim=stale_claim)
         self._reconciler = reconciler
 
     # -- shared steps ---------------------------------------------------------
@@ -162,104 +110,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         # than a fast, retryable refusal.
         if not self._publisher.ready():
             raise Unavailable("event backbone is unavailable, retry later")
-
-    async def _claim(self, source: str, key: str, digest: str, cls: type[M]) -> tuple[str, M | None]:
-        """The id to store under, or the first call's result to replay."""
-        if not key:
-            return new_ulid(), None
-        request = spb.ClaimIdempotencyKeyRequest(
-            source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
-        )
-        # Storage takes over a claim its holder released or stopped renewing.
-        request.take_over_after.FromTimedelta(self._stale_claim)
-        try:
-            claim = await self._storage.ClaimIdempotencyKey(
-                request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _storage_error(exc, "claiming the idempotency key") from exc
-        record = claim.record
-        if claim.claimed:
-            if record.id != request.candidate_id:
-                # The holder failed or died; the object is written at most
-                # once and the events keep their ids, and the former holder
-                # can no longer complete or release the key.
-                log.info("took over the idempotency key of a failed call (id %s)", record.id)
-            request.ClearField("take_over_after")
-            _lease.set(request)
-            return record.id, None
-        if record.request_digest != digest:
-            raise FailedPrecondition(
-                "idempotency key was already used for a different request", reason="idempotency_key_reused"
-            )
-        if record.HasField("result"):
-            return record.id, _unpack(record.result, cls)
-        raise Aborted("a call with this idempotency key is in progress, retry later", reason="in_progress")
-
-    async def _renew(self, lease: spb.ClaimIdempotencyKeyRequest) -> None:
-        """Renew the claim `lease` holds every third of the stale-claim age, until cancelled."""
-        every = max(self._stale_claim.total_seconds() / 3, 0.05)
-        while True:
-            await asyncio.sleep(every)
-            try:
-                renewed = await self._storage.ClaimIdempotencyKey(
-                    lease, timeout=every, metadata=ctx.outgoing_metadata()
-                )
-            except grpc.aio.AioRpcError as exc:
-                log.warning("could not renew idempotency key: %s", exc.code().name)
-                continue
-            if not renewed.claimed:
-                # Taken over after missed renewals: this call's result will
-                # not be recorded (the new holder's stands).
-                log.warning("idempotency key was taken over (id %s)", renewed.record.id)
-                return
-
-    @asynccontextmanager
-    async def _holding(self, source: str, key: str, object_id: str) -> AsyncIterator[None]:
-        """Renew the claim while the call runs; give the key up if the call
-        fails, so a retry need not wait."""
-        lease = _lease.get() if key else None
-        renewing = asyncio.create_task(self._renew(lease)) if lease is not None else None
-        try:
-            yield
-        except BaseException:
-            if renewing is not None:
-                renewing.cancel()
-            if key:
-                try:
-                    await self._storage.ReleaseIdempotencyKey(
-                        spb.ReleaseIdempotencyKeyRequest(
-                            source=source, idempotency_key=key, id=_holder(object_id)
-                        ),
-                        timeout=5.0,
-                        metadata=ctx.outgoing_metadata(),
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    log.warning("could not release idempotency key: %s", exc.code().name)
-            raise
-        finally:
-            if renewing is not None:
-                renewing.cancel()
-
-    async def _complete(self, source: str, key: str, object_id: str, result: Message) -> None:
-        if not key:
-            return
-        try:
-            await self._storage.CompleteIdempotencyKey(
-                spb.CompleteIdempotencyKeyRequest(
-                    source=source, idempotency_key=key, id=_holder(object_id), result=_pack(result)
-                ),
-                timeout=self._deadline_s,
-                metadata=ctx.outgoing_metadata(),
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                # A retry took the key over after this call stopped renewing it.
-                raise Aborted(
-                    "a retry of this call took its idempotency key over, retry to get its result",
-                    reason="in_progress",
-                ) from exc
-            raise _storage_error(exc, "recording the result") from exc
 
     async def _store(
         self, meta: md.Metadata, announcement: any_pb2.Any, content: Digested, deadline_s: float
@@ -283,7 +133,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             await call.done_writing()
             response: spb.PutObjectResponse = await call
         except grpc.aio.AioRpcError as exc:
-            raise _storage_error(exc, "storing the object") from exc
+            raise storage_error(exc, "storing the object") from exc
         except BaseException:
             # Invalid content found mid-stream: storage sees a cancelled
             # upload and discards it, so nothing is stored.
@@ -306,7 +156,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 metadata=ctx.outgoing_metadata(),
             )
         except grpc.aio.AioRpcError as exc:
-            raise _storage_error(exc, "making the object visible") from exc
+            raise storage_error(exc, "making the object visible") from exc
 
     def _lineage(self, meta: md.Metadata, step: str) -> None:
         meta.lineage.request_id = ctx.request_id.get()
@@ -324,13 +174,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         a call that dies leaves undone, with the same event ids.
         """
         self._require_events()
-        object_id, replay = await self._claim(call.source, call.key, call.digest, call.response)
+        object_id, replay = await self._claims.claim(call.source, call.key, call.digest, call.response)
         if replay is not None:
             await call.check_replay(replay)
             replay.replayed = True
             return replay
-        async with self._holding(call.source, call.key, object_id):
-            meta, content, announcement = await call.prepare(object_id, _holder(object_id) != object_id)
+        async with self._claims.holding(call.source, call.key, object_id):
+            meta, content, announcement = await call.prepare(object_id, holder(object_id) != object_id)
             meta.ingested_at.GetCurrentTime()
             self._lineage(meta, call.step)
             # Every event is built and checked before anything is stored.
@@ -342,7 +192,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             await self._publisher.publish(events)
             await self._commit(stored)
             result = call.result(stored)
-            await self._complete(call.source, call.key, object_id, result)
+            await self._claims.complete(call.source, call.key, object_id, result)
             log.info("ingested %s as %s/%s", object_id, stored.object.bucket, stored.object.key)
             return result
 
@@ -402,7 +252,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             _Call(
                 source=meta.source,
                 key=meta.idempotency_key,
-                digest=_digest(header, extra=b"object"),
+                digest=digest(header, extra=b"object"),
                 response=pb.IngestObjectResponse,
                 step="ingest.object",
                 # The stream may take as long as the caller allows (up to the
@@ -461,7 +311,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             _Call(
                 source=request.source,
                 key=request.idempotency_key,
-                digest=_digest(request, extra=b"records"),
+                digest=digest(request, extra=b"records"),
                 response=pb.IngestRecordsResponse,
                 step="ingest.records",
                 deadline_s=self._deadline_s,
@@ -484,7 +334,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return None  # the first attempt stored nothing
-            raise _storage_error(exc, "reading the first attempt") from exc
+            raise storage_error(exc, "reading the first attempt") from exc
         _, accepted, rejected = await announce.decided(found.announcement)
         return accepted, rejected
 
@@ -532,7 +382,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         try:
             report = await self._reconciler.reconcile(older_than)
         except grpc.aio.AioRpcError as exc:
-            raise _storage_error(exc, "listing pending objects") from exc
+            raise storage_error(exc, "listing pending objects") from exc
         return report.to_proto()
 
     # -- GetIngestResult ------------------------------------------------------
@@ -551,7 +401,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 raise NotFound("no call used this idempotency key", reason="key_not_found") from None
-            raise _storage_error(exc, "reading the result") from exc
+            raise storage_error(exc, "reading the result") from exc
         record = found.record
         if not record.HasField("result"):
             raise NotFound("the call with this idempotency key has not completed", reason="in_progress")
@@ -563,33 +413,3 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             record.result.Unpack(response.records)
             grant.check_read(response.records.metadata)
         return response
-
-
-class Digested:
-    """An upload's content that keeps the SHA-256 of what passed through it.
-
-    The idempotency claim covers the request's header; the content of a
-    replay or a resumed call is compared by this digest of its normalised
-    form, on those rare paths only.
-    """
-
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        self._sha = hashlib.sha256()
-        self._pieces = self._digesting(content)
-
-    async def _digesting(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for piece in content:
-            self._sha.update(piece)
-            yield piece
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._pieces
-
-    async def same_as(self, sha256: str) -> None:
-        """Read the rest; refuse content whose digest is not `sha256`."""
-        async for _ in self._pieces:
-            pass
-        if self._sha.hexdigest() != sha256:
-            raise FailedPrecondition(
-                "idempotency key was already used for different content", reason="idempotency_key_reused"
-            )

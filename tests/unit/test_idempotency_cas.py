@@ -19,7 +19,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.devstack.mesh import DEV_CLIENT
 from pantheon.errors import FailedPrecondition
-from pantheon.ingest.service import IngestionServicer
+from pantheon.ingest.claims import Claims
 from pantheon.metadata.ulid import new_ulid
 from pantheon.server import create_server, secure_channel
 from pantheon.storage.index import Index
@@ -285,10 +285,10 @@ async def test_renewal_keeps_a_long_call_from_being_taken_over(served: tuple) ->
 def no_renewals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Holders stop renewing, as a stalled process would."""
 
-    async def stalled(self: IngestionServicer, lease: pb.ClaimIdempotencyKeyRequest) -> None:
+    async def stalled(self: Claims, lease: pb.ClaimIdempotencyKeyRequest) -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(IngestionServicer, "_renew", stalled)
+    monkeypatch.setattr(Claims, "renew", stalled)
     yield
 
 

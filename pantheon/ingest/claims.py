@@ -1,0 +1,226 @@
+"""Idempotency keys of ingest calls: claim, renew, complete, release.
+
+A keyed call claims its key in the index before anything is stored, renews
+the claim while it runs (a holder that stops renewing is taken over), gives
+the key up if it fails and records its result when it succeeds. Kept apart
+from the servicer (pantheon.ingest.service), which runs the pipeline around
+these steps. `Digested` compares a replay's or a resumed call's content
+with what the key first stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
+
+from pantheon import context as ctx
+from pantheon.errors import (
+    Aborted,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    PantheonError,
+    Unavailable,
+    reason_of,
+)
+from pantheon.metadata.ulid import new_ulid
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+#: The claim this call holds (its candidate id is the holder's id): renewed
+#: while the call runs, named when it completes or releases the key.
+_lease: ContextVar[spb.ClaimIdempotencyKeyRequest | None] = ContextVar("lease", default=None)
+
+
+def holder(object_id: str) -> str:
+    """The id this call holds its key under (`object_id` if it holds none)."""
+    lease = _lease.get()
+    return lease.candidate_id if lease is not None else object_id
+
+
+def storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
+    """A caller-safe error for a failed storage call, by status code only."""
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable("storage is unavailable, retry later")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        # Storage's reason (such as `too_large`) tells the caller what to fix.
+        return InvalidArgument(f"{what} was refused by storage", reason=reason_of(exc) or "storage_rejected")
+    log.error("storage %s failed: %s", what, code.name)
+    return Internal(f"{what} failed")
+
+
+def digest(*messages: Message, extra: bytes = b"") -> str:
+    """The request digest a claim records, to refuse a key reused for another request."""
+    h = hashlib.sha256(extra)
+    for m in messages:
+        h.update(m.SerializeToString(deterministic=True))
+    return h.hexdigest()
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _unpack(packed: any_pb2.Any, cls: type[M]) -> M:
+    found = cls()
+    if not packed.Unpack(found):
+        raise FailedPrecondition(
+            "idempotency key was used for a different kind of call", reason="idempotency_key_reused"
+        )
+    return found
+
+
+class Claims:
+    """The idempotency-key calls of an ingest servicer, on a storage stub."""
+
+    def __init__(
+        self, storage: spb_grpc.StorageServiceAsyncStub, *, deadline_s: float, stale_claim: timedelta
+    ) -> None:
+        self._storage = storage
+        self._deadline_s = deadline_s
+        self._stale_claim = stale_claim
+
+    async def claim(self, source: str, key: str, digest: str, cls: type[M]) -> tuple[str, M | None]:
+        """The id to store under, or the first call's result to replay."""
+        if not key:
+            return new_ulid(), None
+        request = spb.ClaimIdempotencyKeyRequest(
+            source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
+        )
+        # Storage takes over a claim its holder released or stopped renewing.
+        request.take_over_after.FromTimedelta(self._stale_claim)
+        try:
+            claim = await self._storage.ClaimIdempotencyKey(
+                request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise storage_error(exc, "claiming the idempotency key") from exc
+        record = claim.record
+        if claim.claimed:
+            if record.id != request.candidate_id:
+                # The holder failed or died; the object is written at most
+                # once and the events keep their ids, and the former holder
+                # can no longer complete or release the key.
+                log.info("took over the idempotency key of a failed call (id %s)", record.id)
+            request.ClearField("take_over_after")
+            _lease.set(request)
+            return record.id, None
+        if record.request_digest != digest:
+            raise FailedPrecondition(
+                "idempotency key was already used for a different request", reason="idempotency_key_reused"
+            )
+        if record.HasField("result"):
+            return record.id, _unpack(record.result, cls)
+        raise Aborted("a call with this idempotency key is in progress, retry later", reason="in_progress")
+
+    async def renew(self, lease: spb.ClaimIdempotencyKeyRequest) -> None:
+        """Renew the claim `lease` holds every third of the stale-claim age, until cancelled."""
+        every = max(self._stale_claim.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                renewed = await self._storage.ClaimIdempotencyKey(
+                    lease, timeout=every, metadata=ctx.outgoing_metadata()
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not renew idempotency key: %s", exc.code().name)
+                continue
+            if not renewed.claimed:
+                # Taken over after missed renewals: this call's result will
+                # not be recorded (the new holder's stands).
+                log.warning("idempotency key was taken over (id %s)", renewed.record.id)
+                return
+
+    @asynccontextmanager
+    async def holding(self, source: str, key: str, object_id: str) -> AsyncIterator[None]:
+        """Renew the claim while the call runs; give the key up if the call
+        fails, so a retry need not wait."""
+        lease = _lease.get() if key else None
+        renewing = asyncio.create_task(self.renew(lease)) if lease is not None else None
+        try:
+            yield
+        except BaseException:
+            if renewing is not None:
+                renewing.cancel()
+            if key:
+                try:
+                    await self._storage.ReleaseIdempotencyKey(
+                        spb.ReleaseIdempotencyKeyRequest(
+                            source=source, idempotency_key=key, id=holder(object_id)
+                        ),
+                        timeout=5.0,
+                        metadata=ctx.outgoing_metadata(),
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("could not release idempotency key: %s", exc.code().name)
+            raise
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+
+    async def complete(self, source: str, key: str, object_id: str, result: Message) -> None:
+        if not key:
+            return
+        try:
+            await self._storage.CompleteIdempotencyKey(
+                spb.CompleteIdempotencyKeyRequest(
+                    source=source, idempotency_key=key, id=holder(object_id), result=_pack(result)
+                ),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                # A retry took the key over after this call stopped renewing it.
+                raise Aborted(
+                    "a retry of this call took its idempotency key over, retry to get its result",
+                    reason="in_progress",
+                ) from exc
+            raise storage_error(exc, "recording the result") from exc
+
+
+class Digested:
+    """An upload's content that keeps the SHA-256 of what passed through it.
+
+    The idempotency claim covers the request's header; the content of a
+    replay or a resumed call is compared by this digest of its normalised
+    form, on those rare paths only.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        self._sha = hashlib.sha256()
+        self._pieces = self._digesting(content)
+
+    async def _digesting(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for piece in content:
+            self._sha.update(piece)
+            yield piece
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces
+
+    async def same_as(self, sha256: str) -> None:
+        """Read the rest; refuse content whose digest is not `sha256`."""
+        async for _ in self._pieces:
+            pass
+        if self._sha.hexdigest() != sha256:
+            raise FailedPrecondition(
+                "idempotency key was already used for different content", reason="idempotency_key_reused"
+            )
