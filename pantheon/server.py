@@ -33,8 +33,9 @@ from pantheon.interceptors import EdgeInterceptor
 from pantheon.policy import PolicyFile
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.local import LocalStorageStub
-from pantheon.storage.object_store import ObjectStore, S3ObjectStore
+from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens, new_key
+from pantheon.storage.s3 import S3ObjectStore
 from pantheon.storage.service import StorageServicer
 
 log = logging.getLogger(__name__)

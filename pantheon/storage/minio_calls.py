@@ -1,6 +1,6 @@
 """Every call into minio-py's private request layer, and nothing else.
 
-The object store (object_store.py) uses minio-py's public API for reads,
+The object store's S3 adapter (s3.py) uses minio-py's public API for reads,
 stats, listings and deletes. Two things it needs are not in that API:
 
 - conditional writes: `If-None-Match: *` (create only) and `If-Match:

@@ -35,8 +35,9 @@ from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.server import Running, create_server, secure_channel
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import PENDING_PREFIX, Index
-from pantheon.storage.object_store import S3ObjectStore, StoredObject
+from pantheon.storage.object_store import StoredObject
 from pantheon.storage.page_tokens import PageTokens
+from pantheon.storage.s3 import S3ObjectStore
 from pantheon.storage.service import StorageServicer
 from pantheon.streams import split_announced_upload
 from tests.integration.support import metadata, object_requests

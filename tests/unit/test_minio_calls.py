@@ -32,7 +32,8 @@ from minio.error import S3Error, ServerError
 from pantheon.config import S3Settings
 from pantheon.errors import AlreadyExists
 from pantheon.storage import minio_calls
-from pantheon.storage.object_store import PreconditionFailed, S3ObjectStore
+from pantheon.storage.object_store import PreconditionFailed
+from pantheon.storage.s3 import S3ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 XML = {"Content-Type": "application/xml"}

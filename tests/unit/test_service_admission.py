@@ -13,7 +13,7 @@ from gateway.problems import from_rpc_error
 from pantheon.config import S3Settings, ServiceSettings
 from pantheon.devstack.mesh import DEV_CLIENT
 from pantheon.server import create_server, secure_channel
-from pantheon.storage.object_store import S3ObjectStore
+from pantheon.storage.s3 import S3ObjectStore
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
 from tests.unit.mesh import Mesh, make_mesh
 

@@ -1,0 +1,374 @@
+"""The S3 adapter of the object store (pantheon.storage.object_store).
+
+The adapter speaks the S3 API through minio-py, so it works against MinIO and
+any S3-compatible store. minio-py is blocking; calls run in the store's own
+bounded thread pool (`S3Settings.threads`, as many as its HTTP connections),
+so the asyncio gRPC server keeps serving, and a slow or hung store ties up
+only that pool: the default executor stays free for everything else (calls
+beyond the pool's size wait in its queue). Two things minio-py's public API
+lacks, conditional writes (`If-None-Match: *` to create, `If-Match: <etag>`
+to compare-and-swap) and multipart uploads fed part by part from a stream
+(so an upload of any size holds at most two parts in memory), go through
+its private request layer: only in minio_calls.py, which says why for each
+call and whose tests pin them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import hashlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import InvalidResponseError, S3Error, ServerError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from pantheon.config import S3Settings
+from pantheon.errors import Internal, PantheonError
+from pantheon.storage import minio_calls
+from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject, translate
+
+log = logging.getLogger(__name__)
+
+#: SSE-S3 on every write, even where a bucket lacks default encryption.
+_SSE = {"X-Amz-Server-Side-Encryption": "AES256"}
+_META = "X-Amz-Meta-"
+
+_TRANSIENT = (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, OSError)
+
+T = TypeVar("T")
+
+
+class S3ObjectStore:
+    """ObjectStore on the S3 API (MinIO or any S3-compatible store)."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        url = urlparse(settings.endpoint)
+        threads = max(1, settings.threads)
+        # Every blocking call runs here; one HTTP connection per thread.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
+        context = ssl.create_default_context(cafile=settings.ca_file)
+        http = urllib3.PoolManager(
+            ssl_context=context,
+            maxsize=threads,
+            # Fail fast when the store is down: short connect timeout, and only
+            # connection attempts are retried here (a repeated PUT must never
+            # be confused with a conflicting one).
+            timeout=urllib3.Timeout(connect=2.0, read=30.0),
+            retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0),
+        )
+        self._client = Minio(
+            url.netloc,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=True,
+            region=settings.region,
+            http_client=http,
+        )
+        self._part_size = max(settings.part_size, 5 * 2**20)
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` in the store's pool (with the caller's context, as
+        `asyncio.to_thread` does), awaited without blocking the loop.
+
+        A thread cannot be stopped: when the caller is cancelled, this still
+        waits for the call to finish before the cancellation goes on, so that
+        whoever handles it knows the store is no longer being written (a PUT
+        cancelled mid-flight may yet land).
+        """
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            await asyncio.wait({running})
+            raise
+
+    # -- writes -------------------------------------------------------------
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        content_type: str,
+        user_metadata: Mapping[str, str],
+    ) -> StoredObject:
+        headers = {"Content-Type": content_type, **_SSE}
+        headers.update({_META + k: v for k, v in user_metadata.items()})
+        digest = hashlib.sha256()
+        parts = _parts(chunks, self._part_size, digest)
+        first = await anext(parts, None)
+        if first is None:
+            raise Internal("refusing to store an empty object")
+        second = await anext(parts, None)
+        if second is None:
+            # Small object: one conditional PUT.
+            result = await self._put(bucket, key, first, headers, if_absent=True)
+            return _with(result, sha256=digest.hexdigest(), size=len(first))
+        return await self._multipart(bucket, key, headers, first, second, parts, digest)
+
+    async def _multipart(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        first: bytes,
+        second: bytes,
+        rest: AsyncIterator[bytes],
+        digest: Any,
+    ) -> StoredObject:
+        what = f"upload {bucket}/{key}"
+        try:
+            upload_id = await self._run(
+                minio_calls.create_multipart_upload, self._client, bucket, key, headers
+            )
+        except Exception as exc:
+            raise translate(exc, what) from exc
+        uploaded: list[Part] = []
+        size = 0
+        try:
+            # Upload part n while part n+1 streams in: two parts in memory.
+            pending: asyncio.Task[Part] | None = None
+            number = 0
+            block: bytes | None = first
+            nxt: bytes | None = second
+            while block is not None:
+                number += 1
+                size += len(block)
+                task = asyncio.create_task(self._upload_part(bucket, key, upload_id, number, block))
+                if pending is not None:
+                    uploaded.append(await pending)
+                pending = task
+                block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
+            if pending is not None:
+                uploaded.append(await pending)
+            result = await self._run(self._complete, bucket, key, upload_id, uploaded)
+        except BaseException as exc:
+            await asyncio.shield(self._abort(bucket, key, upload_id))
+            if isinstance(exc, PantheonError | asyncio.CancelledError):
+                raise
+            if isinstance(exc, Exception):
+                raise translate(exc, what) from exc
+            raise
+        return _with(result, sha256=digest.hexdigest(), size=size)
+
+    async def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        etag = await self._run(minio_calls.upload_part, self._client, bucket, key, upload_id, number, data)
+        return Part(number, etag)
+
+    def _complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
+        # Conditional (If-None-Match: *), so a concurrent writer of the key loses.
+        result = minio_calls.complete_multipart_upload_if_absent(self._client, bucket, key, upload_id, parts)
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=0,
+            etag=result.etag or "",
+            version_id=result.version_id or "",
+            encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
+        )
+
+    async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            await self._run(minio_calls.abort_multipart_upload, self._client, bucket, key, upload_id)
+        except Exception as exc:  # the store cleans up stale uploads itself
+            log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
+
+    async def put_bytes(
+        self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
+    ) -> StoredObject:
+        headers = {"Content-Type": "application/octet-stream", **_SSE}
+        return await self._put(bucket, key, data, headers, if_absent=if_absent, if_match=if_match)
+
+    async def _put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        headers: dict[str, str],
+        *,
+        if_absent: bool,
+        if_match: str = "",
+    ) -> StoredObject:
+        if if_absent:
+            headers = {**headers, "If-None-Match": "*"}
+        if if_match:
+            headers = {**headers, "If-Match": '"' + if_match.strip('"') + '"'}
+        try:
+            result = await self._run(minio_calls.put_object, self._client, bucket, key, data, headers)
+        except Exception as exc:
+            # 412 to an If-Match write: the object changed since it was read.
+            # 409 ConditionalRequestConflict: a concurrent conditional write.
+            if (
+                if_match
+                and isinstance(exc, S3Error)
+                and exc.code in ("PreconditionFailed", "ConditionalRequestConflict")
+            ):
+                raise PreconditionFailed(f"write {bucket}/{key}: changed since read") from exc
+            raise translate(exc, f"write {bucket}/{key}") from exc
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=len(data),
+            etag=result.etag or "",
+            version_id=result.version_id or "",
+            encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+    # -- reads (idempotent: transient failures are retried, bounded) --------
+
+    async def _read(self, what: str, call: Any, *args: Any) -> Any:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_TRANSIENT),
+                stop=stop_after_attempt(3),
+                wait=wait_exponential(multiplier=0.1, max=1.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._run(call, *args)
+        except Exception as exc:
+            raise translate(exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        def read() -> bytes:
+            response = self._client.get_object(bucket, key)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        data: bytes = await self._read(f"read {bucket}/{key}", read)
+        return data
+
+    async def get_bytes_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        def read() -> tuple[bytes, str]:
+            response = self._client.get_object(bucket, key)
+            try:
+                return bytes(response.read()), (response.headers.get("etag") or "").strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        found: tuple[bytes, str] = await self._read(f"read {bucket}/{key}", read)
+        return found
+
+    async def get_stream(
+        self, bucket: str, key: str, offset: int = 0, length: int = 0
+    ) -> AsyncIterator[bytes]:
+        response = await self._read(
+            f"read {bucket}/{key}", self._client.get_object, bucket, key, offset, length
+        )
+        try:
+            pieces: Iterator[bytes] = response.stream(256 * 1024)
+            while True:
+                try:
+                    piece = await self._run(next, pieces, None)
+                except Exception as exc:
+                    raise translate(exc, f"read {bucket}/{key}") from exc
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def stat(self, bucket: str, key: str) -> StoredObject:
+        info = await self._read(f"stat {bucket}/{key}", self._client.stat_object, bucket, key)
+        meta = {
+            k[len(_META) :].lower(): v
+            for k, v in (info.metadata or {}).items()
+            if k.lower().startswith(_META.lower())
+        }
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=info.size or 0,
+            etag=info.etag or "",
+            version_id=info.version_id or "",
+            encryption=(info.metadata or {}).get("x-amz-server-side-encryption", ""),
+            content_type=info.content_type or "",
+            user_metadata=meta,
+        )
+
+    async def list(
+        self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
+    ) -> Listing:
+        def page() -> Listing:
+            keys: list[str] = []
+            prefixes: list[str] = []
+            modified: list[datetime] = []
+            found = self._client.list_objects(
+                bucket, prefix=prefix, recursive=not delimiter, start_after=start_after or None
+            )
+            for item in found:
+                if item.is_dir:
+                    prefixes.append(item.object_name or "")
+                else:
+                    keys.append(item.object_name or "")
+                    modified.append(item.last_modified or datetime.now(UTC))
+                if len(keys) + len(prefixes) >= limit:
+                    return Listing(keys, prefixes, truncated=True, modified=modified)
+            return Listing(keys, prefixes, truncated=False, modified=modified)
+
+        listing: Listing = await self._read(f"list {bucket}/{prefix}", page)
+        return listing
+
+    async def delete(self, bucket: str, key: str) -> None:
+        # Idempotent (S3 answers a missing key with 204), so retried like a read.
+        await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
+
+
+async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
+    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        digest.update(chunk)
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            # One copy per part: join, then cut off the overhang for the next.
+            joined = b"".join(pending)
+            yield joined[:size]
+            pending, held = [joined[size:]], held - size
+            while held >= size:
+                joined = pending[0]
+                yield joined[:size]
+                pending, held = [joined[size:]], held - size
+    if held:
+        yield b"".join(pending)
+
+
+def _with(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
+    return StoredObject(
+        bucket=result.bucket,
+        key=result.key,
+        size=size,
+        etag=result.etag,
+        version_id=result.version_id,
+        encryption=result.encryption,
+        sha256=sha256,
+        content_type=result.content_type,
+        user_metadata=result.user_metadata,
+    )
