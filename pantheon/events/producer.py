@@ -28,28 +28,45 @@ briefly (`FATAL_DRAIN_S`) for the broker's answers to what was in flight,
 purges the rest, and fails every call still waiting on it with UNAVAILABLE;
 only a delivery Kafka acknowledged completes a call. It then creates a new
 producer (after a backoff when fatal errors repeat) and is ready again.
+
+What the publisher owes its calls (queued events, waiting deliveries, one
+producer's generation) is kept in pantheon.events.delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from google.protobuf.message import Message
 
-from pantheon import context as ctx
 from pantheon import metrics
 from pantheon.config import KafkaSettings
 from pantheon.errors import Internal, Unavailable
-from pantheon.events.cloudevents import Headers, headers_for
+from pantheon.events.delivery import (
+    UNACKNOWLEDGED,
+    ErrorCallback,
+    Generation,
+    KafkaProducer,
+    ProducerFactory,
+    Queued,
+    Waiting,
+    is_fatal,
+    kafka_error,
+    notify,
+    prepare,
+    queue_full,
+    replacing,
+    retrieve,
+    unacknowledged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,65 +110,6 @@ class EventPublisher(Protocol):
     async def probe(self) -> bool:
         """Whether a broker answers now (for health checks)."""
         ...
-
-
-class KafkaProducer(Protocol):
-    """What KafkaPublisher uses of confluent_kafka.Producer (tests hand in a fake)."""
-
-    def produce(self, topic: str, *, value: bytes, key: bytes, headers: Headers, on_delivery: Any) -> None:
-        """Queue one message; BufferError when the local queue is full."""
-        ...
-
-    def poll(self, timeout: float) -> int: ...
-
-    def flush(self, timeout: float) -> int: ...
-
-    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
-
-    def list_topics(self, *, timeout: float) -> Any: ...
-
-    def __len__(self) -> int:
-        """Messages (and requests) in the local queue, not yet delivered."""
-        ...
-
-
-#: librdkafka's error callback, which a producer must be created with.
-ErrorCallback = Callable[[KafkaError], None]
-#: Makes a producer that reports its errors to the callback it is given.
-ProducerFactory = Callable[[ErrorCallback], KafkaProducer]
-
-
-@dataclass(frozen=True)
-class _Queued:
-    """An event ready to produce, and the bytes it takes in the local queue."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: Headers
-    size: int
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    """A call's future for one queued event, until its delivery is reported."""
-
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-    size: int
-
-
-@dataclass
-class _Generation:
-    """One underlying producer, and the deliveries calls are waiting for."""
-
-    number: int
-    producer: KafkaProducer
-    #: The fatal error that killed it; set once, never cleared.
-    fatal: KafkaError | None = None
-    #: Retired: nothing more is produced on it; its waiting calls have failed.
-    retired: bool = False
-    waiting: dict[int, _Waiting] = field(default_factory=dict)
 
 
 class KafkaPublisher:
@@ -207,14 +165,14 @@ class KafkaPublisher:
             }
         )
 
-    def _new_generation(self, producer: KafkaProducer | None = None) -> _Generation:
+    def _new_generation(self, producer: KafkaProducer | None = None) -> Generation:
         number = next(self._numbers)
         if producer is None:
             assert self._factory is not None
             # The callback names the generation by number only, so a dead
             # producer is freed once it is dropped (no cycle through it).
             producer = self._factory(lambda error: self._on_error(number, error))
-        return _Generation(number, producer)
+        return Generation(number, producer)
 
     # -- errors ---------------------------------------------------------------
 
@@ -222,14 +180,14 @@ class KafkaPublisher:
         gen = self._gen
         if gen.number != number:
             return  # a replaced producer's last words
-        if _is_fatal(error):
+        if is_fatal(error):
             self._kill(gen, error)
             return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_down = True
         log.warning("kafka producer: %s", error.name())
 
-    def _kill(self, gen: _Generation, error: KafkaError) -> None:
+    def _kill(self, gen: Generation, error: KafkaError) -> None:
         """Mark `gen`'s producer dead; the delivery thread replaces it."""
         with self._lock:
             if gen.fatal is not None:
@@ -258,7 +216,7 @@ class KafkaPublisher:
             except Exception:  # raised by a callback: the thread must live on
                 log.exception("kafka producer: serving delivery reports failed")
 
-    def _replace(self, dead: _Generation) -> None:
+    def _replace(self, dead: Generation) -> None:
         self._retire(dead)
         if self._factory is None:
             log.error("kafka producer: fatal error, and no way to create another producer")
@@ -284,7 +242,7 @@ class KafkaPublisher:
             log.warning("kafka producer: replaced after a fatal error (producer #%d)", fresh.number)
             return
 
-    def _retire(self, gen: _Generation) -> None:
+    def _retire(self, gen: Generation) -> None:
         """Settle everything the dead producer owes, Kafka's answers first."""
         try:
             # In-flight requests may still be acknowledged (librdkafka purges
@@ -301,7 +259,7 @@ class KafkaPublisher:
             gen.waiting.clear()
             self._queued_bytes -= sum(waiting.size for waiting in unreported)
         for waiting in unreported:
-            _notify(waiting, _unacknowledged())
+            notify(waiting, unacknowledged())
         if unreported:
             log.warning("kafka producer: %d events of the dead producer failed unreported", len(unreported))
 
@@ -317,8 +275,8 @@ class KafkaPublisher:
         try:
             await asyncio.to_thread(gen.producer.list_topics, timeout=2.0)
         except KafkaException as exc:
-            error = _kafka_error(exc)
-            if error is not None and _is_fatal(error):
+            error = kafka_error(exc)
+            if error is not None and is_fatal(error):
                 self._kill(gen, error)
             self._brokers_down = True
             return False
@@ -329,13 +287,13 @@ class KafkaPublisher:
 
     async def publish(self, events: Sequence[Event]) -> None:
         if self._gen.fatal is not None:
-            raise _replacing()
+            raise replacing()
         # While brokers are known down, a metadata request tells cheaply
         # whether one is back, instead of queueing into the void.
         if self._brokers_down and not await self.probe():
             raise Unavailable("event backbone is unavailable, retry later")
         loop = asyncio.get_running_loop()
-        batch = [_prepare(event) for event in events]
+        batch = [prepare(event) for event in events]
         deadline = loop.time() + self._queue_wait_s
         await self._wait_for_room(batch, deadline)
         # The whole batch goes to one producer: the one current now.
@@ -346,11 +304,11 @@ class KafkaPublisher:
                 future: asyncio.Future[None] = loop.create_future()
                 # With room for the batch this never awaits: nothing else
                 # produces between the check and the last event.
-                await self._produce(gen, item, _Waiting(loop, future, item.size), deadline)
+                await self._produce(gen, item, Waiting(loop, future, item.size), deadline)
                 futures.append(future)
         except BaseException:
             for queued in futures:  # their outcome no longer matters to anyone
-                queued.add_done_callback(_retrieve)
+                queued.add_done_callback(retrieve)
             raise
         results = await asyncio.gather(*futures, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -363,7 +321,7 @@ class KafkaPublisher:
             and self._queued_bytes + size <= self._queue_max_bytes
         )
 
-    async def _wait_for_room(self, batch: Sequence[_Queued], deadline: float) -> None:
+    async def _wait_for_room(self, batch: Sequence[Queued], deadline: float) -> None:
         """Wait, without blocking the event loop, until the whole batch fits in
         the local queue (a batch larger than the queue: until it is empty);
         UNAVAILABLE `event_queue_full` at `deadline`."""
@@ -372,16 +330,16 @@ class KafkaPublisher:
         loop = asyncio.get_running_loop()
         while not self._has_room(count, size):
             if self._gen.fatal is not None:
-                raise _replacing()
+                raise replacing()
             if loop.time() >= deadline:
-                raise _queue_full()
+                raise queue_full()
             await asyncio.sleep(QUEUE_POLL_S)
 
-    def _reporter(self, gen: _Generation, token: int, topic: str) -> Any:
+    def _reporter(self, gen: Generation, token: int, topic: str) -> Any:
         produced = time.perf_counter()
 
         def report(error: KafkaError | None, _message: Any) -> None:
-            if error is not None and _is_fatal(error):
+            if error is not None and is_fatal(error):
                 self._kill(gen, error)
             with self._lock:
                 waiting = gen.waiting.pop(token, None)
@@ -393,17 +351,17 @@ class KafkaPublisher:
                     self._brokers_down = False
                 metrics.EVENTS.labels(topic).inc()
                 metrics.DELIVERY_SECONDS.observe(time.perf_counter() - produced)
-                _notify(waiting, None)
-            elif gen.fatal is not None or error.code() in _UNACKNOWLEDGED or error.retriable():
+                notify(waiting, None)
+            elif gen.fatal is not None or error.code() in UNACKNOWLEDGED or error.retriable():
                 # Not acknowledged: the client's retry keeps the event's id.
-                _notify(waiting, _unacknowledged())
+                notify(waiting, unacknowledged())
             else:
                 log.error("kafka refused an event: %s", error.name())
-                _notify(waiting, Internal("event backbone refused the event"))
+                notify(waiting, Internal("event backbone refused the event"))
 
         return report
 
-    async def _produce(self, gen: _Generation, item: _Queued, waiting: _Waiting, deadline: float) -> None:
+    async def _produce(self, gen: Generation, item: Queued, waiting: Waiting, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
             fatal: KafkaError | None = None
@@ -411,7 +369,7 @@ class KafkaPublisher:
                 # A dead producer takes nothing more: what it would queue
                 # could never be acknowledged.
                 if gen.fatal is not None or gen.retired:
-                    raise _replacing()
+                    raise replacing()
                 token = next(self._tokens)
                 try:
                     gen.producer.produce(
@@ -424,8 +382,8 @@ class KafkaPublisher:
                 except BufferError:
                     pass
                 except KafkaException as exc:
-                    fatal = _kafka_error(exc)
-                    if fatal is None or not _is_fatal(fatal):
+                    fatal = kafka_error(exc)
+                    if fatal is None or not is_fatal(fatal):
                         raise Internal("could not queue event") from exc
                 else:
                     # Delivery reports are served by poll() on the delivery
@@ -435,11 +393,11 @@ class KafkaPublisher:
                     return
             if fatal is not None:
                 self._kill(gen, fatal)
-                raise _replacing()
+                raise replacing()
             # Only when the batch is larger than the queue, or librdkafka
             # counts bytes differently: wait for room, asynchronously.
             if loop.time() >= deadline:
-                raise _queue_full()
+                raise queue_full()
             await asyncio.sleep(QUEUE_POLL_S)
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -449,78 +407,3 @@ class KafkaPublisher:
         left = self._gen.producer.flush(timeout_s)
         if left:
             log.error("%d events undelivered at shutdown", left)
-
-
-#: Delivery errors that mean "not acknowledged, retry": timeouts, transport,
-#: and the purge of a dead producer's messages.
-_UNACKNOWLEDGED = frozenset(
-    {
-        KafkaError._MSG_TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._PURGE_QUEUE,
-        KafkaError._PURGE_INFLIGHT,
-        KafkaError._FATAL,
-    }
-)
-
-
-def _is_fatal(error: KafkaError) -> bool:
-    return bool(error.fatal()) or error.code() == KafkaError._FATAL
-
-
-def _kafka_error(exc: KafkaException) -> KafkaError | None:
-    error = exc.args[0] if exc.args else None
-    return error if isinstance(error, KafkaError) else None
-
-
-def _prepare(event: Event) -> _Queued:
-    extensions = {"ce_requestid": ctx.request_id.get(), "traceparent": ctx.traceparent.get()}
-    extensions.update(event.extra_headers)
-    headers = headers_for(
-        event.payload,
-        event_id=event.event_id,
-        source=event.source,
-        subject=event.subject,
-        extensions=extensions,
-    )
-    value = event.payload.SerializeToString()
-    key = event.key.encode()
-    size = len(value) + len(key) + sum(len(name) + len(data or b"") for name, data in headers)
-    return _Queued(event.topic, key, value, headers, size)
-
-
-def _queue_full() -> Unavailable:
-    log.warning("kafka producer: the local queue stayed full for the whole delivery timeout")
-    return Unavailable(
-        "event backbone is backed up (events wait for delivery), retry later", reason="event_queue_full"
-    )
-
-
-def _replacing() -> Unavailable:
-    return Unavailable("event backbone is recovering from a producer failure, retry later")
-
-
-def _unacknowledged() -> Unavailable:
-    return Unavailable("event backbone did not acknowledge, retry later")
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark a settled future's exception as seen (its caller has gone)."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _notify(waiting: _Waiting, error: BaseException | None) -> None:
-    """Settle a call's future from any thread."""
-    # RuntimeError: its event loop is closed, so nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        waiting.loop.call_soon_threadsafe(_settle, waiting.future, error)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
