@@ -20,6 +20,8 @@ Offsets of processed events are committed asynchronously in batches (every
 synchronously when partitions are revoked, and once more, synchronously, on
 `close()`. A crash between commits redelivers at most those events, which
 the handler may then see again.
+
+Writing to the dead-letter topics is in pantheon.events.dead_letters.
 """
 
 from __future__ import annotations
@@ -32,13 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from google.protobuf.message import Message as ProtoMessage
-from google.rpc import code_pb2, status_pb2
-from pantheon_api.events.v1 import events_pb2
 
-from pantheon.events.cloudevents import Attributes, decode, headers_for, parse_headers
-from pantheon.events.topics import PUBLIC_TOPICS, restricted_name
+from pantheon.events.cloudevents import Attributes, decode, parse_headers
+from pantheon.events.dead_letters import DeadLetterRefused, DeadLetters
+from pantheon.events.topics import PUBLIC_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +146,20 @@ class EventConsumer:
         }
         config.setdefault("on_commit", self._on_commit)
         self._consumer = Consumer(config)
-        self._client_config = client_config
-        self._dlq = self._dead_letter_producer()
-        self._dlq_topic = dlq_topic
         # What fails on a RESTRICTED topic carries RESTRICTED data: it goes to
         # the restricted dead-letter topic, never to the public one.
-        self._restricted_dlq_topic = restricted_dlq_topic
-        self._public_topics = frozenset(public_topics)
+        self._dead_letters = DeadLetters(
+            client_config,
+            dlq_topic=dlq_topic,
+            restricted_dlq_topic=restricted_dlq_topic,
+            public_topics=public_topics,
+            timeout_s=dlq_timeout_s,
+        )
         self._handler = handler
         self._seen = _SeenIds(remember)
         self._from_beginning = from_beginning
         self._commit_every = max(1, commit_every)
         self._commit_interval_s = commit_interval_s
-        self._dlq_timeout_s = dlq_timeout_s
         #: Per partition, the offset to commit next: past the last processed
         #: event, not yet sent in a commit.
         self._pending: dict[_Partition, int] = {}
@@ -168,9 +170,6 @@ class EventConsumer:
         self._consumer.subscribe(
             list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-
-    def _dead_letter_producer(self) -> Producer:
-        return Producer({**self._client_config, "enable.idempotence": True, "acks": "all"})
 
     # -- group membership -----------------------------------------------------
 
@@ -281,85 +280,13 @@ class EventConsumer:
         self._seen.add(attributes.id)
         self._processed(message)
 
-    def _dlq_for(self, topic: str) -> str:
-        # Fail closed: only what came from a topic known to be public goes to
-        # the public dead-letter topic (deployments that rename topics pass
-        # their public names as `public_topics`).
-        if topic in self._public_topics:
-            return self._dlq_topic
-        if self._restricted_dlq_topic is None:
-            # Derived from the public name (`pantheon.restricted.dead-letter.v1`);
-            # a dead-letter topic outside that scheme must name its twin.
-            self._restricted_dlq_topic = restricted_name(self._dlq_topic)
-        return self._restricted_dlq_topic
-
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         """Return once the dead-letter topic acknowledged the message; else
         seek back to it and raise EventNotProcessed."""
         try:
-            target = self._dlq_for(message.topic() or "")
-        except ValueError as exc:
-            self._stop(message, f"no dead-letter topic: {exc}")
-        original = parse_headers(message.headers())
-        where = f"{message.topic()}-{message.partition()}-{message.offset()}"
-        letter = events_pb2.DeadLetter(
-            event_id=where,
-            reason=reason,
-            status=status_pb2.Status(code=code_pb2.INTERNAL, message=error),
-            original=(message.value() or b"")[: 900 * 1024],
-            original_topic=message.topic() or "",
-        )
-        headers = headers_for(
-            letter,
-            event_id=where,
-            source=original.get("ce_source", "/pantheon/unknown").removeprefix("/pantheon/"),
-            subject=original.get("ce_id", ""),
-            extensions={
-                "pantheon_reason": reason,
-                "pantheon_error": error,
-                "pantheon_original_topic": message.topic() or "",
-                "pantheon_original_partition": str(message.partition()),
-                "pantheon_original_offset": str(message.offset()),
-            },
-        )
-        reports: list[KafkaError | None] = []
-        try:
-            self._dlq.produce(
-                target,
-                value=letter.SerializeToString(),
-                key=message.key(),
-                headers=headers,
-                on_delivery=lambda failure, _message: reports.append(failure),
-            )
-        except (BufferError, KafkaException) as exc:
-            self._dead_letter_failed(message, target, _kafka_error(exc), f"could not queue: {exc}")
-        # A dead letter must be durable before the original counts as
-        # processed: an empty queue is not enough, the delivery must succeed.
-        left = self._dlq.flush(self._dlq_timeout_s)
-        # (`is None`: KafkaError's == against None leaves a TypeError set.)
-        if left == 0 and len(reports) == 1 and reports[0] is None:
-            return
-        failure = reports[0] if reports else None
-        why = (
-            failure.name() if failure is not None else f"no acknowledgement within {self._dlq_timeout_s:g} s"
-        )
-        self._dead_letter_failed(message, target, failure, why)
-
-    def _dead_letter_failed(
-        self, message: Message, target: str, failure: KafkaError | None, why: str
-    ) -> NoReturn:
-        # Nothing of this letter may land later, after the event was
-        # redelivered (a late copy would only duplicate the letter, but the
-        # queue would keep growing while the topic is unreachable).
-        try:
-            self._dlq.purge(in_queue=True, in_flight=False)
-            self._dlq.poll(0)
-        except KafkaException:
-            pass
-        if failure is not None and (failure.fatal() or failure.code() == KafkaError._FATAL):
-            log.error("consumer: the dead-letter producer failed fatally (%s); replacing it", failure.name())
-            self._dlq = self._dead_letter_producer()
-        self._stop(message, f"dead-letter topic {target} did not acknowledge: {why}")
+            self._dead_letters.send(message, reason, error)
+        except DeadLetterRefused as exc:
+            self._stop(message, str(exc))
 
     def _stop(self, message: Message, reason: str) -> NoReturn:
         """Seek back to `message`, commit what was processed before it, raise."""
@@ -447,9 +374,4 @@ class EventConsumer:
             log.error("consumer: final commit failed: %s", exc)
         finally:
             self._consumer.close()
-            self._dlq.flush(10)
-
-
-def _kafka_error(exc: BaseException) -> KafkaError | None:
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    return error if isinstance(error, KafkaError) else None
+            self._dead_letters.flush(10)

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from pantheon.events import consumer as module
+from pantheon.events import dead_letters
 from pantheon.events.consumer import EventConsumer, Received
 from tests.unit.kafka_fakes import Commit, FakeConsumer, FakeDeadLetters, record
 
@@ -45,7 +46,7 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
         return made[-1]
 
     monkeypatch.setattr(module, "Consumer", consumer)
-    monkeypatch.setattr(module, "Producer", FakeDeadLetters)
+    monkeypatch.setattr(dead_letters, "Producer", FakeDeadLetters)
     return made
 
 

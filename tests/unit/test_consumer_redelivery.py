@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from pantheon.events import consumer as module
+from pantheon.events import dead_letters
 from pantheon.events.consumer import EventConsumer, EventNotProcessed, Received
 from tests.unit.kafka_fakes import FakeConsumer, FakeDeadLetters, FakeMessage, record
 
@@ -41,7 +42,7 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> Kafka:
         return made.dead_letters
 
     monkeypatch.setattr(module, "Consumer", consumer)
-    monkeypatch.setattr(module, "Producer", producer)
+    monkeypatch.setattr(dead_letters, "Producer", producer)
     return made
 
 
