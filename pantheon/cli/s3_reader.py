@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,137 +39,21 @@ from minio import MinioAdmin
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 
+from pantheon.cli.reader_policy import (
+    NAME_RULE,
+    check_name,
+    check_patterns,
+    readable_resources,
+    reader_policy,
+    reader_scopes,
+)
 from pantheon.cli.rest import CliError
-from pantheon.metadata.naming import SCHEME
-from pantheon.policy import _TYPE as TYPE_PATTERN
-from pantheon.storage.buckets import DOMAINS, bucket_for_domain, restricted_bucket_for_domain
 
 #: Users and policies of readers are named `pantheon-reader-<name>`.
 READER_PREFIX = "pantheon-reader-"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
-_NAME_RULE = "2-41 lower-case letters, digits and '-', not starting with '-' (such as 'viz')"
-_PATTERN_RULE = "'*', '<domain>.*' (such as 'weather.*') or a data type (such as 'sensor.air_quality')"
-#: Data types are `<domain>.<name>` with up to three names after the domain.
-_MAX_SEGMENTS = 4
-_ARN = "arn:aws:s3:::"
 
-
-# -- the policy (pure) ------------------------------------------------------------------------
-
-
-def check_name(name: str) -> str:
-    """`name` if it is a valid reader name; CliError otherwise."""
-    if not _NAME.fullmatch(name):
-        raise CliError(f"reader name {name!r} is invalid: use {_NAME_RULE}")
-    return name
-
-
-def check_patterns(text: str) -> list[str]:
-    """The data-type patterns of a comma-separated list, in order, unique; CliError for a bad one."""
-    patterns = list(dict.fromkeys(part.strip() for part in text.split(",")))
-    for pattern in patterns:
-        if not TYPE_PATTERN.fullmatch(pattern):
-            raise CliError(f"data-type pattern {pattern!r} is invalid: use {_PATTERN_RULE}")
-        _scope_of(pattern)  # a known domain, and some data type can match
-    return patterns
-
-
-def _scope_of(pattern: str) -> tuple[tuple[str, ...], str]:
-    """The domains a pattern covers and the object-name prefix within them ("" = the whole bucket)."""
-    if pattern == "*":
-        return DOMAINS, ""
-    wildcard = pattern.endswith(".*")
-    segments = pattern.removesuffix(".*").split(".")
-    domain = segments[0]
-    if domain not in DOMAINS:
-        raise CliError(
-            f"data-type pattern {pattern!r}: unknown domain {domain!r} (domains: {', '.join(DOMAINS)})"
-        )
-    # A data type has 2..4 segments; a prefix needs room for one more.
-    fits = len(segments) < _MAX_SEGMENTS if wildcard else 2 <= len(segments) <= _MAX_SEGMENTS
-    if not fits:
-        raise CliError(f"data-type pattern {pattern!r} matches no data type: use {_PATTERN_RULE}")
-    if wildcard and len(segments) == 1:
-        return (domain,), ""
-    typed = ".".join(segments)
-    # Object names are `v1/<data_type>/...` (pantheon.metadata.naming).
-    return (domain,), f"{SCHEME}/{typed}." if wildcard else f"{SCHEME}/{typed}/"
-
-
-def reader_scopes(patterns: Iterable[str], *, restricted: bool) -> dict[str, tuple[str, ...]]:
-    """Bucket -> the object-name prefixes a reader may read there (`()` = the whole bucket).
-
-    Raises CliError for a pattern that names an unknown domain or can match
-    no data type. Prefixes covered by another one are dropped.
-    """
-    wanted: dict[str, set[str]] = {}
-    for pattern in patterns:
-        domains, prefix = _scope_of(pattern)
-        for domain in domains:
-            buckets = [bucket_for_domain(domain)]
-            if restricted:
-                buckets.append(restricted_bucket_for_domain(domain))
-            for bucket in buckets:
-                wanted.setdefault(bucket, set()).add(prefix)
-    scopes: dict[str, tuple[str, ...]] = {}
-    for bucket in sorted(wanted):
-        prefixes = wanted[bucket]
-        if "" in prefixes:
-            scopes[bucket] = ()
-            continue
-        kept = sorted(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
-        scopes[bucket] = tuple(kept)
-    return scopes
-
-
-def reader_policy(patterns: Iterable[str], *, restricted: bool) -> dict[str, Any]:
-    """The IAM policy of a reader: GetObject and ListBucket (+ GetBucketLocation), nothing else.
-
-    Whole buckets for `*` and `<domain>.*`; for longer prefixes and exact
-    types, GetObject on `<bucket>/v1/<type>/*` and ListBucket only with an
-    `s3:prefix` under it. `-restricted` buckets only with `restricted`.
-    """
-    scopes = reader_scopes(patterns, restricted=restricted)
-    if not scopes:
-        raise CliError("no data-type patterns given")
-    whole = [b for b, prefixes in scopes.items() if not prefixes]
-    statements: list[dict[str, Any]] = [
-        {
-            "Effect": "Allow",
-            "Action": ["s3:GetBucketLocation"],
-            "Resource": [_ARN + b for b in scopes],
-        }
-    ]
-    if whole:
-        statements.append(
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [_ARN + b for b in whole]}
-        )
-    for bucket, prefixes in scopes.items():
-        if prefixes:
-            statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": [_ARN + bucket],
-                    "Condition": {"StringLike": {"s3:prefix": [p + "*" for p in prefixes]}},
-                }
-            )
-    readable = [f"{_ARN}{b}/{p}*" for b, prefixes in scopes.items() for p in prefixes or ("",)]
-    statements.append({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": readable})
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
-def readable_resources(policy: Mapping[str, Any]) -> list[str]:
-    """What a reader policy lets its key read, as `bucket/prefix*` (for `list`)."""
-    found: list[str] = []
-    for statement in policy.get("Statement") or []:
-        if isinstance(statement, Mapping) and "s3:GetObject" in (statement.get("Action") or []):
-            resources = statement.get("Resource") or []
-            found += [str(r).removeprefix(_ARN) for r in resources]
-    return sorted(found)
-
-
-# -- MinIO's admin API ------------------------------------------------------------------------
+# The policy a reader gets is built in pantheon.cli.reader_policy; this module
+# talks to MinIO's admin API (the docstring above is the command's --help).
 
 
 def _endpoint(value: str) -> str:
@@ -400,7 +283,7 @@ def add_parser(commands: Any) -> None:
         "  pantheon s3-reader create crisis-desk --data-types 'hazard.*' --restricted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create.add_argument("name", metavar="NAME", help=f"the reader's name: {_NAME_RULE}")
+    create.add_argument("name", metavar="NAME", help=f"the reader's name: {NAME_RULE}")
     create.add_argument(
         "--data-types",
         required=True,

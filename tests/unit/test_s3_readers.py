@@ -18,15 +18,15 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.cli import main
-from pantheon.cli.rest import CliError
-from pantheon.cli.s3_reader import (
-    _endpoint,
+from pantheon.cli.reader_policy import (
     check_name,
     check_patterns,
     readable_resources,
     reader_policy,
     reader_scopes,
 )
+from pantheon.cli.rest import CliError
+from pantheon.cli.s3_reader import _endpoint
 from pantheon.devstack.minio_admin import storage_policy
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import Grant, Rule, current_grant
