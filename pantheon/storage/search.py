@@ -19,7 +19,7 @@ are the same as over one bucket (keys embed a ULID, so no key is in both).
 A record batch is found by any search whose window and box overlap its
 records: its span (earliest to latest record) and its bounding box, not the
 first record its key names. The index holds its position in every hour it
-covers (pantheon.storage.index, `spans/`), and each batch is answered once,
+covers (pantheon.storage.spans, `spans/`), and each batch is answered once,
 in the newest hour where its span and the window meet: the last hour of its
 span (`spans/end/`), or the window's newest hour when the span runs past it
 (`spans/cover/` and `spans/long/`, listed only for that hour). Positions are
@@ -42,11 +42,13 @@ from pantheon.errors import NotFound
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import ParsedKey, hour_prefixes, parse_key, source_prefix
 from pantheon.storage.buckets import INDEX_BUCKET
-from pantheon.storage.index import (
+from pantheon.storage.index import Index
+from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.page_tokens import PageTokens
+from pantheon.storage.spans import (
     HOUR_NS,
     SPAN_COVER,
     SPAN_END,
-    Index,
     batch_span,
     hour_of,
     long_prefix,
@@ -54,8 +56,6 @@ from pantheon.storage.index import (
     parse_long_entry,
     position,
 )
-from pantheon.storage.object_store import ObjectStore
-from pantheon.storage.page_tokens import PageTokens
 
 DEFAULT_PAGE_SIZE = 100
 _SECOND_NS = 10**9

@@ -30,22 +30,22 @@ from pantheon.metadata.naming import parse_key
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import Grant, Rule, current_grant
 from pantheon.storage.buckets import INDEX_BUCKET
-from pantheon.storage.index import (
+from pantheon.storage.index import Index
+from pantheon.storage.object_store import Listing, StoredObject
+from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
+from pantheon.storage.search import Searcher
+from pantheon.storage.service import StorageServicer
+from pantheon.storage.spans import (
     HOUR_NS,
     SPAN_COVER,
     SPAN_END,
     SPAN_HOURS_MAX,
     SPAN_LONG,
-    Index,
     hour_of,
     ns,
     position,
     span_entries,
 )
-from pantheon.storage.object_store import Listing, StoredObject
-from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
-from pantheon.storage.search import Searcher
-from pantheon.storage.service import StorageServicer
 from tests.unit.fakes import MemoryObjectStore, store_visible
 
 DATA_TYPE = "sensor.temperature"
