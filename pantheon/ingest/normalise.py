@@ -15,15 +15,8 @@ from collections.abc import Callable
 
 from pantheon.ingest.formats.base import Format, InvalidContent, Normaliser, empty_body
 from pantheon.ingest.formats.csv_text import CsvNormaliser
-from pantheon.ingest.formats.images import (
-    IMAGE_NAMES,
-    JPEG,
-    PNG,
-    TIFF,
-    could_be,
-    image_normaliser,
-    sniff_image,
-)
+from pantheon.ingest.formats.image_stream import IMAGE_NAMES, JPEG, PNG, TIFF
+from pantheon.ingest.formats.images import could_be, image_normaliser, sniff_image
 from pantheon.ingest.formats.json_text import (
     MAX_JSON_BYTES,
     GeoJsonNormaliser,

@@ -357,7 +357,7 @@ REGEX_BAIT: dict[str, list[tuple[object, bool]]] = {
     ],
     # json_text: one escape pair
     r"b'\\\\.'": [(b"\\" * 200_001, True)],
-    # images: one byte class
+    # jpeg: one byte class
     r"b'[^\\xff]'": [(b"\xff" * 200_000, False)],
     # csv_text: bounded repetition, run only on names within the cap
     rf"[A-Za-z_][A-Za-z0-9_ .-]{{0,{caps.MAX_CSV_NAME_CHARS - 1}}}": [("a" * 200_000, False)],
@@ -371,10 +371,33 @@ REGEX_BAIT: dict[str, list[tuple[object, bool]]] = {
 
 def _patterns() -> dict[str, re.Pattern[str] | re.Pattern[bytes]]:
     from pantheon.ingest import cells, normalise
-    from pantheon.ingest.formats import base, csv_text, geojson, images, json_text
+    from pantheon.ingest.formats import (
+        base,
+        csv_text,
+        geojson,
+        image_stream,
+        images,
+        jpeg,
+        json_text,
+        png,
+        tiff,
+    )
 
     found: dict[str, re.Pattern[str] | re.Pattern[bytes]] = {}
-    for module in (cells, normalise, base, csv_text, geojson, images, json_text, caps):
+    for module in (
+        cells,
+        normalise,
+        base,
+        csv_text,
+        geojson,
+        image_stream,
+        images,
+        jpeg,
+        png,
+        tiff,
+        json_text,
+        caps,
+    ):
         for value in vars(module).values():
             if isinstance(value, re.Pattern):
                 key = value.pattern if isinstance(value.pattern, str) else repr(value.pattern)
