@@ -13,9 +13,11 @@ parsers are linear is what lets these inputs finish at all.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import itertools
 import json
+import pkgutil
 import re
 
 import pytest
@@ -370,34 +372,15 @@ REGEX_BAIT: dict[str, list[tuple[object, bool]]] = {
 
 
 def _patterns() -> dict[str, re.Pattern[str] | re.Pattern[bytes]]:
-    from pantheon.ingest import cells, normalise
-    from pantheon.ingest.formats import (
-        base,
-        csv_text,
-        geojson,
-        image_stream,
-        images,
-        jpeg,
-        json_text,
-        png,
-        tiff,
-    )
+    from pantheon.ingest import cells, formats, normalise
 
+    # Every format module, so a new one's patterns are in the inventory too.
+    parsers = [
+        importlib.import_module(f"{formats.__name__}.{m.name}")
+        for m in pkgutil.iter_modules(formats.__path__)
+    ]
     found: dict[str, re.Pattern[str] | re.Pattern[bytes]] = {}
-    for module in (
-        cells,
-        normalise,
-        base,
-        csv_text,
-        geojson,
-        image_stream,
-        images,
-        jpeg,
-        png,
-        tiff,
-        json_text,
-        caps,
-    ):
+    for module in (cells, normalise, caps, *parsers):
         for value in vars(module).values():
             if isinstance(value, re.Pattern):
                 key = value.pattern if isinstance(value.pattern, str) else repr(value.pattern)
