@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -46,6 +45,7 @@ from pantheon.errors import (
 )
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import EXTENSIONS, MEDIA_TYPES, object_key
+from pantheon.metadata.ulid import is_ulid
 from pantheon.policy import current_grant
 from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
@@ -64,7 +64,6 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 MAX_ANNOUNCEMENT_BYTES = 32 * 2**20
 #: Pending markers per ListPendingObjects page when the caller names no size.
 DEFAULT_PENDING_PAGE = 100
-ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def user_metadata(m: md.Metadata) -> dict[str, str]:
@@ -254,7 +253,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def ListPendingObjects(
         self, request: pb.ListPendingObjectsRequest, context: Context
     ) -> pb.ListPendingObjectsResponse:
-        if request.page_token and not ULID_PATTERN.fullmatch(request.page_token):
+        if request.page_token and not is_ulid(request.page_token):
             raise InvalidArgument("malformed page token", reason="invalid_page_token")
         written_before = datetime.now(UTC) - request.older_than.ToTimedelta()
         markers, last = await self._index.pending_markers(

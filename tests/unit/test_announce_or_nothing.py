@@ -25,7 +25,7 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
 from pantheon.config import KafkaSettings, S3Settings
 from pantheon.devstack.mesh import DEV_CLIENT, INGEST, SIMULATION
-from pantheon.errors import FailedPrecondition, InvalidArgument, Unavailable
+from pantheon.errors import FailedPrecondition, InvalidArgument, Unavailable, reason_of
 from pantheon.events.producer import Event
 from pantheon.ingest import announce
 from pantheon.ingest import records as batch
@@ -514,3 +514,48 @@ async def test_an_upload_cancelled_while_its_marker_is_written_leaves_no_marker(
         current_grant.reset(token)
     assert not [k for _, k in store.objects if k.startswith(PENDING_PREFIX)]
     assert store.stored() == []
+
+
+async def test_bad_storage_input_is_refused_and_changes_nothing(served: Served, dev_mesh: Mesh) -> None:
+    channel = secure_channel(
+        f"localhost:{served.running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(INGEST)
+    )
+    storage: Any = spb_grpc.StorageServiceStub(channel)
+    meta = metadata("src-a")
+    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
+
+    async def put(*extra: spb.PutObjectRequest) -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        for part in extra:
+            yield part
+
+    async def refused(call: Any) -> str:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        return reason_of(caught.value) or ""
+
+    try:
+        # An announcement that is not a google.protobuf.Any.
+        assert (
+            await refused(
+                storage.PutObject(
+                    put(spb.PutObjectRequest(announcement=b"\xff\xff"), spb.PutObjectRequest(chunk=CSV))
+                )
+            )
+            == "undecodable"
+        )
+        # A commit whose reference is not where its metadata puts it.
+        forged = spb.StatObjectResponse(metadata=meta)
+        forged.object.bucket, forged.object.key = "pantheon-sensor", "v1/elsewhere"
+        assert (
+            await refused(storage.CommitObject(spb.CommitObjectRequest(object=forged)))
+            == "reference_mismatch"
+        )
+        # A page token that is not an id.
+        assert (
+            await refused(storage.ListPendingObjects(spb.ListPendingObjectsRequest(page_token="../ids/x")))
+            == "invalid_page_token"
+        )
+    finally:
+        await channel.close()
+    assert served.store.objects == {} and served.publisher.events == []
