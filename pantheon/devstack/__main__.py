@@ -8,6 +8,7 @@ import sys
 import time
 
 from pantheon.devstack import stack
+from pantheon.devstack.settings import HA, Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,8 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--timeout",
         type=float,
-        default=stack.DEFAULT_TIMEOUT,
-        help="seconds to wait for readiness (default %(default)s)",
+        default=None,
+        help=f"seconds to wait for readiness (default {stack.DEFAULT_TIMEOUT:.0f}; "
+        f"{stack.HA_TIMEOUT:.0f} with --ha)",
+    )
+    p_up.add_argument(
+        "--ha",
+        action="store_true",
+        help="the HA profile: 3 Kafka nodes, 4 MinIO nodes and 2 gateways behind haproxy, "
+        "2 service replicas (recorded in the state dir: down/status/env follow it)",
     )
     p_down = sub.add_parser("down", help="stop what `up` started (data is kept)")
     p_down.add_argument(
@@ -48,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             started = time.monotonic()
-            stack.up(timeout=args.timeout)
+            settings = Settings.from_env(profile=HA if args.ha else None)
+            stack.up(settings, timeout=args.timeout)
             logging.getLogger(__name__).info("stack up and ready in %.1fs", time.monotonic() - started)
             return 0
         if args.command == "down":
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "env":
             print("\n".join(stack.export_lines(stack.environment())))
             return 0
-    except stack.StackError as exc:
+    except (stack.StackError, ValueError) as exc:  # ValueError: a bad port or profile variable
         print(f"stack: error: {exc}", file=sys.stderr)
         return 1
     return 2  # unreachable: argparse enforces a known command

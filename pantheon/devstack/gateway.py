@@ -20,6 +20,7 @@ from pantheon.devstack import process
 from pantheon.devstack.credentials import API_AGENCY, API_CITY, API_VIEWER, Credentials
 from pantheon.devstack.files import write_private
 from pantheon.devstack.paths import StackPaths
+from pantheon.devstack.settings import Replica
 
 #: Part of the command line; guards against a reused pid (see process.py).
 CMDLINE_MARK = "-m gateway"
@@ -66,24 +67,24 @@ def write_keys_file(paths: StackPaths, creds: Credentials) -> Path:
     return paths.api_keys_file
 
 
-def start(paths: StackPaths, env: Mapping[str, str], listen: str) -> int:
-    paths.gateway.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "gateway", "--log-file", str(paths.gateway_log)]
+def start(paths: StackPaths, replica: Replica, env: Mapping[str, str]) -> int:
+    replica.dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "gateway", "--log-file", str(replica.log)]
     return process.start(
         argv,
-        pidfile=paths.gateway_pidfile,
-        log_file=paths.gateway / "stdout.log",
-        env={**env, "PANTHEON_GATEWAY_LISTEN": listen},
+        pidfile=replica.pidfile,
+        log_file=replica.stdout,
+        env={**env, "PANTHEON_GATEWAY_LISTEN": replica.listen},
         cwd=Path(__file__).resolve().parents[2],
     )
 
 
-def running_pid(paths: StackPaths) -> int | None:
-    return process.running_pid(paths.gateway_pidfile, paths.process_marker, CMDLINE_MARK)
+def running_pid(paths: StackPaths, replica: Replica) -> int | None:
+    return process.running_pid(replica.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
-def stop(paths: StackPaths) -> int | None:
-    return process.stop(paths.gateway_pidfile, paths.process_marker, CMDLINE_MARK)
+def stop(paths: StackPaths, replica: Replica) -> int | None:
+    return process.stop(replica.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
 def is_live(url: str, ca_file: Path, timeout: float = 2.0) -> bool:

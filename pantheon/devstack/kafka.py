@@ -1,12 +1,14 @@
 """The Kafka broker: jars from Maven Central, config, storage format, start.
 
-Apache Kafka 4.1.1 runs as one KRaft node that is both broker and
-controller. The jars come from Maven Central via scripts/lib/kafka-pom.xml
-into the cache (no tarball host is reachable here). Clients and inter-broker
-traffic use SASL_SSL with SCRAM-SHA-512; the users are written into the
-metadata log when the storage is formatted, so no plaintext bootstrap phase
-ever exists. Users added in later versions reach an already formatted
-broker through `up` (kafka_admin.ensure_users, over SASL_SSL as admin).
+Apache Kafka 4.1.1 runs as KRaft nodes that are each broker and controller:
+one in the single profile, three in the HA one (replication factor 3,
+min.insync.replicas 2, no unclean leader election). The jars come from
+Maven Central via scripts/lib/kafka-pom.xml into the cache (no tarball host
+is reachable here). Clients and inter-broker traffic use SASL_SSL with
+SCRAM-SHA-512; the users are written into the metadata log when the storage
+is formatted, so no plaintext bootstrap phase ever exists. Users added in
+later versions reach an already formatted cluster through `up`
+(kafka_admin.ensure_users, over SASL_SSL as admin).
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ from pantheon.devstack.certs import NODE_PRINCIPAL, CertFiles, ensure_node_cert
 from pantheon.devstack.credentials import KAFKA_ADMIN_USER, Credentials
 from pantheon.devstack.files import write_atomic, write_private
 from pantheon.devstack.paths import REPO_ROOT, StackPaths
-from pantheon.devstack.settings import HOST, Settings
+from pantheon.devstack.settings import HOST, KafkaNode, Settings
 
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 POM = REPO_ROOT / "scripts" / "lib" / "kafka-pom.xml"
 JVM_HEAP = ("-Xmx1g", "-Xms256m")
-NODE_ID = 1
+#: Three JVMs share 2 cores and a few GiB in the HA profile: a small heap is
+#: enough once the log cleaner's dedupe buffer (128 MiB by default) shrinks.
+HA_JVM_HEAP = ("-Xmx192m", "-Xms64m")
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 #: Present in the broker's command line; with the state dir it identifies our JVM.
 MAIN_CLASS = "kafka.Kafka"
@@ -78,8 +82,36 @@ def java() -> str:
     return found
 
 
-def server_properties(settings: Settings, creds: Credentials, certs: CertFiles) -> str:
-    p = settings.paths
+def _replication(settings: Settings) -> str:
+    nodes = len(settings.kafka_nodes)
+    factor = settings.replication_factor
+    # Acknowledged means on two replicas once there are three: one node may
+    # die without losing an acknowledged event, two stop writes (no false
+    # acknowledgement), and an out-of-sync replica never becomes leader.
+    min_isr = 2 if factor >= 3 else 1
+    lines = f"""\
+default.replication.factor={factor}
+min.insync.replicas={min_isr}
+unclean.leader.election.enable=false
+offsets.topic.replication.factor={factor}
+transaction.state.log.replication.factor={factor}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={factor}
+share.coordinator.state.topic.min.isr={min_isr}
+"""
+    if nodes > 1:
+        # A dead broker is fenced after 3 s instead of 9 (heartbeats every
+        # 0.5 s), so partition leadership moves within seconds of a kill.
+        lines += """\
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
+log.cleaner.dedupe.buffer.size=8388608
+"""
+    return lines
+
+
+def server_properties(settings: Settings, node: KafkaNode, creds: Credentials, certs: CertFiles) -> str:
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in settings.kafka_nodes)
     jaas = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{KAFKA_ADMIN_USER}" password="{creds.kafka_admin_password}";'
@@ -87,20 +119,20 @@ def server_properties(settings: Settings, creds: Credentials, certs: CertFiles) 
     return f"""\
 # Written by pantheon.devstack on every `up`; edit the generator, not this file.
 process.roles=broker,controller
-node.id={NODE_ID}
-controller.quorum.voters={NODE_ID}@{HOST}:{settings.kafka_controller_port}
+node.id={node.node_id}
+controller.quorum.voters={voters}
 controller.listener.names=CONTROLLER
 
-# Clients and the broker itself speak SASL_SSL. The CONTROLLER listener
-# carries only this node's broker<->controller traffic and is mutual TLS:
-# both ends present the node's own certificate (not the services' one).
-listeners=SASL_SSL://{HOST}:{settings.kafka_port},CONTROLLER://{HOST}:{settings.kafka_controller_port}
-advertised.listeners=SASL_SSL://{HOST}:{settings.kafka_port}
+# Clients and the brokers speak SASL_SSL. The CONTROLLER listener carries
+# only broker<->controller and controller<->controller traffic and is mutual
+# TLS: both ends present the node certificate (not the services' one).
+listeners=SASL_SSL://{node.address},CONTROLLER://{HOST}:{node.controller_port}
+advertised.listeners=SASL_SSL://{node.address}
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 listener.name.controller.ssl.client.auth=required
 listener.name.controller.ssl.keystore.type=PEM
-listener.name.controller.ssl.keystore.location={p.kafka_config / "node-keystore.pem"}
+listener.name.controller.ssl.keystore.location={node.config / "node-keystore.pem"}
 listener.name.controller.ssl.truststore.type=PEM
 listener.name.controller.ssl.truststore.location={certs.ca_cert}
 
@@ -110,28 +142,22 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}
 
 # PEM keystore: private key + certificate chain in one file; trust = dev CA.
 ssl.keystore.type=PEM
-ssl.keystore.location={p.kafka_config / "keystore.pem"}
+ssl.keystore.location={node.config / "keystore.pem"}
 ssl.truststore.type=PEM
 ssl.truststore.location={certs.ca_cert}
 ssl.endpoint.identification.algorithm=https
 ssl.enabled.protocols=TLSv1.3,TLSv1.2
 
-# Deny by default. admin is the broker's own inter-broker identity; the
-# node certificate's principal is how broker and controller know each other
-# on the CONTROLLER listener (registration, heartbeats).
+# Deny by default. admin is the brokers' own inter-broker identity; the
+# node certificate's principal is how brokers and controllers know each
+# other on the CONTROLLER listener (registration, heartbeats, votes).
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:{KAFKA_ADMIN_USER};{NODE_PRINCIPAL}
 allow.everyone.if.no.acl.found=false
 
-log.dirs={p.kafka_data}
+log.dirs={node.data}
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+{_replication(settings)}
 # Topics are created explicitly by the stack, never by a typo in a producer.
 auto.create.topics.enable=false
 # One member groups in tests should not wait 3 s for more members.
@@ -139,8 +165,8 @@ group.initial.rebalance.delay.ms=0
 """
 
 
-def log4j2_properties(paths: StackPaths) -> str:
-    logs = paths.kafka_logs
+def log4j2_properties(node: KafkaNode) -> str:
+    logs = node.logs
     return f"""\
 # Kafka broker logging (log4j2 via log4j-slf4j-impl); written by pantheon.devstack.
 status = warn
@@ -164,29 +190,29 @@ logger.authorizer.level = INFO
 """
 
 
-def write_config(settings: Settings, creds: Credentials, certs: CertFiles) -> Path:
-    """(Re)write server.properties, the PEM keystore and the log4j2 config."""
-    p = settings.paths
+def write_config(settings: Settings, node: KafkaNode, creds: Credentials, certs: CertFiles) -> Path:
+    """(Re)write the node's server.properties, PEM keystores and log4j2 config."""
     keystore = certs.server_key.read_bytes() + certs.server_cert.read_bytes() + certs.ca_cert.read_bytes()
-    write_private(p.kafka_config / "keystore.pem", keystore)
-    node_key, node_cert = ensure_node_cert(p.certs)
-    node = node_key.read_bytes() + node_cert.read_bytes() + certs.ca_cert.read_bytes()
-    write_private(p.kafka_config / "node-keystore.pem", node)
+    write_private(node.config / "keystore.pem", keystore)
+    node_key, node_cert = ensure_node_cert(settings.paths.certs)
+    node_pem = node_key.read_bytes() + node_cert.read_bytes() + certs.ca_cert.read_bytes()
+    write_private(node.config / "node-keystore.pem", node_pem)
     # server.properties holds the admin password in the JAAS line: private.
-    write_private(p.kafka_config / "server.properties", server_properties(settings, creds, certs).encode())
-    write_atomic(p.kafka_config / "log4j2.properties", log4j2_properties(p).encode())
-    p.kafka_logs.mkdir(parents=True, exist_ok=True)
-    return p.kafka_config / "server.properties"
+    properties = server_properties(settings, node, creds, certs)
+    write_private(node.config / "server.properties", properties.encode())
+    write_atomic(node.config / "log4j2.properties", log4j2_properties(node).encode())
+    node.logs.mkdir(parents=True, exist_ok=True)
+    return node.config / "server.properties"
 
 
-def _java_base(paths: StackPaths, libs: Path) -> list[str]:
+def _java_base(settings: Settings, node: KafkaNode, libs: Path) -> list[str]:
     return [
         java(),
-        *JVM_HEAP,
+        *(HA_JVM_HEAP if settings.ha else JVM_HEAP),
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={paths.kafka_config / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={paths.kafka_logs}",
+        f"-Dlog4j2.configurationFile={node.config / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={node.logs}",
         "-cp",
         f"{libs}/*",  # expanded by java itself, no shell involved
     ]
@@ -201,24 +227,40 @@ def _new_cluster_id() -> str:
             return cid
 
 
-def is_formatted(paths: StackPaths) -> bool:
-    return (paths.kafka_data / "meta.properties").is_file()
+def _meta(node: KafkaNode) -> Path:
+    return node.data / "meta.properties"
 
 
-def format_storage(settings: Settings, creds: Credentials, libs: Path, config: Path) -> None:
-    """Format the KRaft storage with the SCRAM users, only if not done yet."""
-    p = settings.paths
-    if is_formatted(p):
+def is_formatted(node: KafkaNode) -> bool:
+    return _meta(node).is_file()
+
+
+def cluster_id(settings: Settings) -> str:
+    """The cluster id of the nodes formatted so far, or a new one: every node
+    of a cluster must be formatted with the same id."""
+    for node in settings.kafka_nodes:
+        if is_formatted(node):
+            for line in _meta(node).read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.removeprefix("cluster.id=").strip()
+    return _new_cluster_id()
+
+
+def format_storage(
+    settings: Settings, node: KafkaNode, creds: Credentials, libs: Path, config: Path, cluster: str
+) -> None:
+    """Format the node's KRaft storage for `cluster` with the SCRAM users, only if not done yet."""
+    if is_formatted(node):
         return
-    log.info("formatting Kafka storage in %s", p.kafka_data)
+    log.info("formatting Kafka storage in %s", node.data)
     argv = [
-        *_java_base(p, libs),
+        *_java_base(settings, node, libs),
         "kafka.tools.StorageTool",
         "format",
         "--config",
         str(config),
         "--cluster-id",
-        _new_cluster_id(),
+        cluster,
     ]
     for name, password in creds.kafka_scram_users().items():
         argv += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
@@ -228,20 +270,19 @@ def format_storage(settings: Settings, creds: Credentials, libs: Path, config: P
         raise RuntimeError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
 
 
-def start(settings: Settings, libs: Path, config: Path) -> int:
-    """Start the broker in the background; returns its pid."""
-    p = settings.paths
-    argv = [*_java_base(p, libs), MAIN_CLASS, str(config)]
-    return process.start(argv, pidfile=p.kafka_pidfile, log_file=p.kafka_logs / "kafka.out", cwd=p.kafka)
+def start(settings: Settings, node: KafkaNode, libs: Path, config: Path) -> int:
+    """Start the node in the background; returns its pid."""
+    argv = [*_java_base(settings, node, libs), MAIN_CLASS, str(config)]
+    return process.start(argv, pidfile=node.pidfile, log_file=node.logs / "kafka.out", cwd=node.dir)
 
 
-def running_pid(paths: StackPaths) -> int | None:
-    return process.running_pid(paths.kafka_pidfile, paths.process_marker, MAIN_CLASS)
+def running_pid(paths: StackPaths, node: KafkaNode) -> int | None:
+    return process.running_pid(node.pidfile, paths.process_marker, MAIN_CLASS)
 
 
-def stop(paths: StackPaths) -> int | None:
-    return process.stop(paths.kafka_pidfile, paths.process_marker, MAIN_CLASS)
+def stop(paths: StackPaths, node: KafkaNode) -> int | None:
+    return process.stop(node.pidfile, paths.process_marker, MAIN_CLASS)
 
 
-def server_log(paths: StackPaths) -> Path:
-    return paths.kafka_logs / "server.log"
+def server_log(node: KafkaNode) -> Path:
+    return node.logs / "server.log"

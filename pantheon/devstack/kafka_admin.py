@@ -87,8 +87,9 @@ def wait_ready(
     *,
     timeout: float,
     still_running: Callable[[], bool],
+    brokers: int = 1,
 ) -> None:
-    """Poll broker metadata until a broker answers; fail early if the JVM died.
+    """Poll broker metadata until `brokers` brokers are registered; fail early if a JVM died.
 
     Raises TimeoutError (or RuntimeError if the process exited).
     """
@@ -99,7 +100,7 @@ def wait_ready(
             raise RuntimeError("the Kafka process exited during startup")
         try:
             md = admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-            if md.brokers:
+            if len(md.brokers) >= brokers:
                 return
         except KafkaException as exc:
             last = exc
@@ -114,11 +115,16 @@ def is_ready(admin: AdminClient, timeout: float = 5.0) -> bool:
         return False
 
 
-def ensure_topics(admin: AdminClient, timeout: float = 30.0) -> list[str]:
+def ensure_topics(admin: AdminClient, replication_factor: int = 1, timeout: float = 30.0) -> list[str]:
     """Create every topic in ALL_TOPICS that does not exist yet; returns those created."""
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
-        NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=dict(t.config))
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions,
+            replication_factor=replication_factor,
+            config=dict(t.config),
+        )
         for t in ALL_TOPICS
         if t.name not in existing
     ]

@@ -1,5 +1,8 @@
 """The MinIO server: built from source with Go, started with TLS and SSE-S3.
 
+One node in the single profile; in the HA profile four nodes on loopback
+form one erasure set (parity 2) behind haproxy (pantheon/devstack/haproxy.py).
+
 MinIO no longer publishes binaries we can reach, and the Go module proxy
 refuses its RELEASE.* tags (not semver), so the module is pinned by the
 pseudo-version of a commit and built with `go install` into the cache.
@@ -24,7 +27,7 @@ from pantheon.devstack import process
 from pantheon.devstack.certs import CertFiles
 from pantheon.devstack.credentials import Credentials
 from pantheon.devstack.paths import StackPaths
-from pantheon.devstack.settings import HOST, Settings
+from pantheon.devstack.settings import HOST, MinioNode, Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +96,24 @@ def install_certs(paths: StackPaths, certs: CertFiles) -> None:
         os.replace(tmp, dst)
 
 
-def start(settings: Settings, binary: Path, creds: Credentials) -> int:
-    """Start MinIO in the background; returns its pid."""
-    p = settings.paths
-    p.minio_data.mkdir(parents=True, exist_ok=True)
+def start(settings: Settings, node: MinioNode, binary: Path, creds: Credentials) -> int:
+    """Start one MinIO node in the background; returns its pid."""
+    nodes = settings.minio_nodes
+    for each in nodes:
+        each.data.mkdir(parents=True, exist_ok=True)
+    # A cluster's nodes list every drive, explicitly: the `{1...4}` expansion
+    # would give all four nodes the same paths on this one host.
+    drives = [str(node.data)] if len(nodes) == 1 else [f"{each.endpoint}{each.data}" for each in nodes]
     argv = [
         str(binary),
         "server",
-        str(p.minio_data),
+        *drives,
         "--address",
-        settings.minio_address,
+        node.address,
         "--console-address",
-        f"{HOST}:{settings.minio_console_port}",
+        f"{HOST}:{node.console_port}",
         "--certs-dir",
-        str(p.minio_certs),
+        str(settings.paths.minio_certs),
     ]
     # Secrets travel in the environment (readable only by the owner via
     # /proc/<pid>/environ), never on the command line.
@@ -117,44 +124,63 @@ def start(settings: Settings, binary: Path, creds: Credentials) -> int:
         "MINIO_KMS_SECRET_KEY": creds.minio_kms_secret_key,
         "MINIO_UPDATE": "off",  # no update checks: only package registries are reachable
     }
-    return process.start(argv, pidfile=p.minio_pidfile, log_file=p.minio_logs / "minio.log", env=env)
+    if len(nodes) > 1:
+        env.update(
+            # Several drives on the root disk are refused outside CI mode;
+            # production gives each node its own disk.
+            MINIO_CI_CD="1",
+            # Undocumented (minio/minio PR #19453): in what looks like a
+            # container, a node waits forever to find itself among the
+            # endpoints unless told which one it is.
+            _MINIO_SERVER_LOCAL=node.address,
+        )
+    return process.start(argv, pidfile=node.pidfile, log_file=server_log(node), env=env)
 
 
-def running_pid(paths: StackPaths) -> int | None:
-    return process.running_pid(paths.minio_pidfile, paths.process_marker, CMDLINE_MARK)
+def running_pid(paths: StackPaths, node: MinioNode) -> int | None:
+    return process.running_pid(node.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
-def stop(paths: StackPaths) -> int | None:
-    return process.stop(paths.minio_pidfile, paths.process_marker, CMDLINE_MARK)
+def stop(paths: StackPaths, node: MinioNode) -> int | None:
+    return process.stop(node.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
-def server_log(paths: StackPaths) -> Path:
-    return paths.minio_logs / "minio.log"
+def server_log(node: MinioNode) -> Path:
+    return node.logs / "minio.log"
 
 
-def is_live(settings: Settings, ca_file: Path, timeout: float = 3.0) -> bool:
-    """Whether the liveness endpoint answers 200 over TLS verified by the dev CA."""
+def _health(endpoint: str, ca_file: Path, check: str, timeout: float) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca_file))
-    url = f"{settings.minio_endpoint}/minio/health/live"
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
+        with urllib.request.urlopen(f"{endpoint}/minio/health/{check}", timeout=timeout, context=ctx) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
 
-def wait_live(
-    settings: Settings,
+def is_live(endpoint: str, ca_file: Path, timeout: float = 3.0) -> bool:
+    """Whether the server at `endpoint` answers its liveness check over TLS verified by the dev CA."""
+    return _health(endpoint, ca_file, "live", timeout)
+
+
+def has_write_quorum(endpoint: str, ca_file: Path, timeout: float = 3.0) -> bool:
+    """Whether the cluster behind `endpoint` can take writes (`/minio/health/cluster`)."""
+    return _health(endpoint, ca_file, "cluster", timeout)
+
+
+def wait_ready(
+    endpoint: str,
     ca_file: Path,
     *,
     timeout: float,
     still_running: Callable[[], bool],
 ) -> None:
+    """Wait until `endpoint` is live and, for a cluster, has write quorum."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not still_running():
-            raise RuntimeError("the MinIO process exited during startup")
-        if is_live(settings, ca_file):
+            raise RuntimeError("a MinIO process exited during startup")
+        if is_live(endpoint, ca_file) and has_write_quorum(endpoint, ca_file):
             return
         time.sleep(0.25)
-    raise TimeoutError(f"MinIO not live after {timeout:.0f}s")
+    raise TimeoutError(f"MinIO not ready after {timeout:.0f}s")

@@ -70,77 +70,40 @@ class StackPaths:
     def cache_logs(self) -> Path:
         return self.cache / "logs"
 
-    # -- Kafka ------------------------------------------------------------
+    @property
+    def profile_file(self) -> Path:
+        """The profile (`single` or `ha`) this state dir was brought up with."""
+        return self.state / "profile"
+
+    # -- per component (the nodes' own dirs: settings.Settings) -------------
+
     @property
     def kafka(self) -> Path:
         return self.state / "kafka"
 
     @property
-    def kafka_config(self) -> Path:
-        return self.kafka / "config"
-
-    @property
-    def kafka_data(self) -> Path:
-        return self.kafka / "data"
-
-    @property
-    def kafka_logs(self) -> Path:
-        return self.kafka / "logs"
-
-    @property
-    def kafka_pidfile(self) -> Path:
-        return self.kafka / "kafka.pid"
-
-    # -- MinIO ------------------------------------------------------------
-    @property
     def minio(self) -> Path:
         return self.state / "minio"
 
     @property
-    def minio_data(self) -> Path:
-        return self.minio / "data"
-
-    @property
     def minio_certs(self) -> Path:
+        """MinIO's --certs-dir, shared by all its nodes."""
         return self.minio / "certs"
 
     @property
-    def minio_logs(self) -> Path:
-        return self.minio / "logs"
-
-    @property
-    def minio_pidfile(self) -> Path:
-        return self.minio / "minio.pid"
-
-    # -- the Pantheon services --------------------------------------------------
+    def haproxy(self) -> Path:
+        """The HA profile's load balancer: config, pidfile, log."""
+        return self.state / "haproxy"
 
     @property
     def services(self) -> Path:
         return self.state / "services"
 
     @property
-    def services_pidfile(self) -> Path:
-        return self.services / "services.pid"
-
-    @property
-    def services_log(self) -> Path:
-        return self.services / "services.log"
-
-    # -- the REST gateway --------------------------------------------------------
-
-    @property
     def gateway(self) -> Path:
         return self.state / "gateway"
 
     @property
-    def gateway_pidfile(self) -> Path:
-        return self.gateway / "gateway.pid"
-
-    @property
-    def gateway_log(self) -> Path:
-        return self.gateway / "gateway.log"
-
-    @property
     def api_keys_file(self) -> Path:
-        """The gateway's API keys: SHA-256 hashes only, never the keys."""
+        """The gateway's API keys (all replicas): SHA-256 hashes only, never the keys."""
         return self.gateway / "api-keys.json"

@@ -1,4 +1,4 @@
-"""The Pantheon gRPC services as a dev-stack process (`pantheon serve`)."""
+"""The Pantheon gRPC services as dev-stack processes (`pantheon serve`), one per replica."""
 
 from __future__ import annotations
 
@@ -12,37 +12,38 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pantheon.devstack import process
 from pantheon.devstack.paths import StackPaths
+from pantheon.devstack.settings import Replica
 
 #: Part of the command line; guards against a reused pid (see process.py).
 CMDLINE_MARK = "pantheon serve"
 
 
-def start(paths: StackPaths, env: Mapping[str, str], listen: str, metrics_listen: str) -> int:
-    paths.services.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pantheon", "serve", "--log-file", str(paths.services_log)]
+def start(paths: StackPaths, replica: Replica, env: Mapping[str, str]) -> int:
+    replica.dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pantheon", "serve", "--log-file", str(replica.log)]
     return process.start(
         argv,
-        pidfile=paths.services_pidfile,
+        pidfile=replica.pidfile,
         # The services' own output (tracebacks at start-up) lands beside the log.
-        log_file=paths.services / "stdout.log",
+        log_file=replica.stdout,
         # Two malloc arenas instead of one per thread: large uploads pass
         # through worker threads, and per-thread arenas keep their peaks.
         env={
             "MALLOC_ARENA_MAX": "2",
             **env,
-            "PANTHEON_GRPC_LISTEN": listen,
-            "PANTHEON_METRICS_LISTEN": metrics_listen,
+            "PANTHEON_GRPC_LISTEN": replica.listen,
+            "PANTHEON_METRICS_LISTEN": replica.metrics_listen,
         },
         cwd=Path(__file__).resolve().parents[2],
     )
 
 
-def running_pid(paths: StackPaths) -> int | None:
-    return process.running_pid(paths.services_pidfile, paths.process_marker, CMDLINE_MARK)
+def running_pid(paths: StackPaths, replica: Replica) -> int | None:
+    return process.running_pid(replica.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
-def stop(paths: StackPaths) -> int | None:
-    return process.stop(paths.services_pidfile, paths.process_marker, CMDLINE_MARK)
+def stop(paths: StackPaths, replica: Replica) -> int | None:
+    return process.stop(replica.pidfile, paths.process_marker, CMDLINE_MARK)
 
 
 def is_serving(target: str, ca_file: Path, identity: tuple[Path, Path], timeout: float = 2.0) -> bool:

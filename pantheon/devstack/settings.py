@@ -1,17 +1,46 @@
-"""Ports and addresses of the dev stack, overridable through the environment.
+"""Ports, addresses and nodes of the dev stack, overridable through the environment.
 
 Everything listens on 127.0.0.1 only: the stack is for one developer's
 machine, and loopback keeps the dev credentials off the network.
+
+Two profiles share one layout. `single` runs one process of everything.
+`ha` (`scripts/stack up --ha`) runs what a production deployment runs, on
+loopback: three Kafka nodes, four MinIO nodes forming one erasure set behind
+haproxy, two service replicas and two gateway replicas behind haproxy. The
+profile of a state dir is recorded in it at the first `up`, so `down`,
+`status` and `env` need no flag.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pantheon.devstack.paths import StackPaths
 
 HOST = "127.0.0.1"
+SINGLE = "single"
+HA = "ha"
+PROFILES = (SINGLE, HA)
+
+#: Processes per component in the HA profile. Three Kafka nodes are the
+#: smallest quorum that survives one loss with min.insync.replicas=2; four
+#: MinIO drives are the smallest erasure set with parity 2 (EC:2).
+HA_KAFKA_NODES = 3
+HA_MINIO_NODES = 4
+HA_REPLICAS = 2
+
+#: Where the HA profile's extra processes listen, relative to the configured
+#: ports: Kafka node i at kafka_port + 2i (controller: kafka_controller_port
+#: + 2i), MinIO node i at minio_port + 10 + i (console: minio_console_port +
+#: 20 + i), service replica i at grpc_port + i (metrics: metrics_port + i),
+#: gateway replica i at gateway_port + 10 + i. haproxy takes the configured
+#: MinIO and gateway ports, so clients see one endpoint of each either way.
+KAFKA_STRIDE = 2
+MINIO_NODE_OFFSET = 10
+MINIO_CONSOLE_OFFSET = 20
+GATEWAY_REPLICA_OFFSET = 10
 
 
 def _port(name: str, default: int) -> int:
@@ -24,9 +53,133 @@ def _port(name: str, default: int) -> int:
     return port
 
 
+def recorded_profile(paths: StackPaths) -> str | None:
+    """The profile the state dir was brought up with, if any."""
+    try:
+        found = paths.profile_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if found not in PROFILES:
+        raise ValueError(f"{paths.profile_file} names an unknown profile {found!r}")
+    return found
+
+
+def _profile(paths: StackPaths) -> str:
+    raw = os.environ.get("PANTHEON_STACK_PROFILE", "").strip()
+    if raw:
+        if raw not in PROFILES:
+            raise ValueError(f"PANTHEON_STACK_PROFILE={raw!r}: choose one of {', '.join(PROFILES)}")
+        return raw
+    return recorded_profile(paths) or SINGLE
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node (broker and controller): its id, ports and directory."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"kafka-{self.node_id}"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "kafka.pid"
+
+
+@dataclass(frozen=True)
+class MinioNode:
+    """One MinIO server process and its drive."""
+
+    index: int
+    port: int
+    console_port: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"minio-{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.address}"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "minio.pid"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One process of a stateless Pantheon component (services or gateway)."""
+
+    component: str
+    index: int
+    port: int
+    dir: Path
+    #: The services' metrics port (0 for a gateway).
+    metrics_port: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.component}-{self.index}"
+
+    @property
+    def listen(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def metrics_listen(self) -> str:
+        return f"{HOST}:{self.metrics_port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / f"{self.component}.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / f"{self.component}.log"
+
+    @property
+    def stdout(self) -> Path:
+        return self.dir / "stdout.log"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """One stack: its paths and its ports."""
+    """One stack: its profile, paths and ports."""
 
     paths: StackPaths
     kafka_port: int
@@ -36,11 +189,15 @@ class Settings:
     grpc_port: int
     gateway_port: int = 8443
     metrics_port: int = 9464
+    profile: str = SINGLE
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, profile: str | None = None) -> Settings:
+        """The stack of PANTHEON_STACK_DIR; its profile from `profile`,
+        PANTHEON_STACK_PROFILE, the state dir's record, else `single`."""
+        paths = StackPaths.from_env()
         return cls(
-            paths=StackPaths.from_env(),
+            paths=paths,
             kafka_port=_port("PANTHEON_KAFKA_PORT", 19092),
             kafka_controller_port=_port("PANTHEON_KAFKA_CONTROLLER_PORT", 19093),
             minio_port=_port("PANTHEON_MINIO_PORT", 9000),
@@ -48,14 +205,86 @@ class Settings:
             grpc_port=_port("PANTHEON_GRPC_PORT", 50051),
             gateway_port=_port("PANTHEON_GATEWAY_PORT", 8443),
             metrics_port=_port("PANTHEON_METRICS_PORT", 9464),
+            profile=profile or _profile(paths),
         )
 
     @property
+    def ha(self) -> bool:
+        return self.profile == HA
+
+    @property
+    def replication_factor(self) -> int:
+        """Kafka's replication factor: 3 with three nodes or more, else one per node."""
+        return min(3, len(self.kafka_nodes))
+
+    # -- the processes ------------------------------------------------------------
+
+    @property
+    def kafka_nodes(self) -> tuple[KafkaNode, ...]:
+        p = self.paths
+        if not self.ha:
+            return (KafkaNode(1, self.kafka_port, self.kafka_controller_port, p.kafka),)
+        return tuple(
+            KafkaNode(
+                i + 1,
+                self.kafka_port + KAFKA_STRIDE * i,
+                self.kafka_controller_port + KAFKA_STRIDE * i,
+                p.kafka / f"node-{i + 1}",
+            )
+            for i in range(HA_KAFKA_NODES)
+        )
+
+    @property
+    def minio_nodes(self) -> tuple[MinioNode, ...]:
+        p = self.paths
+        if not self.ha:
+            return (MinioNode(1, self.minio_port, self.minio_console_port, p.minio),)
+        return tuple(
+            MinioNode(
+                i + 1,
+                self.minio_port + MINIO_NODE_OFFSET + i,
+                self.minio_console_port + MINIO_CONSOLE_OFFSET + i,
+                p.minio / f"node-{i + 1}",
+            )
+            for i in range(HA_MINIO_NODES)
+        )
+
+    @property
+    def service_replicas(self) -> tuple[Replica, ...]:
+        p = self.paths
+        if not self.ha:
+            return (Replica("services", 1, self.grpc_port, p.services, self.metrics_port),)
+        return tuple(
+            Replica(
+                "services", i + 1, self.grpc_port + i, p.services / f"replica-{i + 1}", self.metrics_port + i
+            )
+            for i in range(HA_REPLICAS)
+        )
+
+    @property
+    def gateway_replicas(self) -> tuple[Replica, ...]:
+        p = self.paths
+        if not self.ha:
+            return (Replica("gateway", 1, self.gateway_port, p.gateway),)
+        return tuple(
+            Replica(
+                "gateway",
+                i + 1,
+                self.gateway_port + GATEWAY_REPLICA_OFFSET + i,
+                p.gateway / f"replica-{i + 1}",
+            )
+            for i in range(HA_REPLICAS)
+        )
+
+    # -- what clients connect to ---------------------------------------------------
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{HOST}:{self.kafka_port}"
+        return ",".join(node.address for node in self.kafka_nodes)
 
     @property
     def minio_address(self) -> str:
+        """The S3 endpoint: the one node, or haproxy in front of the four."""
         return f"{HOST}:{self.minio_port}"
 
     @property
@@ -64,7 +293,9 @@ class Settings:
 
     @property
     def grpc_target(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
+        """A gRPC target naming every service replica (clients balance round_robin)."""
+        addresses = [r.listen for r in self.service_replicas]
+        return addresses[0] if len(addresses) == 1 else "ipv4:" + ",".join(addresses)
 
     @property
     def gateway_listen(self) -> str:
@@ -72,8 +303,9 @@ class Settings:
 
     @property
     def gateway_url(self) -> str:
+        """The REST edge: the one gateway, or haproxy in front of the replicas."""
         return f"https://{self.gateway_listen}"
 
     @property
-    def metrics_listen(self) -> str:
-        return f"{HOST}:{self.metrics_port}"
+    def metrics_urls(self) -> list[str]:
+        return [f"https://{r.metrics_listen}/metrics" for r in self.service_replicas]

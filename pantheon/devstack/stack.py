@@ -1,4 +1,5 @@
-"""up / down / status / env for the whole dev stack (Kafka, MinIO, the services, the gateway)."""
+"""up / down / status / env for the whole dev stack (Kafka, MinIO, the services, the gateway),
+in either profile (settings.py: single, or ha with haproxy in front of MinIO and the gateways)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ import shlex
 import shutil
 import socket
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from pantheon.devstack import gateway, kafka, kafka_admin, mesh, minio, minio_admin, process, services
+from pantheon.devstack import (
+    gateway,
+    haproxy,
+    kafka,
+    kafka_admin,
+    mesh,
+    minio,
+    minio_admin,
+    process,
+    services,
+)
 from pantheon.devstack.certs import CertFiles, ensure_certs
 from pantheon.devstack.credentials import (
     KAFKA_INGEST_USER,
@@ -23,8 +36,9 @@ from pantheon.devstack.credentials import (
     load,
     load_or_create,
 )
-from pantheon.devstack.files import tail
-from pantheon.devstack.settings import HOST, Settings
+from pantheon.devstack.files import tail, write_atomic
+from pantheon.devstack.paths import StackPaths
+from pantheon.devstack.settings import HOST, Replica, Settings, recorded_profile
 from pantheon.events.topics import (
     DATA_STORED,
     DEAD_LETTER,
@@ -38,6 +52,10 @@ from pantheon.policy import PolicyError
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 90.0
+#: Seven JVM and MinIO processes boot on two cores in the HA profile.
+HA_TIMEOUT = 300.0
+#: Seconds between the HA profile's Kafka JVM starts.
+KAFKA_STAGGER_S = 2.0
 
 
 class StackError(RuntimeError):
@@ -72,82 +90,140 @@ def _require_free(*ports: int) -> None:
         )
 
 
-def _start_kafka(s: Settings, creds: Credentials, certs: CertFiles, libs: Path) -> int:
-    _require_free(s.kafka_port, s.kafka_controller_port)
-    config = kafka.write_config(s, creds, certs)
-    kafka.format_storage(s, creds, libs, config)
-    pid = kafka.start(s, libs, config)
-    log.info("kafka started (pid %d), log %s", pid, kafka.server_log(s.paths))
-    return pid
+def _start_kafka(s: Settings, creds: Credentials, certs: CertFiles) -> None:
+    """Format and start every Kafka node that is not running."""
+    p = s.paths
+    down_nodes = [n for n in s.kafka_nodes if kafka.running_pid(p, n) is None]
+    for node in s.kafka_nodes:
+        if node not in down_nodes:
+            log.info("%s already running (pid %s)", node.name, kafka.running_pid(p, node))
+    if not down_nodes:
+        return
+    _require_free(*(port for n in down_nodes for port in (n.port, n.controller_port)))
+    libs = kafka.ensure_libs(p)
+    configs = {n: kafka.write_config(s, n, creds, certs) for n in down_nodes}
+    # Formatting runs a JVM per node: side by side, one cluster id for all.
+    cluster = kafka.cluster_id(s)
+    with ThreadPoolExecutor(max_workers=len(down_nodes)) as pool:
+        for fut in [
+            pool.submit(kafka.format_storage, s, n, creds, libs, configs[n], cluster) for n in down_nodes
+        ]:
+            fut.result()
+    for i, node in enumerate(down_nodes):
+        if i:
+            # Two cores: JVMs that start together all start slowly.
+            time.sleep(KAFKA_STAGGER_S)
+        pid = kafka.start(s, node, libs, configs[node])
+        log.info("%s started (pid %d), log %s", node.name, pid, kafka.server_log(node))
 
 
-def _start_minio(s: Settings, creds: Credentials, certs: CertFiles, binary: Path) -> int:
-    _require_free(s.minio_port, s.minio_console_port)
-    minio.install_certs(s.paths, certs)
-    pid = minio.start(s, binary, creds)
-    log.info("minio started (pid %d), log %s", pid, minio.server_log(s.paths))
-    return pid
+def _start_minio(s: Settings, creds: Credentials, certs: CertFiles) -> None:
+    """Start every MinIO node that is not running."""
+    p = s.paths
+    down_nodes = [n for n in s.minio_nodes if minio.running_pid(p, n) is None]
+    for node in s.minio_nodes:
+        if node not in down_nodes:
+            log.info("%s already running (pid %s)", node.name, minio.running_pid(p, node))
+    if not down_nodes:
+        return
+    _require_free(*(port for n in down_nodes for port in (n.port, n.console_port)))
+    binary = minio.ensure_binary(p)
+    minio.install_certs(p, certs)
+    for node in down_nodes:
+        pid = minio.start(s, node, binary, creds)
+        log.info("%s started (pid %d), log %s", node.name, pid, minio.server_log(node))
 
 
-def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+def _start_haproxy(s: Settings, certs: CertFiles) -> None:
+    p = s.paths
+    pid = haproxy.running_pid(p)
+    if pid is not None:
+        log.info("haproxy already running (pid %d)", pid)
+        return
+    _require_free(s.minio_port, s.gateway_port)
+    try:
+        pid = haproxy.start(s, certs)
+    except RuntimeError as exc:
+        raise StackError(str(exc)) from None
+    log.info("haproxy started (pid %d) on %s and %s", pid, s.minio_endpoint, s.gateway_url)
+
+
+def _choose_profile(s: Settings) -> None:
+    """Record the stack's profile; refuse to switch one whose data exists."""
+    p = s.paths
+    recorded = recorded_profile(p)
+    if recorded not in (None, s.profile) and (p.kafka.exists() or p.minio.exists()):
+        raise StackError(
+            f"the stack in {p.state} was brought up with the {recorded} profile; "
+            "`scripts/stack down --purge` first, or choose another PANTHEON_STACK_DIR"
+        )
+    write_atomic(p.profile_file, f"{s.profile}\n".encode())
+
+
+def up(settings: Settings | None = None, timeout: float | None = None) -> None:
     """Provision, start what is not running, wait until ready, apply resources."""
     s = settings or Settings.from_env()
     p = s.paths
+    timeout = timeout or (HA_TIMEOUT if s.ha else DEFAULT_TIMEOUT)
     p.state.mkdir(parents=True, exist_ok=True)
     os.chmod(p.state, 0o700)  # credentials, keys and data: owner only
+    _choose_profile(s)
     certs = ensure_certs(p.certs)
-    if not p.credentials.exists() and kafka.is_formatted(p):
+    if not p.credentials.exists() and any(kafka.is_formatted(n) for n in s.kafka_nodes):
         # The SCRAM users live in the formatted storage: fresh passwords
         # would never match them, and `up` would only time out.
         raise StackError(
-            f"{p.credentials} is missing but {p.kafka_data} was formatted with the old "
+            f"{p.credentials} is missing but {p.kafka} was formatted with the old "
             "credentials; run `scripts/stack down --purge` to start with fresh data"
         )
     creds = load_or_create(p.credentials)
 
-    kafka_pid = kafka.running_pid(p)
-    minio_pid = minio.running_pid(p)
     # Fetching jars (seconds) and compiling MinIO (minutes) are independent:
-    # do them side by side on a cold machine.
+    # warm both caches side by side on a cold machine.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        libs_f: Future[Path] | None = None if kafka_pid else pool.submit(kafka.ensure_libs, p)
-        bin_f: Future[Path] | None = None if minio_pid else pool.submit(minio.ensure_binary, p)
-        libs = libs_f.result() if libs_f else None
-        binary = bin_f.result() if bin_f else None
+        for fut in (pool.submit(kafka.ensure_libs, p), pool.submit(minio.ensure_binary, p)):
+            fut.result()
+    _start_kafka(s, creds, certs)
+    _start_minio(s, creds, certs)
+    if s.ha:
+        _start_haproxy(s, certs)
 
-    if kafka_pid is None:
-        assert libs is not None
-        _start_kafka(s, creds, certs, libs)
-    else:
-        log.info("kafka already running (pid %d)", kafka_pid)
-    if minio_pid is None:
-        assert binary is not None
-        _start_minio(s, creds, certs, binary)
-    else:
-        log.info("minio already running (pid %d)", minio_pid)
-
-    # Both boot concurrently; now wait for each (one overall deadline).
+    # Everything boots concurrently; now wait for each (one overall deadline).
     deadline = time.monotonic() + timeout
     admin = kafka_admin.admin_client(s.kafka_bootstrap, str(certs.ca_cert), creds.kafka_admin_password)
+    first_kafka = s.kafka_nodes[0]
     try:
-        kafka_admin.wait_ready(admin, timeout=timeout, still_running=lambda: kafka.running_pid(p) is not None)
+        kafka_admin.wait_ready(
+            admin,
+            brokers=len(s.kafka_nodes),
+            timeout=timeout,
+            still_running=lambda: all(kafka.running_pid(p, n) for n in s.kafka_nodes),
+        )
     except (TimeoutError, RuntimeError) as exc:
-        raise _failure("Kafka did not become ready", exc, kafka.server_log(p)) from exc
+        raise _failure("Kafka did not become ready", exc, kafka.server_log(first_kafka)) from exc
     try:
-        minio.wait_live(
-            s,
+        for node in s.minio_nodes:
+            minio.wait_ready(
+                node.endpoint,
+                certs.ca_cert,
+                timeout=max(5.0, deadline - time.monotonic()),
+                still_running=lambda: all(minio.running_pid(p, n) for n in s.minio_nodes),
+            )
+        # Through the balancer too (the same endpoint in the single profile).
+        minio.wait_ready(
+            s.minio_endpoint,
             certs.ca_cert,
             timeout=max(5.0, deadline - time.monotonic()),
-            still_running=lambda: minio.running_pid(p) is not None,
+            still_running=lambda: not s.ha or haproxy.running_pid(p) is not None,
         )
         root = minio_admin.s3_client(
             s.minio_address, creds.minio_root_user, creds.minio_root_password, certs.ca_cert
         )
         minio_admin.wait_iam_ready(root, timeout=max(5.0, deadline - time.monotonic()))
     except (TimeoutError, RuntimeError) as exc:
-        raise _failure("MinIO did not become ready", exc, minio.server_log(p)) from exc
+        raise _failure("MinIO did not become ready", exc, minio.server_log(s.minio_nodes[0])) from exc
 
-    created_topics = kafka_admin.ensure_topics(admin)
+    created_topics = kafka_admin.ensure_topics(admin, replication_factor=s.replication_factor)
     kafka_admin.ensure_users(admin, creds)
     kafka_admin.ensure_acls(admin)
     created_buckets = minio_admin.ensure_buckets(root)
@@ -166,7 +242,7 @@ def up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> No
     except PolicyError as exc:
         raise StackError(str(exc)) from None
     _start_services(s, certs, timeout=max(10.0, deadline - time.monotonic()))
-    _start_gateway(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
+    _start_gateways(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
 
 
 #: Plaintext demo API keys are for clients: no server process gets them (the
@@ -191,47 +267,67 @@ def _server_env(s: Settings, identity: str) -> dict[str, str]:
     return {k: v for k, v in merged.items() if k not in _CLIENT_ONLY}
 
 
+def _alive(running_pid: Callable[[StackPaths, Replica], int | None], p: StackPaths, replica: Replica) -> bool:
+    return running_pid(p, replica) is not None
+
+
 def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
     p = s.paths
-    pid = services.running_pid(p)
-    if pid is not None:
-        log.info("services already running (pid %d)", pid)
-        return
-    _require_free(s.grpc_port, s.metrics_port)
-    pid = services.start(p, _server_env(s, mesh.INGEST), s.grpc_target, s.metrics_listen)
-    try:
-        services.wait_serving(
-            s.grpc_target,
-            certs.ca_cert,
-            mesh.identity_files(p, mesh.DEV_CLIENT),
-            timeout=timeout,
-            still_running=lambda: services.running_pid(p) is not None,
-        )
-    except (TimeoutError, RuntimeError) as exc:
-        raise _failure("the Pantheon services did not become ready", exc, p.services / "stdout.log") from exc
-    log.info("services started (pid %d), log %s", pid, p.services_log)
+    env = _server_env(s, mesh.INGEST)
+    started = []
+    for replica in s.service_replicas:
+        pid = services.running_pid(p, replica)
+        if pid is not None:
+            log.info("%s already running (pid %d)", replica.name, pid)
+            continue
+        _require_free(replica.port, replica.metrics_port)
+        started.append((replica, services.start(p, replica, env)))
+    for replica, pid in started:
+        try:
+            services.wait_serving(
+                replica.listen,
+                certs.ca_cert,
+                mesh.identity_files(p, mesh.DEV_CLIENT),
+                timeout=timeout,
+                still_running=partial(_alive, services.running_pid, p, replica),
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            raise _failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
+        log.info("%s started (pid %d) on %s, log %s", replica.name, pid, replica.listen, replica.log)
 
 
-def _start_gateway(s: Settings, creds: Credentials, certs: CertFiles, timeout: float) -> None:
+def _start_gateways(s: Settings, creds: Credentials, certs: CertFiles, timeout: float) -> None:
     p = s.paths
     # Rewritten on every `up`: the hashes follow credentials.json.
     gateway.write_keys_file(p, creds)
-    pid = gateway.running_pid(p)
-    if pid is not None:
-        log.info("gateway already running (pid %d)", pid)
-        return
-    _require_free(s.gateway_port)
-    pid = gateway.start(p, _server_env(s, mesh.GATEWAY), s.gateway_listen)
-    try:
-        gateway.wait_live(
-            s.gateway_url,
-            certs.ca_cert,
-            timeout=timeout,
-            still_running=lambda: gateway.running_pid(p) is not None,
-        )
-    except (TimeoutError, RuntimeError) as exc:
-        raise _failure("the REST gateway did not become ready", exc, p.gateway / "stdout.log") from exc
-    log.info("gateway started (pid %d) on %s, log %s", pid, s.gateway_url, p.gateway_log)
+    # Each replica enforces its share of the rate limits (gateway/settings.py).
+    env = {**_server_env(s, mesh.GATEWAY), "PANTHEON_GATEWAY_REPLICAS": str(len(s.gateway_replicas))}
+    started = []
+    for replica in s.gateway_replicas:
+        pid = gateway.running_pid(p, replica)
+        if pid is not None:
+            log.info("%s already running (pid %d)", replica.name, pid)
+            continue
+        _require_free(replica.port)
+        started.append((replica, gateway.start(p, replica, env)))
+    for replica, pid in started:
+        try:
+            gateway.wait_live(
+                f"https://{replica.listen}",
+                certs.ca_cert,
+                timeout=timeout,
+                still_running=partial(_alive, gateway.running_pid, p, replica),
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            raise _failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
+        log.info("%s started (pid %d) on %s, log %s", replica.name, pid, replica.listen, replica.log)
+    if s.ha:
+        # Through the balancer: its health checks have seen a replica.
+        try:
+            gateway.wait_live(s.gateway_url, certs.ca_cert, timeout=timeout, still_running=lambda: True)
+        except TimeoutError as exc:
+            raise _failure("haproxy did not reach a gateway", exc, haproxy.log_file(p)) from exc
+    log.info("REST edge on %s", s.gateway_url)
 
 
 def down(settings: Settings | None = None, purge: bool = False) -> None:
@@ -239,19 +335,24 @@ def down(settings: Settings | None = None, purge: bool = False) -> None:
     s = settings or Settings.from_env()
     p = s.paths
     marker = p.process_marker
-    # The gateway first (it calls the services), then the services: they
-    # hold connections to both backends.
-    pid = gateway.stop(p)
-    log.info("gateway %s", f"stopped (pid {pid})" if pid else "was not running")
-    pid = services.stop(p)
-    log.info("services %s", f"stopped (pid {pid})" if pid else "was not running")
-    # Stop both at once: Kafka's controlled shutdown takes a few seconds.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        k = pool.submit(kafka.stop, p)
-        m = pool.submit(minio.stop, p)
-        for name, fut in (("kafka", k), ("minio", m)):
-            pid = fut.result()
-            log.info("%s %s", name, f"stopped (pid {pid})" if pid else "was not running")
+
+    def report(name: str, pid: int | None) -> None:
+        log.info("%s %s", name, f"stopped (pid {pid})" if pid else "was not running")
+
+    # The gateways first (they call the services), then the balancer, then
+    # the services: they hold connections to both backends.
+    for replica in s.gateway_replicas:
+        report(replica.name, gateway.stop(p, replica))
+    if s.ha:
+        report("haproxy", haproxy.stop(p))
+    for replica in s.service_replicas:
+        report(replica.name, services.stop(p, replica))
+    # The backends' nodes all at once: Kafka's controlled shutdown takes a few seconds.
+    with ThreadPoolExecutor(max_workers=len(s.kafka_nodes) + len(s.minio_nodes)) as pool:
+        stopping = [(n.name, pool.submit(kafka.stop, p, n)) for n in s.kafka_nodes]
+        stopping += [(n.name, pool.submit(minio.stop, p, n)) for n in s.minio_nodes]
+        for name, fut in stopping:
+            report(name, fut.result())
     leftovers = process.pids_referencing(marker)
     if leftovers:
         log.warning(
@@ -260,10 +361,12 @@ def down(settings: Settings | None = None, purge: bool = False) -> None:
             leftovers,
         )
     if purge:
-        # Data and logs go; certificates and credentials stay, so exported
-        # env vars remain valid and the next `up` formats Kafka with them.
-        for d in (p.kafka_data, p.kafka_logs, p.minio_data, p.minio_logs):
+        # Data, logs and the profile go; certificates and credentials stay,
+        # so exported env vars remain valid and the next `up` formats Kafka
+        # with them.
+        for d in (p.kafka, p.minio, p.haproxy):
             shutil.rmtree(d, ignore_errors=True)
+        p.profile_file.unlink(missing_ok=True)
         log.info("purged data and logs under %s", p.state)
 
 
@@ -277,35 +380,49 @@ class ComponentStatus:
     def line(self) -> str:
         state = f"running pid {self.pid}" if self.pid else "not running"
         ready = "ready" if self.ready else "NOT READY"
-        return f"{self.name:<7} {state:<20} {ready:<10} {self.endpoint}"
+        return f"{self.name:<10} {state:<20} {ready:<10} {self.endpoint}"
 
 
 def status(settings: Settings | None = None) -> list[ComponentStatus]:
+    """One line per process; in the HA profile also the balancer's endpoints."""
     s = settings or Settings.from_env()
     p = s.paths
     creds = load(p.credentials)
     ca = CertFiles.in_dir(p.certs).ca_cert
-    kafka_pid, minio_pid = kafka.running_pid(p), minio.running_pid(p)
-    kafka_ready = minio_ready = False
-    if kafka_pid and creds and ca.is_file():
-        admin = kafka_admin.admin_client(s.kafka_bootstrap, str(ca), creds.kafka_admin_password)
-        kafka_ready = kafka_admin.is_ready(admin)
-    if minio_pid and ca.is_file():
-        minio_ready = minio.is_live(s, ca)
-    services_pid = services.running_pid(p)
-    services_ready = (
-        bool(services_pid)
-        and ca.is_file()
-        and services.is_serving(s.grpc_target, ca, mesh.identity_files(p, mesh.DEV_CLIENT))
-    )
-    gateway_pid = gateway.running_pid(p)
-    gateway_ready = bool(gateway_pid) and ca.is_file() and gateway.is_live(s.gateway_url, ca)
-    return [
-        ComponentStatus("kafka", kafka_pid, kafka_ready, f"SASL_SSL://{s.kafka_bootstrap}"),
-        ComponentStatus("minio", minio_pid, minio_ready, s.minio_endpoint),
-        ComponentStatus("grpc", services_pid, services_ready, f"grpcs://{s.grpc_target}"),
-        ComponentStatus("gateway", gateway_pid, gateway_ready, s.gateway_url),
-    ]
+    have_tls = ca.is_file()
+    found = []
+    for node in s.kafka_nodes:
+        pid = kafka.running_pid(p, node)
+        ready = False
+        if pid and creds and have_tls:
+            admin = kafka_admin.admin_client(node.address, str(ca), creds.kafka_admin_password)
+            ready = kafka_admin.is_ready(admin)
+        found.append(
+            ComponentStatus(node.name if s.ha else "kafka", pid, ready, f"SASL_SSL://{node.address}")
+        )
+    for mnode in s.minio_nodes:
+        pid = minio.running_pid(p, mnode)
+        ready = bool(pid) and have_tls and minio.is_live(mnode.endpoint, ca)
+        found.append(ComponentStatus(mnode.name if s.ha else "minio", pid, ready, mnode.endpoint))
+    if s.ha:
+        pid = haproxy.running_pid(p)
+        # Ready: both balanced endpoints answer, MinIO with write quorum.
+        ready = bool(pid) and have_tls and minio.has_write_quorum(s.minio_endpoint, ca)
+        ready = ready and gateway.is_live(s.gateway_url, ca)
+        found.append(ComponentStatus("haproxy", pid, ready, f"{s.minio_endpoint} {s.gateway_url}"))
+    identity = mesh.identity_files(p, mesh.DEV_CLIENT)
+    for replica in s.service_replicas:
+        pid = services.running_pid(p, replica)
+        ready = bool(pid) and have_tls and services.is_serving(replica.listen, ca, identity)
+        found.append(
+            ComponentStatus(replica.name if s.ha else "grpc", pid, ready, f"grpcs://{replica.listen}")
+        )
+    for replica in s.gateway_replicas:
+        pid = gateway.running_pid(p, replica)
+        url = f"https://{replica.listen}"
+        ready = bool(pid) and have_tls and gateway.is_live(url, ca)
+        found.append(ComponentStatus(replica.name if s.ha else "gateway", pid, ready, url))
+    return found
 
 
 def environment(settings: Settings | None = None) -> dict[str, str]:
@@ -350,7 +467,8 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "PANTHEON_S3_ACCESS_KEY": MINIO_STORAGE_USER,
         "PANTHEON_S3_SECRET_KEY": creds.minio_storage_secret,
         "PANTHEON_GRPC_TARGET": s.grpc_target,
-        "PANTHEON_METRICS_URL": f"https://{s.metrics_listen}/metrics",
+        # The first replica's metrics; each replica serves its own.
+        "PANTHEON_METRICS_URL": s.metrics_urls[0],
         "PANTHEON_EVENTS_TOPIC": DATA_STORED.name,
         "PANTHEON_RECORDS_TOPIC": RECORDS.name,
         "PANTHEON_DLQ_TOPIC": DEAD_LETTER.name,

@@ -38,7 +38,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.config import ClientIdentity, KafkaSettings
 from pantheon.devstack import stack
-from pantheon.devstack.paths import StackPaths
+from pantheon.devstack.settings import Settings
 from pantheon.events.cloudevents import headers_for
 from pantheon.metadata.ulid import new_ulid
 from pantheon.server import secure_channel
@@ -300,9 +300,10 @@ def _scenario(name: str, unit: str, ours: float, raw: float) -> Scenario:
 
 
 def _pid(component: str) -> int:
-    paths = StackPaths.from_env()
-    pidfile = paths.services_pidfile if component == "services" else paths.gateway / "gateway.pid"
-    return int(pidfile.read_text())
+    """The first replica's pid (the HA profile has two of each)."""
+    settings = Settings.from_env()
+    replicas = settings.service_replicas if component == "services" else settings.gateway_replicas
+    return int(replicas[0].pidfile.read_text())
 
 
 def reset_peak(pid: int) -> None:
