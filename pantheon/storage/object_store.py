@@ -129,6 +129,9 @@ _EXISTS = frozenset({"PreconditionFailed"})
 _TRANSIENT_CODES = frozenset(
     {
         "SlowDown",
+        # MinIO without write (read) quorum: two of four nodes are away.
+        "SlowDownWrite",
+        "SlowDownRead",
         "ServiceUnavailable",
         "InternalError",
         "RequestTimeout",
