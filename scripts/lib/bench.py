@@ -335,6 +335,7 @@ async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
             bench.small_latency, 100 if quick else 500, 100.0
         )
     return {
+        "profile": Settings.from_env().profile,
         "scenarios": [asdict(s) for s in scenarios],
         "latency_ms": latency,
         "peak_rss_mib": {name: peak_rss_mib(pid) for name, pid in pids.items()},
@@ -346,11 +347,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--only", choices=["object", "records", "latency"], help="run one scenario")
+    parser.add_argument("--ha", action="store_true", help="on the HA profile (scripts/bench sets up its stack)")
     args = parser.parse_args()
     result = asyncio.run(run(args.quick, args.only))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    print(f"profile: {Settings.from_env().profile}")
     print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
     for s in result["scenarios"]:
         print(

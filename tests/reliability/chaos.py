@@ -58,6 +58,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.client_channel import channel_options
 from pantheon.config import ClientIdentity
 from pantheon.events.topics import DATA_STORED, RECORDS
 from pantheon.metadata import naming
@@ -67,7 +68,7 @@ from pantheon.storage.index import PENDING_PREFIX
 from tests.integration.support import Seen
 from tests.reliability.report import table
 from tests.reliability.scenarios import Row, object_params, records_body, send, stored_objects
-from tests.reliability.stack import COMPONENTS, ROOT, PrivateStack
+from tests.reliability.stack import ROOT, PrivateStack
 
 T = TypeVar("T")
 
@@ -101,6 +102,8 @@ class Request:
     object_id: str = ""
     sha256: str = ""
     accepted: dict[int, str] = field(default_factory=dict)  # records: seq -> record id
+    #: When the 2xx came (time.monotonic()); gaps between acknowledgements are unavailability.
+    acked_at: float = 0.0
 
     @property
     def acked(self) -> bool:
@@ -166,10 +169,15 @@ class Workload:
         credentials = channel_credentials(
             self.stack.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.stack.env)
         )
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        target = self.stack.env["PANTHEON_GRPC_TARGET"]
+        # Balanced over the replicas like any Pantheon client (pantheon/client_channel.py).
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *channel_options(target, self.stack.env.get("PANTHEON_GRPC_AUTHORITY")),
+        ]
         with (
             self.stack.http(timeout=30) as http,
-            grpc.secure_channel(self.stack.env["PANTHEON_GRPC_TARGET"], credentials, options) as channel,
+            grpc.secure_channel(target, credentials, options) as channel,
         ):
             stub = pb_grpc.IngestionServiceStub(channel)
             n = 0
@@ -190,6 +198,8 @@ class Workload:
                         self.rest_records(http, request)
                     else:
                         self.grpc_records(stub, request)
+                if request.acked:
+                    request.acked_at = time.monotonic()
                 done.append(request)
                 n += 1
         return done
@@ -294,7 +304,7 @@ def inject_faults(
         if time.monotonic() + gap >= deadline:
             return schedule
         time.sleep(gap)
-        action, component = rng.choice(["kill", "stop"]), rng.choice(COMPONENTS)
+        action, component = rng.choice(["kill", "stop"]), rng.choice(stack.processes())
         duration = round(rng.uniform(1, 5) if action == "kill" else rng.uniform(1, 6), 1)
         fault = Fault(round(time.monotonic() - started, 1), action, component, duration)
         schedule.append(fault)
@@ -316,7 +326,7 @@ def inject_faults(
 
 def heal(stack: PrivateStack) -> None:
     """Continue whatever is stopped and start whatever is not running."""
-    for component in COMPONENTS:
+    for component in stack.processes():
         if stack.pid(component) is not None:
             stack.signal(component, signal.SIGCONT)
     stack.up()

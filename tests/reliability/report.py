@@ -47,9 +47,12 @@ HEADINGS = (
 )
 
 
-def table(rows: list[scenarios.Row]) -> str:
-    cells = [HEADINGS] + [tuple(str(r.as_dict()[c]) for c in COLUMNS) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+def table(rows: list[scenarios.Row], unavailability: bool = False) -> str:
+    """A Markdown table of `rows`; with `unavailability`, the HA scenarios' extra column."""
+    columns = (*COLUMNS, "unavailable_s") if unavailability else COLUMNS
+    headings = (*HEADINGS, "longest unavailability (s)") if unavailability else HEADINGS
+    cells = [headings] + [tuple(str(r.as_dict()[c]) for c in columns) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(cells):
         lines.append(

@@ -72,6 +72,8 @@ class Row:
     unannounced: int = 0
     #: Stored objects neither visible nor pending, plus DataStored events without their object.
     orphaned: int = 0
+    #: HA scenarios: the longest time without any acknowledgement after the fault (seconds).
+    unavailable_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -30,7 +32,51 @@ from pantheon.events.consumer import reader_config
 from tests.integration.support import Seen, private_stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The single profile's processes; a name here means the component's first node in the HA profile.
 COMPONENTS = ("kafka", "minio", "services", "gateway")
+#: The HA profile's ports relative to a free block's start (settings.py derives the nodes' own).
+HA_PORTS = {
+    "PANTHEON_KAFKA_PORT": 0,  # nodes at +0, +2, +4
+    "PANTHEON_KAFKA_CONTROLLER_PORT": 1,  # +1, +3, +5
+    "PANTHEON_GRPC_PORT": 6,  # replicas at +6, +7
+    "PANTHEON_METRICS_PORT": 8,  # +8, +9
+    "PANTHEON_MINIO_PORT": 10,  # haproxy; nodes at +20..+23
+    "PANTHEON_MINIO_CONSOLE_PORT": 11,  # consoles at +31..+34
+    "PANTHEON_GATEWAY_PORT": 40,  # haproxy; replicas at +50, +51
+}
+HA_BLOCK = 60
+
+
+def _free_block(size: int) -> int:
+    """The first port of `size` consecutive ports free on loopback right now."""
+    rng = random.Random()
+    for _ in range(200):
+        start = rng.randrange(20_000, 60_000 - size)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(start, start + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {size} consecutive free ports on loopback")
+
+
+def ha_stack_env(state_dir: Path) -> dict[str, str]:
+    """Environment for a private HA stack: its own state dir and a free block of ports."""
+    start = _free_block(HA_BLOCK)
+    return {
+        **os.environ,
+        "PANTHEON_STACK_DIR": str(state_dir),
+        "PANTHEON_STACK_PROFILE": "ha",
+        **{name: str(start + offset) for name, offset in HA_PORTS.items()},
+    }
+
 
 #: Settings every private stack gets: fail fast when a backend goes away,
 #: short gateway deadlines, and a short stale-claim age so a retry resumes
@@ -55,8 +101,11 @@ class PrivateStack:
     # -- lifecycle -----------------------------------------------------------------
 
     @classmethod
-    def create(cls, state_dir: Path, **extra: str) -> PrivateStack:
-        base = {**private_stack_env(state_dir), **FAULT_SETTINGS, **extra}
+    def create(cls, state_dir: Path, ha: bool = False, **extra: str) -> PrivateStack:
+        ports = ha_stack_env(state_dir) if ha else private_stack_env(state_dir)
+        base = {**ports, **FAULT_SETTINGS, **extra}
+        if not ha:
+            base.pop("PANTHEON_STACK_PROFILE", None)
         # Faults are armed per start (`up(extra=...)`), never inherited.
         for name in ("PANTHEON_FAULT_INJECTION", "PANTHEON_FAULT_CRASH_BEFORE_PUBLISH"):
             base.pop(name, None)
@@ -73,18 +122,21 @@ class PrivateStack:
     def up(self, extra: dict[str, str] | None = None) -> None:
         """Start whatever is not running (with `extra` settings for what starts now)."""
         self.run("up", extra=extra)
+        self.env = {**self.base_env, **environment(self.settings())}
+
+    def settings(self) -> Settings:
+        """The stack's settings (its ports and nodes), read from its own environment."""
         saved = dict(os.environ)
         os.environ.update(self.base_env)
         try:
-            described = environment(Settings.from_env())
+            return Settings.from_env()
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        self.env = {**self.base_env, **described}
 
     def down(self) -> None:
-        for component in COMPONENTS:  # a stopped process ignores SIGTERM: let it run again
-            pid = self.pid(component)
+        for name in self.processes():  # a stopped process ignores SIGTERM: let it run again
+            pid = self.pid(name)
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
@@ -92,8 +144,29 @@ class PrivateStack:
 
     # -- processes -------------------------------------------------------------------
 
-    def pidfile(self, component: str) -> Path:
-        return self.state_dir / component / f"{component}.pid"
+    def processes(self) -> list[str]:
+        """Every process by name: `kafka`.. in the single profile, `kafka-1`.. in the HA one."""
+        s = self.settings()
+        if not s.ha:
+            return list(COMPONENTS)
+        nodes = [*s.kafka_nodes, *s.minio_nodes, *s.service_replicas, *s.gateway_replicas]
+        return [n.name for n in nodes] + ["haproxy"]
+
+    def pidfile(self, name: str) -> Path:
+        """The pidfile of a process: a component (its first node) or a node's name."""
+        s = self.settings()
+        if name == "haproxy":
+            return s.paths.haproxy / "haproxy.pid"
+        groups = {
+            "kafka": s.kafka_nodes,
+            "minio": s.minio_nodes,
+            "services": s.service_replicas,
+            "gateway": s.gateway_replicas,
+        }
+        if name in groups:
+            return groups[name][0].pidfile
+        nodes = {n.name: n.pidfile for group in groups.values() for n in group}
+        return nodes[name]
 
     def pid(self, component: str) -> int | None:
         """The component's pid from its pidfile, if that process is alive and ours."""
