@@ -62,7 +62,9 @@ def _listen(raw: str) -> tuple[str, int]:
 class GatewaySettings:
     """Everything the gateway needs: endpoints, TLS files, keys, limits, deadlines."""
 
-    #: gRPC target of the ingestion and storage services (TLS).
+    #: gRPC target of the ingestion and storage services (TLS): `host:port`,
+    #: `dns:///name:port` or a list of replicas such as
+    #: `ipv4:10.0.0.1:50051,10.0.0.2:50051` (gateway/channel.py balances them).
     grpc_target: str
     #: CA bundle that signs the services' certificate.
     ca_file: str
@@ -77,6 +79,10 @@ class GatewaySettings:
     client_key_file: str
     listen_host: str = "127.0.0.1"
     listen_port: int = 8443
+    #: The name the services' certificate is checked against when the target
+    #: does not carry it (`PANTHEON_GRPC_AUTHORITY`; an `ipv4:` list
+    #: defaults to its first address).
+    grpc_authority: str | None = None
 
     #: Base deadline of an ingest call (records batch, object upload).
     ingest_deadline_s: float = 30.0
@@ -127,6 +133,8 @@ class GatewaySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewaySettings:
         target = _get(env, "PANTHEON_GRPC_TARGET", "127.0.0.1:50051")
+        # Any gRPC target but a URL: `host:port`, `dns:///name:port`, or an
+        # address list of replicas, `ipv4:10.0.0.1:50051,10.0.0.2:50051`.
         if "://" in target and not target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
             raise ConfigError("PANTHEON_GRPC_TARGET must be a gRPC target such as host:port (TLS is implied)")
         host, port = _listen(_get(env, "PANTHEON_GATEWAY_LISTEN", "127.0.0.1:8443"))
@@ -140,6 +148,7 @@ class GatewaySettings:
             client_key_file=_get(env, "PANTHEON_CLIENT_KEY_FILE"),
             listen_host=host,
             listen_port=port,
+            grpc_authority=env.get("PANTHEON_GRPC_AUTHORITY") or None,
             ingest_deadline_s=_number(env, "PANTHEON_GATEWAY_INGEST_DEADLINE_S", 30.0),
             read_deadline_s=_number(env, "PANTHEON_GATEWAY_READ_DEADLINE_S", 10.0),
             min_stream_rate_bps=_number(env, "PANTHEON_GATEWAY_MIN_STREAM_RATE_BPS", 8 * MiB),
@@ -181,6 +190,10 @@ class GatewaySettings:
             )
         if self.rate_burst < 1:
             raise ConfigError("PANTHEON_GATEWAY_RATE_BURST must be at least 1")
+        if self.grpc_authority is not None and any(
+            c.isspace() or not c.isprintable() or c in ",/@" for c in self.grpc_authority
+        ):
+            raise ConfigError(f"PANTHEON_GRPC_AUTHORITY={self.grpc_authority!r} is not a host name")
 
     def stream_deadline(self, base_s: float, size: int | None) -> float:
         """Deadline of a stream of `size` bytes (None: unknown, the maximum)."""

@@ -58,6 +58,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
+from pantheon.client_channel import authority_options
 from pantheon.config import ClientIdentity
 from pantheon.events.topics import DATA_STORED, RECORDS
 from pantheon.metadata import naming
@@ -166,10 +167,12 @@ class Workload:
         credentials = channel_credentials(
             self.stack.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.stack.env)
         )
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        target = self.stack.env["PANTHEON_GRPC_TARGET"]
+        # An ipv4: list of replicas needs the authority (pantheon/client_channel.py).
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), *authority_options(target)]
         with (
             self.stack.http(timeout=30) as http,
-            grpc.secure_channel(self.stack.env["PANTHEON_GRPC_TARGET"], credentials, options) as channel,
+            grpc.secure_channel(target, credentials, options) as channel,
         ):
             stub = pb_grpc.IngestionServiceStub(channel)
             n = 0
