@@ -1,9 +1,10 @@
 """`create_app(settings)`: the FastAPI application of the REST edge.
 
 Everything the routes use is built here and put on `app.state`: the keys,
-the rate limiter, the per-key upload limiter, the metrics, and (in the
-lifespan hook) the one long-lived gRPC channel with its stubs. Request
-bodies pass the body timeout (gateway/slow_clients.py) on their way in.
+the rate limiter and the per-key upload limiter (this replica's share of the
+per-key budgets), the metrics, and (in the lifespan hook) the one long-lived
+gRPC channel with its stubs. Request bodies pass the body timeout
+(gateway/slow_clients.py) on their way in.
 """
 
 from __future__ import annotations
@@ -110,8 +111,19 @@ def create_app(settings: GatewaySettings, *, keys: KeyStore | None = None) -> Fa
     )
     app.state.settings = settings
     app.state.keys = store
-    app.state.rate_limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)
-    app.state.upload_limiter = ConcurrencyLimiter(settings.max_concurrent_uploads)
+    # Per-key budgets are this replica's share (PANTHEON_GATEWAY_REPLICAS).
+    limits = settings.per_replica()
+    if settings.replicas > 1:
+        log.info(
+            "one of %d gateway replicas: per key %g requests/s, bursts of %d, %d concurrent uploads",
+            settings.replicas,
+            limits.rate_per_s,
+            limits.rate_burst,
+            limits.max_concurrent_uploads,
+        )
+    app.state.replica_limits = limits
+    app.state.rate_limiter = RateLimiter(limits.rate_per_s, limits.rate_burst)
+    app.state.upload_limiter = ConcurrencyLimiter(limits.max_concurrent_uploads)
     app.state.metrics = Metrics()
     app.state.clients = None
     install_handlers(app)

@@ -1,9 +1,14 @@
 """The one long-lived TLS channel to the Pantheon services, and the stubs on it.
 
 Only the generated stubs (`pantheon_api.*`) are used: the gateway talks to
-the services through their contract, never their code. Reads that the
-contract marks NO_SIDE_EFFECTS are retried by gRPC itself on UNAVAILABLE
-(bounded: three attempts); ingest calls are never retried here.
+the services through their contract, never their code. The target may name
+several replicas (`ipv4:10.0.0.1:50051,10.0.0.2:50051`): calls are spread
+over them (`round_robin`) and each one's health is watched (grpc.health.v1
+Watch), so a draining replica gets no new calls. Calls that the contract
+marks NO_SIDE_EFFECTS or IDEMPOTENT are retried by gRPC itself on
+UNAVAILABLE (bounded: three attempts); ingest calls are never retried here.
+The services' own clients are set up the same way (pantheon/client_channel.py,
+which the gateway may not import).
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2_grpc
+from pantheon_api.ingest.v1 import ingest_service_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from gateway.auth import SCOPE_INGEST, SCOPE_READ, Principal
@@ -24,25 +33,65 @@ from gateway.settings import GatewaySettings
 #: Largest gRPC message either way: a full 10000-record batch fits.
 MAX_MESSAGE_BYTES = 16 * 2**20
 
-_READ_RETRY = {
-    "methodConfig": [
-        {
-            "name": [
-                {"service": "pantheon_api.storage.v1.StorageService", "method": "StatObject"},
-                {"service": "pantheon_api.storage.v1.StorageService", "method": "SearchObjects"},
-                {"service": "pantheon_api.storage.v1.StorageService", "method": "GetObject"},
-                {"service": "grpc.health.v1.Health", "method": "Check"},
-            ],
-            "retryPolicy": {
-                "maxAttempts": 3,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
+#: The health-check name watched on each replica: SERVING from start-up
+#: until its graceful shutdown. Not "", which is NOT_SERVING while Kafka or
+#: the object store is down and so would take every replica out at once
+#: (and /readyz would no longer see which backend is down).
+HEALTH_CHECK_NAME = storage_service_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
+
+_RETRIED_LEVELS = (descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS, descriptor_pb2.MethodOptions.IDEMPOTENT)
+
+
+def idempotent_methods() -> list[tuple[str, str]]:
+    """(service, method) of every RPC the contract declares free of side
+    effects or idempotent, and the health check (whose proto declares none)."""
+    found = [
+        (service.full_name, method.name)
+        for file in (ingest_service_pb2.DESCRIPTOR, storage_service_pb2.DESCRIPTOR)
+        for service in file.services_by_name.values()
+        for method in service.methods
+        if method.GetOptions().idempotency_level in _RETRIED_LEVELS
     ]
-}
+    return [*found, ("grpc.health.v1.Health", "Check")]
+
+
+def service_config() -> dict[str, Any]:
+    """Round robin over healthy replicas; idempotent calls retried on UNAVAILABLE."""
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": HEALTH_CHECK_NAME},
+        "methodConfig": [
+            {
+                "name": [{"service": s, "method": m} for s, m in idempotent_methods()],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+
+
+def default_authority(target: str, override: str | None = None) -> str | None:
+    """The name the services' certificate is checked against, when gRPC's own
+    choice would fail: `override` (`PANTHEON_GRPC_AUTHORITY`) if given, else
+    for an `ipv4:`/`ipv6:` address list the host of its first address (gRPC
+    would take the whole list as the name). None keeps gRPC's choice (the
+    host of `host:port` and `dns:` targets)."""
+    if override:
+        return override
+    scheme, colon, addresses = target.partition(":")
+    if not colon or scheme not in ("ipv4", "ipv6"):
+        return None
+    first = addresses.lstrip("/").split(",")[0]
+    if scheme == "ipv6":
+        # A bracketed address may carry a port; a bare one may not.
+        return first.partition("]")[0] + "]" if first.startswith("[") else f"[{first}]"
+    return first.partition(":")[0]
+
 
 _OPTIONS: list[tuple[str, str | int]] = [
     # Keepalive: notice a dead connection within ~40 s even when idle.
@@ -57,8 +106,14 @@ _OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 1),
-    ("grpc.service_config", json.dumps(_READ_RETRY)),
+    ("grpc.service_config", json.dumps(service_config())),
 ]
+
+
+def channel_options(settings: GatewaySettings) -> list[tuple[str, str | int]]:
+    """The channel's options: the fixed ones, and the authority the target needs."""
+    name = default_authority(settings.grpc_target, settings.grpc_authority)
+    return _OPTIONS if name is None else [*_OPTIONS, ("grpc.default_authority", name)]
 
 
 def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
@@ -69,7 +124,7 @@ def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
         private_key=Path(settings.client_key_file).read_bytes(),
         certificate_chain=Path(settings.client_cert_file).read_bytes(),
     )
-    return grpc.aio.secure_channel(settings.grpc_target, credentials, options=_OPTIONS)
+    return grpc.aio.secure_channel(settings.grpc_target, credentials, options=channel_options(settings))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_number(env, name, default))
 
 
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    """A whole number of at least `minimum` (no fractions, unlike `_int`)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ConfigError(f"{name}={raw!r} is not a whole number")
+    if int(raw) < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return int(raw)
+
+
 def _listen(raw: str) -> tuple[str, int]:
     host, sep, port = raw.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -59,10 +71,21 @@ def _listen(raw: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class ReplicaLimits:
+    """The per-key budgets one gateway replica enforces (`GatewaySettings.per_replica`)."""
+
+    rate_per_s: float
+    rate_burst: int
+    max_concurrent_uploads: int
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """Everything the gateway needs: endpoints, TLS files, keys, limits, deadlines."""
 
-    #: gRPC target of the ingestion and storage services (TLS).
+    #: gRPC target of the ingestion and storage services (TLS): `host:port`,
+    #: `dns:///name:port` or a list of replicas such as
+    #: `ipv4:10.0.0.1:50051,10.0.0.2:50051` (gateway/channel.py balances them).
     grpc_target: str
     #: CA bundle that signs the services' certificate.
     ca_file: str
@@ -77,6 +100,14 @@ class GatewaySettings:
     client_key_file: str
     listen_host: str = "127.0.0.1"
     listen_port: int = 8443
+    #: The name the services' certificate is checked against when the target
+    #: does not carry it (`PANTHEON_GRPC_AUTHORITY`; an `ipv4:` list
+    #: defaults to its first address).
+    grpc_authority: str | None = None
+    #: Gateway replicas behind one balancer: each enforces 1/N of every
+    #: per-key budget (rate, burst, concurrent uploads), so N of them
+    #: together allow what the settings say, not N times it.
+    replicas: int = 1
 
     #: Base deadline of an ingest call (records batch, object upload).
     ingest_deadline_s: float = 30.0
@@ -98,15 +129,18 @@ class GatewaySettings:
     #: Size of the content chunks sent to the ingestion service.
     chunk_bytes: int = MiB
 
-    #: Per-key token bucket: sustained requests per second and burst size.
+    #: Per-key token bucket: sustained requests per second and burst size,
+    #: across all replicas (`per_replica()` is what one enforces).
     rate_per_s: float = 200.0
     rate_burst: int = 400
     #: Uploads (POST /v1/objects and /v1/records) one key may have in progress
-    #: at once; one more is answered 429 `too_many_concurrent_uploads`.
+    #: at once, across all replicas; one more is answered 429
+    #: `too_many_concurrent_uploads`.
     max_concurrent_uploads: int = 32
 
-    #: Connections and requests the server holds at once (uvicorn's
-    #: `limit_concurrency`); a request past it is answered 503 `overloaded`.
+    #: Connections and requests this process holds at once (uvicorn's
+    #: `limit_concurrency`; a capacity of the process, not a per-key budget,
+    #: so not divided among replicas); past it: 503 `overloaded`.
     max_connections: int = 512
     #: Time a client has to send a request's line and headers: from the TLS
     #: handshake's end (or the first byte of a request on a kept-alive
@@ -127,6 +161,8 @@ class GatewaySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewaySettings:
         target = _get(env, "PANTHEON_GRPC_TARGET", "127.0.0.1:50051")
+        # Any gRPC target but a URL: `host:port`, `dns:///name:port`, or an
+        # address list of replicas, `ipv4:10.0.0.1:50051,10.0.0.2:50051`.
         if "://" in target and not target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
             raise ConfigError("PANTHEON_GRPC_TARGET must be a gRPC target such as host:port (TLS is implied)")
         host, port = _listen(_get(env, "PANTHEON_GATEWAY_LISTEN", "127.0.0.1:8443"))
@@ -140,6 +176,8 @@ class GatewaySettings:
             client_key_file=_get(env, "PANTHEON_CLIENT_KEY_FILE"),
             listen_host=host,
             listen_port=port,
+            grpc_authority=env.get("PANTHEON_GRPC_AUTHORITY") or None,
+            replicas=_whole(env, "PANTHEON_GATEWAY_REPLICAS", 1, minimum=1),
             ingest_deadline_s=_number(env, "PANTHEON_GATEWAY_INGEST_DEADLINE_S", 30.0),
             read_deadline_s=_number(env, "PANTHEON_GATEWAY_READ_DEADLINE_S", 10.0),
             min_stream_rate_bps=_number(env, "PANTHEON_GATEWAY_MIN_STREAM_RATE_BPS", 8 * MiB),
@@ -181,6 +219,21 @@ class GatewaySettings:
             )
         if self.rate_burst < 1:
             raise ConfigError("PANTHEON_GATEWAY_RATE_BURST must be at least 1")
+        if self.replicas < 1:
+            raise ConfigError("PANTHEON_GATEWAY_REPLICAS must be at least 1")
+        if self.grpc_authority is not None and any(
+            c.isspace() or not c.isprintable() or c in ",/@" for c in self.grpc_authority
+        ):
+            raise ConfigError(f"PANTHEON_GRPC_AUTHORITY={self.grpc_authority!r} is not a host name")
+
+    def per_replica(self) -> ReplicaLimits:
+        """The per-key budgets one of `replicas` gateways enforces: the rate
+        divided, the burst and concurrent uploads divided but at least 1."""
+        return ReplicaLimits(
+            rate_per_s=self.rate_per_s / self.replicas,
+            rate_burst=max(1, self.rate_burst // self.replicas),
+            max_concurrent_uploads=max(1, self.max_concurrent_uploads // self.replicas),
+        )
 
     def stream_deadline(self, base_s: float, size: int | None) -> float:
         """Deadline of a stream of `size` bytes (None: unknown, the maximum)."""

@@ -182,10 +182,15 @@ class ServiceSettings:
     #: The mesh policy: what each workload identity may call (pantheon/policy.py).
     policy_file: str
     #: `local` hosts the storage service in the same process and calls it
-    #: in-process; `host:port` calls a remote storage service over TLS.
+    #: in-process; `host:port` (or any gRPC target, such as an `ipv4:` list
+    #: of replicas) calls a remote storage service over TLS.
     storage_target: str = "local"
     #: The identity ingestion presents to a remote storage service.
     identity: ClientIdentity | None = None
+    #: The name a remote storage service's certificate is checked against,
+    #: when the target does not name it (an `ipv4:` address list defaults
+    #: to its first address; pantheon/client_channel.py).
+    grpc_authority: str | None = None
     #: Largest object accepted, in bytes.
     max_object_bytes: int = 5 * 2**30
     #: Largest record document (IngestRecordDocument), parsed whole.
@@ -228,6 +233,7 @@ class ServiceSettings:
             policy_file=_get(env, "PANTHEON_POLICY_FILE"),
             storage_target=storage_target,
             identity=None if storage_target == "local" else ClientIdentity.from_env(env),
+            grpc_authority=env.get("PANTHEON_GRPC_AUTHORITY") or None,
             max_object_bytes=int(_get(env, "PANTHEON_MAX_OBJECT_BYTES", str(5 * 2**30))),
             max_record_document_bytes=int(_get(env, "PANTHEON_MAX_RECORD_DOCUMENT_BYTES", str(16 * 2**20))),
             backend_deadline_s=float(_get(env, "PANTHEON_BACKEND_DEADLINE_S", "30")),

@@ -24,6 +24,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
 
 from pantheon import faults
+from pantheon.client_channel import channel_options
 from pantheon.config import ClientIdentity, ServiceSettings, TLSSettings
 from pantheon.errors import PantheonError
 from pantheon.events.producer import EventPublisher, KafkaPublisher
@@ -75,13 +76,20 @@ def channel_credentials(ca_file: str, identity: ClientIdentity) -> grpc.ChannelC
     )
 
 
-def secure_channel(target: str, ca_file: str, identity: ClientIdentity) -> grpc.aio.Channel:
-    """A long-lived mutual-TLS channel with keepalive and the message size limit."""
+def secure_channel(
+    target: str, ca_file: str, identity: ClientIdentity, *, authority: str | None = None
+) -> grpc.aio.Channel:
+    """A long-lived mutual-TLS channel with keepalive and the message size
+    limit, balanced over the target's replicas with health checks and
+    retries of idempotent calls (pantheon/client_channel.py). `authority`
+    (`PANTHEON_GRPC_AUTHORITY`) names the services' certificate when the
+    target does not."""
     credentials = channel_credentials(ca_file, identity)
     options = [
         *_KEEPALIVE,
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        *channel_options(target, authority),
     ]
     return grpc.aio.secure_channel(target, credentials, options=options)
 
@@ -173,7 +181,12 @@ async def create_server(
         storage = cast("storage_service_pb2_grpc.StorageServiceAsyncStub", LocalStorageStub(storage_servicer))
     else:
         assert settings.identity is not None  # required with a remote storage target
-        channel = secure_channel(settings.storage_target, settings.tls.ca_file, settings.identity)
+        channel = secure_channel(
+            settings.storage_target,
+            settings.tls.ca_file,
+            settings.identity,
+            authority=settings.grpc_authority,
+        )
         running.channels.append(channel)
         storage = storage_service_pb2_grpc.StorageServiceStub(channel)
     running.publisher = publisher or KafkaPublisher(settings.kafka)

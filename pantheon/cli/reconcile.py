@@ -27,7 +27,8 @@ async def _reconcile(older_than_s: float | None) -> pb.ReconcileResponse:
     request = pb.ReconcileRequest()
     if older_than_s is not None:
         request.older_than.FromMilliseconds(int(older_than_s * 1000))
-    async with secure_channel(target, ca_file, identity) as channel:
+    authority = os.environ.get("PANTHEON_GRPC_AUTHORITY") or None
+    async with secure_channel(target, ca_file, identity, authority=authority) as channel:
         try:
             response: pb.ReconcileResponse = await pb_grpc.IngestionServiceStub(channel).Reconcile(
                 request, timeout=300

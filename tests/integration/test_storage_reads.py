@@ -14,6 +14,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
+from pantheon.client_channel import authority_options
 from pantheon.config import ClientIdentity
 from pantheon.server import channel_credentials, secure_channel
 from tests.integration.support import ingest, ingest_stub, metadata, unique_source
@@ -100,7 +101,8 @@ async def test_search_pages_filters_and_reads_back(stack_env: dict[str, str]) ->
 
 def test_health_and_reflection_need_only_an_identity(stack_env: dict[str, str]) -> None:
     credentials = channel_credentials(stack_env["PANTHEON_CA_FILE"], ClientIdentity.from_env(stack_env))
-    with grpc.secure_channel(stack_env["PANTHEON_GRPC_TARGET"], credentials) as channel:
+    target = stack_env["PANTHEON_GRPC_TARGET"]  # an ipv4: list of replicas needs the authority
+    with grpc.secure_channel(target, credentials, authority_options(target)) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "pantheon.backend.kafka", "pantheon.backend.objectstore"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)

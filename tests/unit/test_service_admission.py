@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.problems import from_rpc_error
 from pantheon.config import S3Settings, ServiceSettings
 from pantheon.devstack.mesh import DEV_CLIENT
-from pantheon.server import create_server, secure_channel
+from pantheon.server import channel_credentials, create_server
 from pantheon.storage.s3 import S3ObjectStore
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
 from tests.unit.mesh import Mesh, make_mesh
@@ -28,7 +28,9 @@ async def test_a_call_past_the_concurrent_rpc_limit_is_refused_and_the_gateway_s
 ) -> None:
     settings = dev_mesh.service_settings(max_concurrent_rpcs=1)
     running = await create_server(settings, store=MemoryObjectStore(), publisher=RecordingPublisher())
-    channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
+    # A bare channel: secure_channel's own health watch would hold the only slot.
+    credentials = channel_credentials(dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
+    channel = grpc.aio.secure_channel(f"localhost:{running.port}", credentials)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         # One long-lived call (a health watch) takes the only slot.
