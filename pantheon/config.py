@@ -154,6 +154,11 @@ class S3Settings:
     #: Threads of the object store's own pool (blocking S3 calls run there,
     #: not in the default executor), and its HTTP connections to the store.
     threads: int = 16
+    #: Longest wait for the store's next bytes (its answer to a request, or
+    #: the next piece of a download). A distributed MinIO that has just lost
+    #: its write quorum holds writes for seconds before refusing them; past
+    #: this the call fails UNAVAILABLE instead of holding a thread.
+    read_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> S3Settings:
@@ -168,6 +173,7 @@ class S3Settings:
             region=_get(env, "PANTHEON_S3_REGION", "us-east-1"),
             part_size=int(_get(env, "PANTHEON_S3_PART_SIZE", str(5 * 2**20))),
             threads=int(_get(env, "PANTHEON_S3_THREADS", "16")),
+            read_timeout_s=float(_get(env, "PANTHEON_S3_READ_TIMEOUT_S", "10")),
         )
 
 

@@ -43,7 +43,16 @@ def http_client(ca_file: Path, timeout: float = 15.0) -> urllib3.PoolManager:
         cert_reqs="CERT_REQUIRED",
         ca_certs=str(ca_file),
         timeout=urllib3.Timeout(connect=5.0, read=timeout),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        # Patient, for set-up: a node that just restarted answers 503 for a
+        # few seconds (HA profile). MinIO's own Retry-After (up to minutes)
+        # is not waited for; the backoff is.
+        retries=urllib3.Retry(
+            total=8,
+            backoff_factor=0.5,
+            backoff_max=4.0,
+            status_forcelist=(500, 502, 503, 504),
+            respect_retry_after_header=False,
+        ),
     )
 
 

@@ -216,10 +216,16 @@ def up(settings: Settings | None = None, timeout: float | None = None) -> None:
             timeout=max(5.0, deadline - time.monotonic()),
             still_running=lambda: not s.ha or haproxy.running_pid(p) is not None,
         )
+        # Every node, not just the one the balancer picks: admin calls
+        # through it may land on a node that is still loading IAM.
+        for node in s.minio_nodes:
+            at_node = minio_admin.s3_client(
+                node.address, creds.minio_root_user, creds.minio_root_password, certs.ca_cert
+            )
+            minio_admin.wait_iam_ready(at_node, timeout=max(5.0, deadline - time.monotonic()))
         root = minio_admin.s3_client(
             s.minio_address, creds.minio_root_user, creds.minio_root_password, certs.ca_cert
         )
-        minio_admin.wait_iam_ready(root, timeout=max(5.0, deadline - time.monotonic()))
     except (TimeoutError, RuntimeError) as exc:
         raise _failure("MinIO did not become ready", exc, minio.server_log(s.minio_nodes[0])) from exc
 

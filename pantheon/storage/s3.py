@@ -42,6 +42,7 @@ from pantheon.config import S3Settings
 from pantheon.errors import Internal, PantheonError
 from pantheon.storage import minio_calls
 from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject, translate
+from pantheon.storage.quorum import WriteQuorum, cluster_health
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,13 @@ class S3ObjectStore:
             maxsize=threads,
             # Fail fast when the store is down: short connect timeout, and only
             # connection attempts are retried here (a repeated PUT must never
-            # be confused with a conflicting one).
-            timeout=urllib3.Timeout(connect=2.0, read=30.0),
-            retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0),
+            # be confused with a conflicting one). A 503 comes back as the
+            # store's error (SlowDownWrite: no write quorum), never slept on:
+            # MinIO's Retry-After is for the caller, who gets UNAVAILABLE.
+            timeout=urllib3.Timeout(connect=2.0, read=settings.read_timeout_s),
+            retries=urllib3.Retry(
+                total=1, connect=1, read=0, status=0, other=0, redirect=0, respect_retry_after_header=False
+            ),
         )
         self._client = Minio(
             url.netloc,
@@ -81,6 +86,9 @@ class S3ObjectStore:
             http_client=http,
         )
         self._part_size = max(settings.part_size, 5 * 2**20)
+        # Writes first ask whether the cluster can take them (quorum.py).
+        probe = functools.partial(cluster_health, http, settings.endpoint)
+        self._quorum = WriteQuorum(lambda: self._run(probe))
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` in the store's pool (with the caller's context, as
@@ -110,6 +118,7 @@ class S3ObjectStore:
         content_type: str,
         user_metadata: Mapping[str, str],
     ) -> StoredObject:
+        await self._quorum.require()
         headers = {"Content-Type": content_type, **_SSE}
         headers.update({_META + k: v for k, v in user_metadata.items()})
         digest = hashlib.sha256()
@@ -194,6 +203,7 @@ class S3ObjectStore:
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
     ) -> StoredObject:
+        await self._quorum.require()
         headers = {"Content-Type": "application/octet-stream", **_SSE}
         return await self._put(bucket, key, data, headers, if_absent=if_absent, if_match=if_match)
 
@@ -335,6 +345,7 @@ class S3ObjectStore:
         return listing
 
     async def delete(self, bucket: str, key: str) -> None:
+        await self._quorum.require()
         # Idempotent (S3 answers a missing key with 204), so retried like a read.
         await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
 

@@ -347,7 +347,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--only", choices=["object", "records", "latency"], help="run one scenario")
-    parser.add_argument("--ha", action="store_true", help="on the HA profile (scripts/bench sets up its stack)")
+    parser.add_argument("--ha", action="store_true", help="the HA profile (scripts/bench starts its stack)")
     args = parser.parse_args()
     result = asyncio.run(run(args.quick, args.only))
     if args.json:

@@ -18,7 +18,14 @@ def s3_error(code: str, status: int) -> S3Error:
 @pytest.mark.parametrize(
     "code",
     # MinIO answers these with 503 while two of four nodes are away (no write or read quorum).
-    ["SlowDownWrite", "SlowDownRead", "XMinioWriteQuorum", "XMinioReadQuorum", "SlowDown", "ServiceUnavailable"],
+    [
+        "SlowDownWrite",
+        "SlowDownRead",
+        "XMinioWriteQuorum",
+        "XMinioReadQuorum",
+        "SlowDown",
+        "ServiceUnavailable",
+    ],
 )
 def test_a_degraded_cluster_is_unavailable_so_callers_retry(code: str) -> None:
     assert isinstance(translate(s3_error(code, 503), "write x"), Unavailable)
