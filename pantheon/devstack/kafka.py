@@ -27,6 +27,7 @@ from pantheon.devstack.credentials import KAFKA_ADMIN_USER, Credentials
 from pantheon.devstack.files import write_atomic, write_private
 from pantheon.devstack.paths import REPO_ROOT, StackPaths
 from pantheon.devstack.settings import HOST, KafkaNode, Settings
+from pantheon.events.topics import min_insync_replicas
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _replication(settings: Settings) -> str:
     # Acknowledged means on two replicas once there are three: one node may
     # die without losing an acknowledged event, two stop writes (no false
     # acknowledgement), and an out-of-sync replica never becomes leader.
-    min_isr = 2 if factor >= 3 else 1
+    min_isr = min_insync_replicas(factor)
     lines = f"""\
 default.replication.factor={factor}
 min.insync.replicas={min_isr}

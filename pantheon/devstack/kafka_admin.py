@@ -44,6 +44,7 @@ from pantheon.events.topics import (
     PUBLIC_TOPICS,
     RESTRICTED_DEAD_LETTER,
     Topic,
+    min_insync_replicas,
     restricted_twin,
 )
 
@@ -123,7 +124,7 @@ def ensure_topics(admin: AdminClient, replication_factor: int = 1, timeout: floa
             t.name,
             num_partitions=t.partitions,
             replication_factor=replication_factor,
-            config=dict(t.config),
+            config={**t.config, "min.insync.replicas": str(min_insync_replicas(replication_factor))},
         )
         for t in ALL_TOPICS
         if t.name not in existing

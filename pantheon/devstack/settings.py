@@ -276,6 +276,15 @@ class Settings:
             for i in range(HA_REPLICAS)
         )
 
+    @property
+    def pidfiles(self) -> dict[str, Path]:
+        """Every node's pidfile by the node's name (`kafka-1`, `minio-2`, `services-1`, ...)."""
+        found = {n.name: n.pidfile for n in self.kafka_nodes}
+        found.update({n.name: n.pidfile for n in self.minio_nodes})
+        found.update({r.name: r.pidfile for r in self.service_replicas})
+        found.update({r.name: r.pidfile for r in self.gateway_replicas})
+        return found
+
     # -- what clients connect to ---------------------------------------------------
 
     @property

@@ -27,10 +27,16 @@ class Topic:
     restricted: bool = False
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """acks=all protects data only if a write needs more than the leader: with
+    three replicas, two must have it (one may die, and a lone leader refuses
+    writes instead of acknowledging what one disk holds); with fewer, one."""
+    return 2 if replication_factor >= 3 else 1
+
+
+#: Settings of every topic; `min.insync.replicas` is added for the
+#: replication factor it is created with (min_insync_replicas).
 _COMMON = {
-    # acks=all only protects data if a write needs more than the leader when
-    # more replicas exist; on a single dev broker this is 1 and scales with it.
-    "min.insync.replicas": "1",
     "cleanup.policy": "delete",
     "retention.ms": str(7 * 24 * 3600 * 1000),
     "message.timestamp.type": "CreateTime",

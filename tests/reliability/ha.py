@@ -212,28 +212,47 @@ def minio_node_kill(stack: PrivateStack, data_type: str, log: Log) -> Faulted:
             stack.kill("minio-2")
             log("  killed minio-2 mid-upload")
 
+    seeded = _seed(stack, data_type)
     # The TIFF has a data type of its own: the chaos checker reads JSON and CSV uploads.
     imagery = "imagery." + data_type.split(".", 1)[1]
     attempts, acked = _big_upload(stack, imagery, kill_midway, side)
-    reads = _reads_during(stack, data_type, seconds=DOWN_S / 2)
+    reads = _reads_during(stack, seeded, seconds=DOWN_S / 2)
     stack.up()
     notes = {
         "killed": "minio-2",
         "upload_attempts": attempts,
         "reads_while_down": reads,
+        "violations": _only_ok(reads) + ([] if acked else ["the large upload was not acknowledged"]),
         **wait_healed(stack, data_type, log),
     }
     upload = count_objects(stack, "large upload", imagery, 1, acked)
     return Faulted(notes, [upload])
 
 
-def _reads_during(stack: PrivateStack, data_type: str, seconds: float) -> dict[str, int]:
-    """GETs of stored objects of the run for `seconds`: answers by status."""
-    ids = [name.rsplit("_", 1)[1].split(".", 1)[0] for name in stored_objects(stack, data_type)[:20]]
+def _seed(stack: PrivateStack, data_type: str, n: int = 5) -> list[str]:
+    """Ids of `n` small objects acknowledged before the fault: what reads during it ask for."""
+    ids = []
+    with stack.http(timeout=30) as http:
+        for _ in range(n):
+            outcome = send(
+                http,
+                "POST",
+                "/v1/objects",
+                params=object_params(data_type),
+                headers={"Content-Type": "application/json", "Idempotency-Key": f"ha-seed-{uuid.uuid4()}"},
+                content=json.dumps({"chaos": f"ha-seed-{uuid.uuid4()}"}).encode(),
+            )
+            assert outcome.ok and outcome.response is not None, outcome.attempts
+            ids.append(outcome.response.json()["id"])
+    return ids
+
+
+def _reads_during(stack: PrivateStack, ids: list[str], seconds: float) -> dict[str, int]:
+    """GETs of `ids` for `seconds`: answers by status."""
     statuses: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     with stack.http(timeout=10) as http:
-        while ids and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for oid in ids:
                 try:
                     status = str(http.get(f"/v1/objects/{oid}").status_code)
@@ -244,16 +263,21 @@ def _reads_during(stack: PrivateStack, data_type: str, seconds: float) -> dict[s
     return statuses
 
 
+def _only_ok(reads: dict[str, int]) -> list[str]:
+    return [] if set(reads) == {"200"} else [f"reads while a node was down answered {reads}"]
+
+
 def minio_quorum_loss(stack: PrivateStack, data_type: str, log: Log) -> Faulted:
     """SIGKILL two of four MinIO nodes: writes must fail fast with 503 and Retry-After while
     reads go on; restart both, writes resume and missing copies heal."""
+    seeded = _seed(stack, data_type)
     stack.kill("minio-3")
     stack.kill("minio-4")
     log("  killed minio-3 and minio-4: no write quorum")
     time.sleep(2)  # the balancer's checks see them gone
     writes: list[dict[str, Any]] = []
     with stack.http(timeout=30) as http:
-        for i in range(5):
+        for _ in range(5):
             started = time.monotonic()
             try:
                 response = http.post(
@@ -263,7 +287,7 @@ def minio_quorum_loss(stack: PrivateStack, data_type: str, log: Log) -> Faulted:
                         "Content-Type": "application/json",
                         "Idempotency-Key": f"ha-probe-{uuid.uuid4()}",
                     },
-                    content=json.dumps({"probe": i}).encode(),
+                    content=json.dumps({"chaos": f"ha-probe-{uuid.uuid4()}"}).encode(),
                 )
                 writes.append(
                     {
@@ -277,13 +301,17 @@ def minio_quorum_loss(stack: PrivateStack, data_type: str, log: Log) -> Faulted:
                     {"status": type(exc).__name__, "ms": round((time.monotonic() - started) * 1000)}
                 )
             time.sleep(0.5)
-    reads = _reads_during(stack, data_type, seconds=3)
+    reads = _reads_during(stack, seeded, seconds=3)
     stack.up()
+    refused_well = all(w["status"] == 503 and w.get("retry_after") for w in writes)
     return Faulted(
         {
             "killed": "minio-3, minio-4",
             "probe_writes_while_down": writes,
+            "slowest_refusal_ms": max(w["ms"] for w in writes),
             "reads_while_down": reads,
+            "violations": _only_ok(reads)
+            + ([] if refused_well else ["a write was not refused with 503 and Retry-After"]),
             **wait_healed(stack, data_type, log),
         }
     )
@@ -356,7 +384,12 @@ def run(stack: PrivateStack, name: str, log: Log, seed: int = 1) -> Row:
             workload.stop.set()
             heal(stack)
         requests = [r for f in futures for r in f.result()]
-    notes = {**faulted.notes, "reconcile": settle(stack, data_type, log)}
+    notes = {
+        **faulted.notes,
+        "reconcile": settle(stack, data_type, log),
+        # Requests that gave up (their retry budget ran out): what they last got.
+        "unacknowledged": [r.attempts[-3:] for r in requests if not r.acked],
+    }
     row = check(stack, data_type, requests, since, notes)
     if faulted.rows:
         row = merge(scenario.title, {"load": row, **{r.scenario: r for r in faulted.rows}})
@@ -367,8 +400,14 @@ def run(stack: PrivateStack, name: str, log: Log, seed: int = 1) -> Row:
 
 
 def bad(row: Row) -> bool:
-    """Anything lost, duplicated, out of order, unannounced or orphaned, or copies left unhealed."""
-    return failed(row) or bool(row.notes.get("unhealed_copies")) or row.acknowledged == 0
+    """Anything lost, duplicated, out of order, unannounced or orphaned, copies left unhealed,
+    a scenario's own condition broken (`violations`), or nothing acknowledged at all."""
+    return (
+        failed(row)
+        or bool(row.notes.get("unhealed_copies"))
+        or bool(row.notes.get("violations"))
+        or row.acknowledged == 0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

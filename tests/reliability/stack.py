@@ -149,24 +149,20 @@ class PrivateStack:
         s = self.settings()
         if not s.ha:
             return list(COMPONENTS)
-        nodes = [*s.kafka_nodes, *s.minio_nodes, *s.service_replicas, *s.gateway_replicas]
-        return [n.name for n in nodes] + ["haproxy"]
+        return [*s.pidfiles, "haproxy"]
 
     def pidfile(self, name: str) -> Path:
         """The pidfile of a process: a component (its first node) or a node's name."""
         s = self.settings()
         if name == "haproxy":
             return s.paths.haproxy / "haproxy.pid"
-        groups = {
-            "kafka": s.kafka_nodes,
-            "minio": s.minio_nodes,
-            "services": s.service_replicas,
-            "gateway": s.gateway_replicas,
+        first = {
+            "kafka": s.kafka_nodes[0].pidfile,
+            "minio": s.minio_nodes[0].pidfile,
+            "services": s.service_replicas[0].pidfile,
+            "gateway": s.gateway_replicas[0].pidfile,
         }
-        if name in groups:
-            return groups[name][0].pidfile
-        nodes = {n.name: n.pidfile for group in groups.values() for n in group}
-        return nodes[name]
+        return first.get(name) or s.pidfiles[name]
 
     def pid(self, component: str) -> int | None:
         """The component's pid from its pidfile, if that process is alive and ours."""

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import ConfigResource, ResourceType
 
+from pantheon.devstack import credentials, kafka_admin
 from pantheon.events.topics import ALL_TOPICS, RECORDS
 from tests.reliability import ha
 from tests.reliability.stack import ROOT, PrivateStack
@@ -46,7 +47,11 @@ def test_the_profile_runs_every_node_and_replicates_every_topic_three_times(ha_s
     assert len(env["KAFKA_BOOTSTRAP"].split(",")) == 3
     assert env["PANTHEON_GRPC_TARGET"].startswith("ipv4:") and env["PANTHEON_GRPC_TARGET"].count(",") == 1
 
-    admin = AdminClient(ha_stack.kafka_config())
+    creds = credentials.load(ha_stack.state_dir / "credentials.json")
+    assert creds is not None
+    admin = kafka_admin.admin_client(
+        env["KAFKA_BOOTSTRAP"], env["PANTHEON_CA_FILE"], creds.kafka_admin_password
+    )
     topics = admin.list_topics(timeout=15).topics
     for topic in ALL_TOPICS:
         for partition in topics[topic.name].partitions.values():
