@@ -94,6 +94,10 @@ def secure_channel(
     return grpc.aio.secure_channel(target, credentials, options=options)
 
 
+#: How long a stopping replica keeps serving after it reports NOT_SERVING.
+DRAIN_S = 1.0
+
+
 @dataclass
 class Running:
     """A started server and what must be closed with it."""
@@ -113,6 +117,10 @@ class Running:
             self.reconciling.cancel()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
+            # Clients watching the health service send their next calls to
+            # other replicas within a moment (client_channel.py); only then
+            # stop taking calls, so that a rolling restart refuses none.
+            await asyncio.sleep(min(DRAIN_S, grace_s))
         await self.server.stop(grace_s)
         for channel in self.channels:
             await channel.close()
