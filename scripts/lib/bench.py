@@ -20,7 +20,7 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -241,19 +241,12 @@ class Bench:
 
     # -- small-object latency at a fixed rate ---------------------------------
 
-    def small_latency(self, count: int, rate_per_s: float) -> dict[str, float]:
-        """p50/p99 of single small REST ingests started at `rate_per_s`.
+    def small_latency(self, count: int, rate_per_s: float) -> dict[str, dict[str, float]]:
+        """p50/p99 of single small REST ingests started at `rate_per_s`, and of
+        raw minio-py PUTs of the same documents at the same rate."""
+        with self.rest() as client:
 
-        Open loop: request i is due at start + i/rate whatever the others do,
-        and its latency counts from when it was due, so a slow server cannot
-        hide behind a slow client.
-        """
-        with self.rest() as client, ThreadPoolExecutor(max_workers=16) as pool:
-            start = time.perf_counter() + 0.5
-
-            def one(i: int) -> float:
-                due = start + i / rate_per_s
-                time.sleep(max(0.0, due - time.perf_counter()))
+            def ingest(i: int) -> None:
                 response = client.post(
                     "/v1/objects",
                     params={
@@ -267,15 +260,41 @@ class Bench:
                     headers={"Content-Type": "application/json"},
                 )
                 response.raise_for_status()
-                return (time.perf_counter() - due) * 1000
 
-            latencies = sorted(pool.map(one, range(count)))
-        return {
-            "rate_per_s": rate_per_s,
-            "count": count,
-            "p50": round(latencies[len(latencies) // 2], 1),
-            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
-        }
+            pantheon = _open_loop(count, rate_per_s, ingest)
+
+        def put(i: int) -> None:
+            data = b'{"pm10": %d}' % i
+            self.minio.put_object(
+                "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
+            )
+
+        return {"rest_small_object": pantheon, "raw_small_put": _open_loop(count, rate_per_s, put)}
+
+
+def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> dict[str, float]:
+    """p50/p99 of `call(i)` for i < count, started at `rate_per_s`.
+
+    Open loop: call i is due at start + i/rate whatever the others do, and its
+    latency counts from when it was due, so a slow server cannot hide behind
+    a slow client.
+    """
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        start = time.perf_counter() + 0.5
+
+        def one(i: int) -> float:
+            due = start + i / rate_per_s
+            time.sleep(max(0.0, due - time.perf_counter()))
+            call(i)
+            return (time.perf_counter() - due) * 1000
+
+        latencies = sorted(pool.map(one, range(count)))
+    return {
+        "rate_per_s": rate_per_s,
+        "count": count,
+        "p50": round(latencies[len(latencies) // 2], 1),
+        "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+    }
 
 
 def _rfc3339(t: datetime) -> str:
@@ -318,7 +337,7 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
+async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -> dict[str, Any]:
     env = {**os.environ, **stack.environment()}
     bench = Bench(env)
     pids = {name: _pid(name) for name in ("services", "gateway")}
@@ -331,9 +350,7 @@ async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
     if only in (None, "records"):
         scenarios += await bench.record_batches(3 if quick else 20, 1000)
     if only in (None, "latency"):
-        latency["rest_small_object"] = await asyncio.to_thread(
-            bench.small_latency, 100 if quick else 500, 100.0
-        )
+        latency = await asyncio.to_thread(bench.small_latency, 100 if quick else 500, rate_per_s)
     return {
         "profile": Settings.from_env().profile,
         "scenarios": [asdict(s) for s in scenarios],
@@ -347,9 +364,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--only", choices=["object", "records", "latency"], help="run one scenario")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="small ingests a second in the latency run (default 100)"
+    )
     parser.add_argument("--ha", action="store_true", help="the HA profile (scripts/bench starts its stack)")
     args = parser.parse_args()
-    result = asyncio.run(run(args.quick, args.only))
+    result = asyncio.run(run(args.quick, args.only, args.rate))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
