@@ -3,14 +3,16 @@
 A distributed MinIO that has lost its write quorum (two of four nodes away)
 refuses writes with 503 once it notices, but for the first seconds, and for
 conditional writes that wait on locks, a PUT may hang until the client's
-read timeout. Callers deserve a fast, retryable refusal instead: before a
-write, the store asks `GET /minio/health/cluster` (no credentials; 200 when
-the cluster has write quorum, 503 when not), at most once a second, and
-refuses the write at once with UNAVAILABLE while the answer is no. Reads are
-not gated: a cluster without write quorum still serves them.
+read timeout. Callers deserve a fast, retryable refusal instead: the store
+asks `GET /minio/health/cluster` (no credentials; 200 with write quorum, 503
+without) in the background, at most once a second while writes come, and
+refuses writes at once with UNAVAILABLE while the last answer was no. A
+write never waits for the question: it goes by the last answer, so a slow
+or hung probe (its own thread and connection) delays nobody. Reads are not
+gated: a cluster without write quorum still serves them.
 
-A store that does not know the endpoint (AWS S3, or anything answering
-neither 200 nor 503) is taken as always writable: the check turns itself off.
+A store that answers anything else (AWS S3, a balancer's error page) keeps
+the last answer, writable at first, and is asked again only once a minute.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from pantheon.errors import Unavailable
 log = logging.getLogger(__name__)
 
 CLUSTER_HEALTH = "/minio/health/cluster"
-#: A fresh answer is reused this long: the check costs at most one small
-#: request a second, whatever the write rate.
+#: How old the last answer may be before a write asks again.
 FRESH_S = 1.0
+#: The same for a store that does not answer the question.
+UNKNOWN_S = 60.0
 
 
 class WriteQuorum:
-    """The cached answer to "may I write?", asked through `fetch` (run off the event loop)."""
+    """The last answer to "may I write?", refreshed in the background through `fetch`."""
 
     def __init__(
         self,
@@ -44,32 +47,42 @@ class WriteQuorum:
         self._fetch = fetch
         self._fresh_s = fresh_s
         self._clock = clock
-        self._checked = float("-inf")
+        self._asked = float("-inf")
         self._writable = True
-        self._supported = True
-        self._lock = asyncio.Lock()
+        self._known = True
+        self._refreshing: asyncio.Task[None] | None = None
 
-    async def require(self) -> None:
-        """Return if writes may go ahead; raise Unavailable (retryable) if the cluster says no."""
-        if not self._supported:
-            return
-        if self._clock() - self._checked >= self._fresh_s:
-            async with self._lock:  # one request at a time, whoever waits reuses its answer
-                if self._clock() - self._checked >= self._fresh_s:
-                    await self._refresh()
+    def require(self) -> None:
+        """Return if writes may go ahead; raise Unavailable (retryable) if the cluster last said no.
+
+        Must be called on the event loop: a stale answer starts a refresh there.
+        """
+        interval = self._fresh_s if self._known else UNKNOWN_S
+        idle = self._refreshing is None or self._refreshing.done()
+        if idle and self._clock() - self._asked >= interval:
+            self._asked = self._clock()
+            self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
         if not self._writable:
             raise Unavailable("the object store has no write quorum, retry later", reason="store_degraded")
 
-    async def _refresh(self) -> None:
-        status = await self._fetch()
-        self._checked = self._clock()
+    async def refresh(self) -> None:
+        """Ask once and remember the answer."""
+        try:
+            status = await self._fetch()
+        except Exception as exc:  # a probe must never take the store down with it
+            log.warning("could not ask the object store for its write quorum: %s", exc)
+            status = None
         if status not in (200, 503, None):
-            log.info(
-                "the object store has no %s endpoint (HTTP %s): writes are not gated", CLUSTER_HEALTH, status
-            )
-            self._supported = False
+            if self._known:
+                log.info(
+                    "the object store does not answer %s (HTTP %s): writes go by the last answer",
+                    CLUSTER_HEALTH,
+                    status,
+                )
+            self._known = False
             return
-        # None: not reachable at all. The write would fail anyway; fail it now.
+        self._known = True
+        # None: not reachable at all. A write would fail anyway; fail it now.
         writable = status == 200
         if writable != self._writable:
             if writable:

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ T = TypeVar("T")
 class S3ObjectStore:
     """ObjectStore on the S3 API (MinIO or any S3-compatible store)."""
 
-    def __init__(self, settings: S3Settings) -> None:
+    def __init__(self, settings: S3Settings, quorum: WriteQuorum | None = None) -> None:
         url = urlparse(settings.endpoint)
         threads = max(1, settings.threads)
         # Every blocking call runs here; one HTTP connection per thread.
@@ -86,9 +86,9 @@ class S3ObjectStore:
             http_client=http,
         )
         self._part_size = max(settings.part_size, 5 * 2**20)
-        # Writes first ask whether the cluster can take them (quorum.py).
-        probe = functools.partial(cluster_health, http, settings.endpoint)
-        self._quorum = WriteQuorum(lambda: self._run(probe))
+        # Writes go by the cluster's last word on its write quorum (quorum.py),
+        # asked on a thread and connection of its own: a hung probe delays no call.
+        self._quorum = quorum or WriteQuorum(_probe(settings.endpoint, context))
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` in the store's pool (with the caller's context, as
@@ -118,7 +118,7 @@ class S3ObjectStore:
         content_type: str,
         user_metadata: Mapping[str, str],
     ) -> StoredObject:
-        await self._quorum.require()
+        self._quorum.require()
         headers = {"Content-Type": content_type, **_SSE}
         headers.update({_META + k: v for k, v in user_metadata.items()})
         digest = hashlib.sha256()
@@ -203,7 +203,7 @@ class S3ObjectStore:
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
     ) -> StoredObject:
-        await self._quorum.require()
+        self._quorum.require()
         headers = {"Content-Type": "application/octet-stream", **_SSE}
         return await self._put(bucket, key, data, headers, if_absent=if_absent, if_match=if_match)
 
@@ -345,9 +345,21 @@ class S3ObjectStore:
         return listing
 
     async def delete(self, bucket: str, key: str) -> None:
-        await self._quorum.require()
+        self._quorum.require()
         # Idempotent (S3 answers a missing key with 204), so retried like a read.
         await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
+
+
+def _probe(endpoint: str, context: ssl.SSLContext) -> Callable[[], Awaitable[int | None]]:
+    """The cluster health question, asked on a thread of its own."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-quorum")
+    http = urllib3.PoolManager(ssl_context=context, maxsize=1)
+
+    async def ask() -> int | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, cluster_health, http, endpoint)
+
+    return ask
 
 
 async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:

@@ -30,9 +30,10 @@ from minio.datatypes import Part
 from minio.error import S3Error, ServerError
 
 from pantheon.config import S3Settings
-from pantheon.errors import AlreadyExists
+from pantheon.errors import AlreadyExists, Unavailable
 from pantheon.storage import minio_calls
 from pantheon.storage.object_store import PreconditionFailed
+from pantheon.storage.quorum import WriteQuorum
 from pantheon.storage.s3 import S3ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,8 +246,18 @@ def test_abort_multipart_upload() -> None:
 PART = 5 * 2**20  # the smallest part S3 takes, and the store's floor
 
 
-def store_on(http: FakeHTTP) -> S3ObjectStore:
-    store = S3ObjectStore(S3Settings("https://s3.test:9000", "a", "s", None, part_size=PART))
+def quorum(status: int) -> WriteQuorum:
+    """A write gate whose cluster always answers `status`."""
+
+    async def fetch() -> int:
+        return status
+
+    return WriteQuorum(fetch)
+
+
+def store_on(http: FakeHTTP, gate: WriteQuorum | None = None) -> S3ObjectStore:
+    settings = S3Settings("https://s3.test:9000", "a", "s", None, part_size=PART)
+    store = S3ObjectStore(settings, gate or quorum(200))
     store._client = client(http)
     return store
 
@@ -314,6 +325,25 @@ async def test_a_large_stream_is_a_conditional_multipart_upload() -> None:
     assert complete.headers["if-none-match"] == "*"
     assert (stored.size, stored.etag, stored.encryption) == (len(data), "e-3", "AES256")
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_writes_are_refused_without_a_request_while_the_cluster_has_no_write_quorum() -> None:
+    http = FakeHTTP(lambda s: ok({"ETag": '"e1"', "Content-Length": "3"}, b"abc"))
+    gate = quorum(503)
+    await gate.refresh()
+    store = store_on(http, gate)
+    for write in (
+        store.put_bytes("b", "k", b"abc", if_absent=True),
+        store.put_stream("b", "k", chunks(b"abc"), "text/csv", {}),
+        store.delete("b", "k"),
+    ):
+        with pytest.raises(Unavailable) as refused:
+            await write
+        assert refused.value.reason == "store_degraded"
+    assert http.sent == []
+    # Reads are not gated.
+    await store.get_bytes("bucket", "k")
+    assert [s.method for s in http.sent] == ["GET"]
 
 
 async def test_a_multipart_upload_that_loses_the_race_is_aborted() -> None:
