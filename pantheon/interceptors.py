@@ -3,8 +3,11 @@
 For each call it sets the request context (request id, trace context),
 authorizes the caller (its workload identity from the client certificate,
 the mesh policy, and a principal the gateway acts for; see pantheon/policy.py),
-checks every incoming message against its protovalidate rules (streamed
-messages one by one, as they arrive), and turns errors into rich gRPC statuses:
+admits it only while fewer than the configured number of Pantheon calls
+run (health checks and reflection are never counted, so a busy replica stays
+in its clients' rotation), checks every incoming message against its
+protovalidate rules (streamed messages one by one, as they arrive), and
+turns errors into rich gRPC statuses:
 `PantheonError`s carry their own code and details; anything else is logged
 with the request id and reported as a bare INTERNAL, never with its text.
 """
@@ -28,7 +31,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon import context as ctx
 from pantheon import metrics
-from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated
+from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated, Unavailable
 from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant, fingerprint
 from pantheon.validation import FieldViolation, violations
 
@@ -187,6 +190,36 @@ async def _drain_briefly(requests: AsyncIterator[Message], limit_s: float = 2.0)
         await asyncio.wait_for(rest(), limit_s)
 
 
+class Admission:
+    """At most `limit` Pantheon calls at once (streams for their whole length).
+
+    Past it a call is refused at once, before its handler runs, with
+    UNAVAILABLE `services_busy` and a retry hint: clients retry idempotent
+    calls on another replica by themselves, the gateway answers 503 with
+    `Retry-After`. Health checks are not counted: clients watch each
+    replica's health, and a watch refused because the replica is busy would
+    take it out of their rotation long after the load has passed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0  # only touched on the event loop
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.in_flight >= self.limit:
+            raise Unavailable(
+                "the services are at their limit of concurrent calls, retry shortly",
+                reason="services_busy",
+                retry_after_s=1,
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
 @contextmanager
 def _observed(method: str) -> Iterator[None]:
     """Count the call and time it, by the status code it ends with."""
@@ -205,7 +238,7 @@ def _observed(method: str) -> Iterator[None]:
         metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
 
 
-def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
+def _wrap(handler: Handler, method: str, policy: PolicyFile, admission: Admission) -> Handler:
     # Pantheon has client-streaming, server-streaming and unary RPCs.
     if handler.request_streaming:
         inner_su: Any = handler.stream_unary
@@ -213,7 +246,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
         async def stream_unary(requests: AsyncIterator[Message], context: Any) -> Any:
             metadata = _enter(context)
             try:
-                with _observed(method):
+                with _observed(method), admission.slot():
                     current_grant.set(authorize(context, method, metadata, policy))
                     return await inner_su(_checked(requests), context)
             except Exception as exc:
@@ -229,7 +262,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
         async def unary_stream(request: Message, context: Any) -> AsyncIterator[Any]:
             metadata = _enter(context)
             try:
-                with _observed(method):
+                with _observed(method), admission.slot():
                     current_grant.set(authorize(context, method, metadata, policy))
                     check(request)
                     async for response in inner_us(request, context):
@@ -245,7 +278,7 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile) -> Handler:
     async def unary_unary(request: Message, context: Any) -> Any:
         metadata = _enter(context)
         try:
-            with _observed(method):
+            with _observed(method), admission.slot():
                 current_grant.set(authorize(context, method, metadata, policy))
                 check(request)
                 return await inner_uu(request, context)
@@ -265,8 +298,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     already refused everyone else).
     """
 
-    def __init__(self, policy: PolicyFile) -> None:
+    def __init__(self, policy: PolicyFile, max_concurrent_rpcs: int) -> None:
         self._policy = policy
+        self._admission = Admission(max_concurrent_rpcs)
 
     async def intercept_service(
         self,
@@ -277,4 +311,4 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith("/pantheon_api."):
             return handler
-        return _wrap(handler, method, self._policy)
+        return _wrap(handler, method, self._policy, self._admission)

@@ -94,6 +94,9 @@ def secure_channel(
     return grpc.aio.secure_channel(target, credentials, options=options)
 
 
+#: Calls the admission limit does not count (health watches, reflection)
+#: that gRPC's own backstop still lets in on top of it.
+UNCOUNTED_RPCS = 64
 #: How long a stopping replica keeps serving after it reports NOT_SERVING.
 DRAIN_S = 1.0
 
@@ -162,11 +165,13 @@ async def create_server(
 ) -> Running:
     """Start the server on `settings.listen`; collaborators may be handed in."""
     server = grpc.aio.server(
-        interceptors=[EdgeInterceptor(PolicyFile(Path(settings.policy_file)))],
-        # Admission control: past this many RPCs in flight, gRPC refuses the
-        # next call at once with RESOURCE_EXHAUSTED ("Concurrent RPC limit
-        # exceeded!"), before any interceptor or handler runs.
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        # Admission control of the Pantheon calls is the interceptor's
+        # (interceptors.Admission: health checks are not counted) ...
+        interceptors=[EdgeInterceptor(PolicyFile(Path(settings.policy_file)), settings.max_concurrent_rpcs)],
+        # ... and gRPC's own limit a backstop for everything, health watches
+        # (one per client channel) and reflection included: past it, gRPC
+        # refuses a call with RESOURCE_EXHAUSTED before anything runs.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + UNCOUNTED_RPCS,
         options=[
             *_KEEPALIVE,
             ("grpc.http2.bdp_probe", 0),

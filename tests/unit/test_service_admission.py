@@ -3,16 +3,23 @@ how the gateway answers it; the settings that size the limits and pools."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pantheon_api.ingest.v1 import ingest_service_pb2 as ingest_pb
+from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from pantheon_api.storage.v1 import storage_service_pb2 as storage_pb
+from pantheon_api.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from gateway.problems import from_rpc_error
 from pantheon.config import S3Settings, ServiceSettings
 from pantheon.devstack.mesh import DEV_CLIENT
-from pantheon.server import channel_credentials, create_server
+from pantheon.metadata.ulid import new_ulid
+from pantheon.server import create_server, secure_channel
 from pantheon.storage.s3 import S3ObjectStore
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
 from tests.unit.mesh import Mesh, make_mesh
@@ -28,35 +35,51 @@ async def test_a_call_past_the_concurrent_rpc_limit_is_refused_and_the_gateway_s
 ) -> None:
     settings = dev_mesh.service_settings(max_concurrent_rpcs=1)
     running = await create_server(settings, store=MemoryObjectStore(), publisher=RecordingPublisher())
-    # A bare channel: secure_channel's own health watch would hold the only slot.
-    credentials = channel_credentials(dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
-    channel = grpc.aio.secure_channel(f"localhost:{running.port}", credentials)
+    # A balanced, health-watching channel like every Pantheon client's: its
+    # watch must not take the only slot, nor be refused while the slot is taken.
+    channel = secure_channel(f"localhost:{running.port}", dev_mesh.tls.ca_file, dev_mesh.identity(DEV_CLIENT))
     try:
-        stub = health_pb2_grpc.HealthStub(channel)
-        # One long-lived call (a health watch) takes the only slot.
-        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""))
-        await watch.read()
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
-        error = caught.value
-        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "Concurrent RPC limit exceeded" in (error.details() or "")
+        ingest = ingest_grpc.IngestionServiceStub(channel)
+        storage = storage_grpc.StorageServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        # One long-lived call (an upload that sends nothing yet) takes the only slot.
+        held: asyncio.Queue[ingest_pb.IngestObjectRequest | None] = asyncio.Queue()
 
+        async def nothing_yet() -> AsyncIterator[ingest_pb.IngestObjectRequest]:
+            while (message := await held.get()) is not None:
+                yield message
+
+        upload = ingest.IngestObject(nothing_yet())
+        refused: grpc.aio.AioRpcError | None = None
+        for _ in range(100):  # until the upload's handler runs
+            try:
+                await storage.StatObject(storage_pb.StatObjectRequest(id=new_ulid()), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.UNAVAILABLE:
+                    refused = error
+                    break
+            await asyncio.sleep(0.05)
+        assert refused is not None, "the second call was never refused"
+        error = refused
         problem = from_rpc_error(error, "req-1")
-        assert problem.status in (429, 503)
+        assert (problem.status, problem.reason) == (503, "services_busy")
         assert int(problem.headers["Retry-After"]) >= 1
+        # Health answers all the while: a busy replica stays in its clients' rotation.
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
-        watch.cancel()
-        # The slot is free again once the watch has ended.
+        upload.cancel()
+        # The slot is free again once the upload has ended.
         for _ in range(100):
             try:
-                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
-                break
+                await storage.StatObject(storage_pb.StatObjectRequest(id=new_ulid()), timeout=10)
             except grpc.aio.AioRpcError as again:
-                assert again.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                if again.code() is grpc.StatusCode.NOT_FOUND:
+                    break
+                assert again.code() is grpc.StatusCode.UNAVAILABLE
+            await asyncio.sleep(0.05)
         else:
             raise AssertionError("the slot was never given back")
-        assert response.status != health_pb2.HealthCheckResponse.UNKNOWN
     finally:
         await channel.close()
         await running.stop(0)
