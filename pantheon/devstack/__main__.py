@@ -8,7 +8,7 @@ import sys
 import time
 
 from pantheon.devstack import stack
-from pantheon.devstack.settings import HA, Settings
+from pantheon.devstack.settings import HA, Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "env":
             print("\n".join(stack.export_lines(stack.environment())))
             return 0
-    except (stack.StackError, ValueError) as exc:  # ValueError: a bad port or profile variable
+    except (stack.StackError, SettingsError) as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
         return 1
     return 2  # unreachable: argparse enforces a known command

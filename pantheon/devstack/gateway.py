@@ -80,11 +80,11 @@ def start(paths: StackPaths, replica: Replica, env: Mapping[str, str]) -> int:
 
 
 def running_pid(paths: StackPaths, replica: Replica) -> int | None:
-    return process.running_pid(replica.pidfile, paths.process_marker, CMDLINE_MARK)
+    return process.running_pid(replica.pidfile, paths.process_marker, (CMDLINE_MARK, str(replica.log)))
 
 
 def stop(paths: StackPaths, replica: Replica) -> int | None:
-    return process.stop(replica.pidfile, paths.process_marker, CMDLINE_MARK)
+    return process.stop(replica.pidfile, paths.process_marker, (CMDLINE_MARK, str(replica.log)))
 
 
 def is_live(url: str, ca_file: Path, timeout: float = 2.0) -> bool:

@@ -4,7 +4,8 @@ TCP passthrough: TLS ends at MinIO and at the gateway, so the balancer holds
 no key and clients verify the same certificate as without it. haproxy checks
 every backend over TLS (verified by the dev CA) once a second; a node that
 fails two checks takes no new connections and its open ones are cut, and a
-connection refused by a dead node is retried on another one.
+connection refused by a dead node is retried on another one. A gateway is
+taken out only when it stops answering: a 503 from it means busy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def binary() -> str:
 
 def config(settings: Settings, certs: CertFiles) -> str:
     check = f"check check-ssl verify required ca-file {certs.ca_cert} inter 1s fall 2 rise 2"
-    minio = "\n".join(f"    server {n.name} {n.address} {check}" for n in settings.minio_nodes)
+    # A MinIO node that stops answering is cut off, open connections too (a
+    # frozen node would otherwise hold them until the client gives up).
+    minio = "\n".join(
+        f"    server {n.name} {n.address} {check} on-marked-down shutdown-sessions"
+        for n in settings.minio_nodes
+    )
     gateways = "\n".join(f"    server {r.name} {r.listen} {check}" for r in settings.gateway_replicas)
     return f"""\
 # Written by pantheon.devstack on every `up --ha`; edit the generator, not this file.
@@ -54,7 +60,6 @@ defaults
     # A connection a dead node refused is retried on another node.
     retries 3
     option redispatch
-    default-server on-marked-down shutdown-sessions
 
 frontend s3
     bind {settings.minio_address}
@@ -75,9 +80,17 @@ backend gateways
     balance leastconn
     option httpchk
     http-check send meth GET uri /healthz
-    http-check expect status 200
+    # 503 is a gateway at its connection limit: busy, not down. Taking it
+    # out would move its load onto the other one and cut its uploads.
+    http-check expect rstatus ^(200|503)$
 {gateways}
 """
+
+
+def is_current(settings: Settings, certs: CertFiles) -> bool:
+    """Whether the config file on disk (the running haproxy's) is what `config` writes now."""
+    path = config_file(settings.paths)
+    return path.is_file() and path.read_text() == config(settings, certs)
 
 
 def config_file(paths: StackPaths) -> Path:

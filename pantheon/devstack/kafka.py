@@ -219,7 +219,7 @@ def _java_base(settings: Settings, node: KafkaNode, libs: Path) -> list[str]:
     ]
 
 
-def _new_cluster_id() -> str:
+def new_cluster_id() -> str:
     # Kafka cluster ids are 16 random bytes, base64url without padding; Kafka
     # itself avoids ids starting with '-' (they read like CLI flags).
     while True:
@@ -236,15 +236,12 @@ def is_formatted(node: KafkaNode) -> bool:
     return _meta(node).is_file()
 
 
-def cluster_id(settings: Settings) -> str:
-    """The cluster id of the nodes formatted so far, or a new one: every node
-    of a cluster must be formatted with the same id."""
-    for node in settings.kafka_nodes:
-        if is_formatted(node):
-            for line in _meta(node).read_text().splitlines():
-                if line.startswith("cluster.id="):
-                    return line.removeprefix("cluster.id=").strip()
-    return _new_cluster_id()
+def cluster_id_of(node: KafkaNode) -> str:
+    """The cluster id a formatted node's storage belongs to."""
+    for line in _meta(node).read_text().splitlines():
+        if line.startswith("cluster.id="):
+            return line.removeprefix("cluster.id=").strip()
+    raise RuntimeError(f"{_meta(node)} names no cluster.id")
 
 
 def format_storage(
@@ -278,11 +275,11 @@ def start(settings: Settings, node: KafkaNode, libs: Path, config: Path) -> int:
 
 
 def running_pid(paths: StackPaths, node: KafkaNode) -> int | None:
-    return process.running_pid(node.pidfile, paths.process_marker, MAIN_CLASS)
+    return process.running_pid(node.pidfile, paths.process_marker, (MAIN_CLASS, str(node.config)))
 
 
 def stop(paths: StackPaths, node: KafkaNode) -> int | None:
-    return process.stop(node.pidfile, paths.process_marker, MAIN_CLASS)
+    return process.stop(node.pidfile, paths.process_marker, (MAIN_CLASS, str(node.config)))
 
 
 def server_log(node: KafkaNode) -> Path:

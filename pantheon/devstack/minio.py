@@ -137,12 +137,17 @@ def start(settings: Settings, node: MinioNode, binary: Path, creds: Credentials)
     return process.start(argv, pidfile=node.pidfile, log_file=server_log(node), env=env)
 
 
+def _expect(node: MinioNode) -> tuple[str, str]:
+    # Every node's command line lists every drive: its address tells them apart.
+    return (CMDLINE_MARK, f"--address {node.address}")
+
+
 def running_pid(paths: StackPaths, node: MinioNode) -> int | None:
-    return process.running_pid(node.pidfile, paths.process_marker, CMDLINE_MARK)
+    return process.running_pid(node.pidfile, paths.process_marker, _expect(node))
 
 
 def stop(paths: StackPaths, node: MinioNode) -> int | None:
-    return process.stop(node.pidfile, paths.process_marker, CMDLINE_MARK)
+    return process.stop(node.pidfile, paths.process_marker, _expect(node))
 
 
 def server_log(node: MinioNode) -> Path:

@@ -30,14 +30,19 @@ def cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-def is_ours(pid: int, marker: str, expect: str = "") -> bool:
+Expect = str | tuple[str, ...]
+
+
+def is_ours(pid: int, marker: str, expect: Expect = "") -> bool:
     """Whether `pid` is alive and its command line references `marker` (the state dir).
 
-    `expect` (e.g. the main class) additionally guards against a reused pid
-    that now belongs to, say, a `tail -f` on one of our log files.
+    `expect` (e.g. the main class, and a path of the one node) additionally
+    guards against a reused pid that now belongs to, say, a `tail -f` on one
+    of our log files, or to another node of the same stack.
     """
     line = cmdline(pid)
-    return marker in line and expect in line
+    expects = (expect,) if isinstance(expect, str) else expect
+    return marker in line and all(e in line for e in expects)
 
 
 def pids_referencing(marker: str) -> list[int]:
@@ -56,7 +61,7 @@ def read_pid(pidfile: Path) -> int | None:
         return None
 
 
-def running_pid(pidfile: Path, marker: str, expect: str = "") -> int | None:
+def running_pid(pidfile: Path, marker: str, expect: Expect = "") -> int | None:
     """The pid from `pidfile` if that process is still ours, else None."""
     pid = read_pid(pidfile)
     if pid is not None and is_ours(pid, marker, expect):
@@ -102,7 +107,7 @@ def _gone(pid: int) -> bool:
     return cmdline(pid) == ""
 
 
-def stop(pidfile: Path, marker: str, expect: str = "", *, timeout: float = 30.0) -> int | None:
+def stop(pidfile: Path, marker: str, expect: Expect = "", *, timeout: float = 30.0) -> int | None:
     """Stop the process in `pidfile` if it is ours: SIGTERM, wait, then SIGKILL.
 
     Returns the pid that was stopped, or None if nothing of ours was running.

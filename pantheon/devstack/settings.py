@@ -43,34 +43,47 @@ MINIO_CONSOLE_OFFSET = 20
 GATEWAY_REPLICA_OFFSET = 10
 
 
+class SettingsError(ValueError):
+    """A stack variable or the state dir's record is unusable; the message says which."""
+
+
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if not raw:
         return default
-    port = int(raw)
-    if not 0 < port < 65536:
-        raise ValueError(f"{name}={raw!r} is not a TCP port")
-    return port
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{name}={raw!r} is not a TCP port")
+    return int(raw)
 
 
 def recorded_profile(paths: StackPaths) -> str | None:
-    """The profile the state dir was brought up with, if any."""
+    """The profile the state dir was brought up with, if any. A state dir from
+    before profiles were recorded, with data in the single layout, is single."""
     try:
         found = paths.profile_file.read_text().strip()
     except FileNotFoundError:
-        return None
+        legacy = (paths.kafka / "data").exists() or (paths.minio / "data").exists()
+        return SINGLE if legacy else None
     if found not in PROFILES:
-        raise ValueError(f"{paths.profile_file} names an unknown profile {found!r}")
+        raise SettingsError(f"{paths.profile_file} names an unknown profile {found!r}")
     return found
 
 
 def _profile(paths: StackPaths) -> str:
+    """The state dir's record, else PANTHEON_STACK_PROFILE, else single; the
+    two disagreeing is an error (`down` must stop what `up` started)."""
+    recorded = recorded_profile(paths)
     raw = os.environ.get("PANTHEON_STACK_PROFILE", "").strip()
-    if raw:
-        if raw not in PROFILES:
-            raise ValueError(f"PANTHEON_STACK_PROFILE={raw!r}: choose one of {', '.join(PROFILES)}")
-        return raw
-    return recorded_profile(paths) or SINGLE
+    if not raw:
+        return recorded or SINGLE
+    if raw not in PROFILES:
+        raise SettingsError(f"PANTHEON_STACK_PROFILE={raw!r}: choose one of {', '.join(PROFILES)}")
+    if recorded not in (None, raw):
+        raise SettingsError(
+            f"the stack in {paths.state} was brought up with the {recorded} profile, "
+            f"but PANTHEON_STACK_PROFILE={raw}; unset it, or `down --purge` that stack first"
+        )
+    return raw
 
 
 @dataclass(frozen=True)
@@ -275,6 +288,32 @@ class Settings:
             )
             for i in range(HA_REPLICAS)
         )
+
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by what listens there."""
+        found = {
+            f"{n.name} ({kind})": port
+            for n in self.kafka_nodes
+            for kind, port in (("clients", n.port), ("controller", n.controller_port))
+        }
+        found.update(
+            {
+                f"{n.name} ({kind})": port
+                for n in self.minio_nodes
+                for kind, port in (("S3", n.port), ("console", n.console_port))
+            }
+        )
+        found.update({r.name: r.port for r in self.gateway_replicas})
+        found.update(
+            {
+                f"{r.name} ({kind})": port
+                for r in self.service_replicas
+                for kind, port in (("gRPC", r.port), ("metrics", r.metrics_port))
+            }
+        )
+        if self.ha:
+            found.update({"haproxy (S3)": self.minio_port, "haproxy (REST)": self.gateway_port})
+        return found
 
     @property
     def pidfiles(self) -> dict[str, Path]:

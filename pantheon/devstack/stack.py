@@ -100,10 +100,23 @@ def _start_kafka(s: Settings, creds: Credentials, certs: CertFiles) -> None:
     if not down_nodes:
         return
     _require_free(*(port for n in down_nodes for port in (n.port, n.controller_port)))
+    ids = {n.name: kafka.cluster_id_of(n) for n in s.kafka_nodes if kafka.is_formatted(n)}
+    if len(set(ids.values())) > 1:
+        raise StackError(
+            f"the Kafka nodes belong to different clusters ({ids}); `scripts/stack down --purge`"
+        )
+    if ids and len(ids) < len(s.kafka_nodes):
+        # A node formatted afresh would vote with an empty log beside peers
+        # that have one: KRaft with static voters cannot take that safely.
+        raise StackError(
+            f"Kafka nodes {sorted(ids)} have storage but "
+            f"{sorted(n.name for n in s.kafka_nodes if n.name not in ids)} have none; "
+            "`scripts/stack down --purge` to start the cluster afresh"
+        )
     libs = kafka.ensure_libs(p)
     configs = {n: kafka.write_config(s, n, creds, certs) for n in down_nodes}
     # Formatting runs a JVM per node: side by side, one cluster id for all.
-    cluster = kafka.cluster_id(s)
+    cluster = next(iter(ids.values()), None) or kafka.new_cluster_id()
     with ThreadPoolExecutor(max_workers=len(down_nodes)) as pool:
         for fut in [
             pool.submit(kafka.format_storage, s, n, creds, libs, configs[n], cluster) for n in down_nodes
@@ -138,8 +151,12 @@ def _start_haproxy(s: Settings, certs: CertFiles) -> None:
     p = s.paths
     pid = haproxy.running_pid(p)
     if pid is not None:
-        log.info("haproxy already running (pid %d)", pid)
-        return
+        if haproxy.is_current(s, certs):
+            log.info("haproxy already running (pid %d)", pid)
+            return
+        # Ports or nodes changed since it started: start it again on the new config.
+        log.info("haproxy's config changed: restarting it")
+        haproxy.stop(p)
     _require_free(s.minio_port, s.gateway_port)
     try:
         pid = haproxy.start(s, certs)
@@ -167,6 +184,11 @@ def up(settings: Settings | None = None, timeout: float | None = None) -> None:
     timeout = timeout or (HA_TIMEOUT if s.ha else DEFAULT_TIMEOUT)
     p.state.mkdir(parents=True, exist_ok=True)
     os.chmod(p.state, 0o700)  # credentials, keys and data: owner only
+    ports = s.ports()
+    shared = sorted({port for port in ports.values() if list(ports.values()).count(port) > 1})
+    if shared:
+        users = {port: [name for name, used in ports.items() if used == port] for port in shared}
+        raise StackError(f"the port variables give several processes one port: {users}")
     _choose_profile(s)
     certs = ensure_certs(p.certs)
     if not p.credentials.exists() and any(kafka.is_formatted(n) for n in s.kafka_nodes):
@@ -345,14 +367,14 @@ def down(settings: Settings | None = None, purge: bool = False) -> None:
     def report(name: str, pid: int | None) -> None:
         log.info("%s %s", name, f"stopped (pid {pid})" if pid else "was not running")
 
-    # The gateways first (they call the services), then the balancer, then
-    # the services: they hold connections to both backends.
+    # The gateways first (they call the services), then the services (they
+    # finish their calls through the balancer to MinIO), then the balancer.
     for replica in s.gateway_replicas:
         report(replica.name, gateway.stop(p, replica))
-    if s.ha:
-        report("haproxy", haproxy.stop(p))
     for replica in s.service_replicas:
         report(replica.name, services.stop(p, replica))
+    if s.ha:
+        report("haproxy", haproxy.stop(p))
     # The backends' nodes all at once: Kafka's controlled shutdown takes a few seconds.
     with ThreadPoolExecutor(max_workers=len(s.kafka_nodes) + len(s.minio_nodes)) as pool:
         stopping = [(n.name, pool.submit(kafka.stop, p, n)) for n in s.kafka_nodes]

@@ -195,7 +195,7 @@ def tiff_body(side: int, on_progress: Callable[[int], None] | None = None) -> It
 # -- counting what the backends hold --------------------------------------------------------
 
 
-def _bucket(data_type: str) -> str:
+def bucket_of(data_type: str) -> str:
     return "pantheon-" + data_type.split(".", 1)[0]
 
 
@@ -204,7 +204,7 @@ def _id_of(name: str) -> str:
 
 
 def stored_objects(stack: PrivateStack, data_type: str) -> list[str]:
-    found = stack.root_s3().list_objects(_bucket(data_type), prefix=f"v1/{data_type}/", recursive=True)
+    found = stack.root_s3().list_objects(bucket_of(data_type), prefix=f"v1/{data_type}/", recursive=True)
     return [o.object_name or "" for o in found]
 
 
@@ -316,7 +316,7 @@ def count_records(
     rows = 0
     counts: dict[str, int] = {}
     for name in names:
-        response = s3.get_object(_bucket(data_type), name)
+        response = s3.get_object(bucket_of(data_type), name)
         try:
             lines = response.read().splitlines()
         finally:

