@@ -80,9 +80,9 @@ def ensure_binary(paths: StackPaths) -> Path:
     return final
 
 
-def install_certs(paths: StackPaths, certs: CertFiles) -> None:
-    """Lay out MinIO's --certs-dir: public.crt, private.key, CAs/ca.crt."""
-    target = paths.minio_certs
+def install_certs(node: MinioNode, certs: CertFiles) -> None:
+    """Lay out the node's --certs-dir: public.crt, private.key, CAs/ca.crt."""
+    target = node.certs
     (target / "CAs").mkdir(parents=True, exist_ok=True)
     os.chmod(target, 0o700)
     for src, dst, mode in (
@@ -113,7 +113,7 @@ def start(settings: Settings, node: MinioNode, binary: Path, creds: Credentials)
         "--console-address",
         f"{HOST}:{node.console_port}",
         "--certs-dir",
-        str(settings.paths.minio_certs),
+        str(node.certs),
     ]
     # Secrets travel in the environment (readable only by the owner via
     # /proc/<pid>/environ), never on the command line.
@@ -138,8 +138,9 @@ def start(settings: Settings, node: MinioNode, binary: Path, creds: Credentials)
 
 
 def _expect(node: MinioNode) -> tuple[str, str]:
-    # Every node's command line lists every drive: its address tells them apart.
-    return (CMDLINE_MARK, f"--address {node.address}")
+    # Every node's command line lists every drive; its own certs dir tells
+    # them apart (by path, so `down` needs no port variables).
+    return (CMDLINE_MARK, f"--certs-dir {node.certs}")
 
 
 def running_pid(paths: StackPaths, node: MinioNode) -> int | None:

@@ -86,11 +86,6 @@ class StackPaths:
         return self.state / "minio"
 
     @property
-    def minio_certs(self) -> Path:
-        """MinIO's --certs-dir, shared by all its nodes."""
-        return self.minio / "certs"
-
-    @property
     def haproxy(self) -> Path:
         """The HA profile's load balancer: config, pidfile, log."""
         return self.state / "haproxy"

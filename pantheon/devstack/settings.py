@@ -146,6 +146,11 @@ class MinioNode:
         return self.dir / "data"
 
     @property
+    def certs(self) -> Path:
+        """The node's --certs-dir (one per node: its path tells the processes apart)."""
+        return self.dir / "certs"
+
+    @property
     def logs(self) -> Path:
         return self.dir / "logs"
 

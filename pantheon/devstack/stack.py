@@ -141,8 +141,8 @@ def _start_minio(s: Settings, creds: Credentials, certs: CertFiles) -> None:
         return
     _require_free(*(port for n in down_nodes for port in (n.port, n.console_port)))
     binary = minio.ensure_binary(p)
-    minio.install_certs(p, certs)
     for node in down_nodes:
+        minio.install_certs(node, certs)
         pid = minio.start(s, node, binary, creds)
         log.info("%s started (pid %d), log %s", node.name, pid, minio.server_log(node))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pantheon.devstack import haproxy, kafka
+from pantheon.devstack import haproxy, kafka, minio
 from pantheon.devstack.certs import ensure_certs
 from pantheon.devstack.credentials import Credentials
 from pantheon.devstack.paths import StackPaths
@@ -144,3 +144,13 @@ def test_the_environment_chooses_the_profile_and_refuses_an_unknown_one(
     (tmp_path / "profile").unlink()
     monkeypatch.setenv("PANTHEON_STACK_PROFILE", "ha")
     assert Settings.from_env().profile == HA
+
+
+def test_each_node_is_told_apart_by_a_path_so_down_needs_no_port_variables(tmp_path: Path) -> None:
+    s = settings(tmp_path, HA)
+    moved = Settings(s.paths, 29092, 29093, 29000, 29001, 51051, 28443, 29464, HA)
+    for a, b in zip(s.minio_nodes, moved.minio_nodes, strict=True):
+        assert minio._expect(a) == minio._expect(b)  # ports do not matter
+    assert len({minio._expect(n) for n in s.minio_nodes}) == len(s.minio_nodes)
+    assert len({str(n.config) for n in s.kafka_nodes}) == len(s.kafka_nodes)
+    assert len({str(r.log) for r in (*s.service_replicas, *s.gateway_replicas)}) == 4
