@@ -239,6 +239,22 @@ def metadata_from_key(key: str) -> md.Metadata:
     return m
 
 
+def is_hour_prefix(prefix: str) -> bool:
+    """Whether `prefix` is a ``v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>/`` prefix
+    (where a search page may end before it has listed anything under it)."""
+    segments = prefix.split("/")
+    if len(segments) != 8 or segments[-1]:
+        return False
+    scheme, data_type, source, yyyy, mm, dd, hh, _ = segments
+    return (
+        scheme == SCHEME
+        and _valid_data_type(data_type)
+        and bool(_SOURCE.fullmatch(source))
+        and bool(_YEAR.fullmatch(yyyy))
+        and all(_TWO_DIGITS.fullmatch(s) for s in (mm, dd, hh))
+    )
+
+
 def source_prefix(data_type: str) -> str:
     """``v1/<data_type>/``: listed with delimiter ``/``, one common prefix per source."""
     _check_data_type(data_type)

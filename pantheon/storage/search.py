@@ -16,6 +16,12 @@ its restricted twin (pantheon.storage.buckets): sources are listed in both,
 and the keys under each prefix are merged in key order, so pages and tokens
 are the same as over one bucket (keys embed a ULID, so no key is in both).
 
+A page's listing work is bounded: after LISTS_PER_PAGE LIST calls it ends,
+with whatever it found so far (perhaps nothing) and a page token that
+resumes after the last key it listed, or at the next prefix; a client that
+follows tokens always makes progress, however sparse the matches in a
+dense window.
+
 A record batch is found by any search whose window and box overlap its
 records: its span (earliest to latest record) and its bounding box, not the
 first record its key names. The index holds its position in every hour it
@@ -58,7 +64,28 @@ from pantheon.storage.spans import (
 )
 
 DEFAULT_PAGE_SIZE = 100
+#: LIST calls a page may make before it ends with a continuation token.
+LISTS_PER_PAGE = 64
 _SECOND_NS = 10**9
+
+#: What the listing streams yield: a key and whether it may match (False: a
+#: key its name rules out, or the start of a prefix; either is a place a
+#: page may end and the next one resume).
+Listed = tuple[str, bool]
+
+
+class _Budget:
+    """LIST calls left to one page."""
+
+    def __init__(self, lists: int) -> None:
+        self.left = lists
+
+    def spend(self) -> None:
+        self.left -= 1
+
+    @property
+    def spent(self) -> bool:
+        return self.left <= 0
 
 
 @dataclass(frozen=True)
@@ -97,14 +124,14 @@ def _cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
     )
 
 
-async def _merged(streams: Sequence[AsyncGenerator[str, None]]) -> AsyncIterator[str]:
-    """The keys of several streams sorted by key, as one sorted stream (an async heapq.merge)."""
+async def _merged(streams: Sequence[AsyncGenerator[Listed, None]]) -> AsyncIterator[Listed]:
+    """The items of several streams sorted by key, as one sorted stream (an async heapq.merge)."""
     try:
         heads = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
         for head in heads:
             if isinstance(head, BaseException):
                 raise head
-        heap = [(key, i) for i, key in enumerate(heads) if isinstance(key, str)]
+        heap = [(key, i) for i, key in enumerate(heads) if isinstance(key, tuple)]
         heapq.heapify(heap)
         while heap:
             key, i = heap[0]
@@ -129,8 +156,10 @@ class Searcher:
         buckets: Sequence[str],
         visible: Callable[[md.Metadata], bool],
         tokens: PageTokens,
+        lists_per_page: int = LISTS_PER_PAGE,
     ) -> None:
         self._tokens = tokens
+        self._budget = _Budget(lists_per_page)
         self._store = store
         self._index = index
         # The domain's bucket, and its restricted twin only when the caller
@@ -151,6 +180,7 @@ class Searcher:
         found: list[str] = []
         start_after = ""
         while True:
+            self._budget.spend()
             page = await self._store.list(bucket, prefix, delimiter="/", start_after=start_after)
             found += [p[len(prefix) :].rstrip("/") for p in page.prefixes]
             if not page.truncated or not page.prefixes:
@@ -159,8 +189,9 @@ class Searcher:
 
     async def _candidate_keys(
         self, req: pb.SearchObjectsRequest, after: datetime, before: datetime, last_key: str
-    ) -> AsyncIterator[str]:
-        """Keys and batch positions that may match, in page order, after `last_key`, each once."""
+    ) -> AsyncIterator[Listed]:
+        """Keys and batch positions after `last_key`, in page order, candidates each once;
+        and each prefix as it is entered (not a candidate: a place to resume)."""
         sources = await self._sources(req)
         window = _Window(ns(after), ns(before))
         root = len(source_prefix(req.data_type))
@@ -176,16 +207,21 @@ class Searcher:
                     start_after = last_key
                 elif last_key and self._before_resume(prefix, last_key, req.data_type):
                     continue
+                else:
+                    # Resuming at the prefix itself lists all of it (its keys sort after it).
+                    yield prefix, False
                 streams = [self._keys_in(b, prefix, start_after, req, window) for b in self._buckets]
                 streams.append(self._positions(SPAN_END, prefix, start_after, window))
                 if hour == newest:
                     streams.append(self._positions(SPAN_COVER, prefix, start_after, window))
                     streams.append(self._long_positions(prefix, start_after, window))
                 previous = ""
-                async for key in _merged(streams):
-                    if key != previous:  # a batch's own key and its position in its first hour
+                async for key, candidate in _merged(streams):
+                    if candidate and key == previous:
+                        continue  # a batch's own key and its position in its first hour
+                    if candidate:
                         previous = key
-                        yield key
+                    yield key, candidate
 
     @staticmethod
     def _before_resume(prefix: str, last_key: str, data_type: str) -> bool:
@@ -200,25 +236,23 @@ class Searcher:
 
     async def _keys_in(
         self, bucket: str, prefix: str, start_after: str, req: pb.SearchObjectsRequest, window: _Window
-    ) -> AsyncGenerator[str, None]:
-        """Object keys under `prefix` in `bucket` whose name allows a match, in key order."""
+    ) -> AsyncGenerator[Listed, None]:
+        """Object keys under `prefix` in `bucket`, in key order, and whether their name allows a match."""
         async for key in self._listed(bucket, prefix, start_after):
             try:
                 parsed = parse_key(key)
             except ValueError:
-                continue  # not written by Pantheon
+                yield key, False  # not written by Pantheon
+                continue
             # Conservative: the key holds whole seconds. A batch whose key
             # fails here is found by its span entries.
             at = _key_time(parsed)
-            if not window.after - _SECOND_NS < at < window.before:
-                continue
-            if req.HasField("bbox") and not _cell_overlaps(req.bbox, parsed.geohash5):
-                continue
-            yield key
+            in_window = window.after - _SECOND_NS < at < window.before
+            yield key, in_window and (not req.HasField("bbox") or _cell_overlaps(req.bbox, parsed.geohash5))
 
     async def _positions(
         self, kind: str, prefix: str, start_after: str, window: _Window
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[Listed, None]:
         """Positions of batches under `prefix` from the `kind` span entries, in key order.
 
         Only the start is known from a name (nothing of the bounding box), so
@@ -231,13 +265,13 @@ class Searcher:
             try:
                 at = _key_time(parse_key(key))
             except ValueError:
+                yield key, False
                 continue
-            if at < window.before:
-                yield key
+            yield key, at < window.before
 
     async def _long_positions(
         self, prefix: str, start_after: str, window: _Window
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[Listed, None]:
         """Positions in the window's newest hour of batches spanning past it and over
         744 hours (few), in key order."""
         _, data_type, source, _ = prefix.split("/", 3)
@@ -255,10 +289,11 @@ class Searcher:
                 if here > start_after:
                     found.append(here)
         for key in sorted(found):
-            yield key
+            yield key, True
 
     async def _listed(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
         while True:
+            self._budget.spend()
             page = await self._store.list(bucket, prefix, start_after=start_after)
             for key in page.keys:
                 yield key
@@ -272,17 +307,22 @@ class Searcher:
         size = req.page_size or DEFAULT_PAGE_SIZE
         response = pb.SearchObjectsResponse()
         batch: list[str] = []
-        async for key in self._candidate_keys(req, after, before, last_key):
-            batch.append(key)
-            if len(batch) < size - len(response.objects):
-                continue
-            await self._admit(req, window, batch, response)
-            if len(response.objects) >= size:
-                response.next_page_token = self._tokens.seal(req, after, before, batch[-1])
+        async for key, candidate in self._candidate_keys(req, after, before, last_key):
+            if candidate:
+                batch.append(key)
+                if len(batch) >= size - len(response.objects):
+                    await self._admit(req, window, batch, response)
+                    if len(response.objects) >= size:
+                        response.next_page_token = self._tokens.seal(req, after, before, key)
+                        return response
+                    batch = []
+            if self._budget.spent:
+                # Listing work is bounded: end here, found or not; the next
+                # page resumes after `key` (a key listed, or a prefix entered).
+                await self._admit(req, window, batch, response)
+                response.next_page_token = self._tokens.seal(req, after, before, key)
                 return response
-            batch = []
-        if batch:
-            await self._admit(req, window, batch, response)
+        await self._admit(req, window, batch, response)
         return response
 
     async def _admit(

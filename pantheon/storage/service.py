@@ -51,7 +51,7 @@ from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
-from pantheon.storage.search import Searcher
+from pantheon.storage.search import LISTS_PER_PAGE, Searcher
 from pantheon.streams import prepend, split_announced_upload
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,12 @@ def _result_metadata(result: any_pb2.Any) -> md.Metadata:
 class StorageServicer(pb_grpc.StorageServiceServicer):
     """Serves the StorageService contract from an ObjectStore."""
 
-    def __init__(self, store: ObjectStore, tokens: PageTokens) -> None:
+    def __init__(self, store: ObjectStore, tokens: PageTokens, search_lists: int = LISTS_PER_PAGE) -> None:
         self.store = store
         self._index = Index(store)
         self._tokens = tokens
+        #: LIST calls a search page may make (search.py).
+        self._search_lists = search_lists
         #: Marker removals in flight (a reference keeps each task alive).
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -327,7 +329,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         grant.check_read_type(request.data_type)
         # The restricted bucket is listed only for a grant that may read what it holds.
         buckets = buckets_to_search(request.data_type, restricted=grant.may_read_restricted)
-        searcher = Searcher(self.store, self._index, buckets, grant.may_read, self._tokens)
+        searcher = Searcher(
+            self.store, self._index, buckets, grant.may_read, self._tokens, self._search_lists
+        )
         return await searcher.search(request)
 
     async def ClaimIdempotencyKey(

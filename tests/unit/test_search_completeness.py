@@ -33,7 +33,7 @@ from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import Index
 from pantheon.storage.object_store import Listing, StoredObject
 from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
-from pantheon.storage.search import Searcher
+from pantheon.storage.search import LISTS_PER_PAGE, Searcher
 from pantheon.storage.service import StorageServicer
 from pantheon.storage.spans import (
     HOUR_NS,
@@ -65,8 +65,8 @@ class SmallPages(MemoryObjectStore):
         return await super().list(bucket, prefix, delimiter=delimiter, start_after=start_after, limit=2)
 
 
-def _servicer() -> StorageServicer:
-    return StorageServicer(SmallPages(), PageTokens(b"k" * KEY_BYTES))
+def _servicer(search_lists: int = LISTS_PER_PAGE) -> StorageServicer:
+    return StorageServicer(SmallPages(), PageTokens(b"k" * KEY_BYTES), search_lists)
 
 
 def _objects(servicer: StorageServicer) -> dict[tuple[str, str], bytes]:
@@ -462,3 +462,73 @@ async def test_pages_stay_stable_while_new_data_arrives(page_size: int) -> None:
         current_grant.reset(token)
     assert len(seen) == len(set(seen))
     assert set(first) <= set(seen) and late in seen
+
+
+# -- bounded listing work per page -----------------------------------------------------------------
+
+
+class CountedPages(SmallPages):
+    """SmallPages that counts LIST calls."""
+
+    lists = 0
+
+    async def list(
+        self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
+    ) -> Listing:
+        self.lists += 1
+        return await super().list(bucket, prefix, delimiter=delimiter, start_after=start_after, limit=limit)
+
+
+@pytest.mark.parametrize("lists", [1, 2, 5, 13])
+async def test_a_page_ends_after_its_listing_budget_and_following_tokens_finds_everything_once(
+    lists: int,
+) -> None:
+    store = CountedPages()
+    servicer = StorageServicer(store, PageTokens(b"k" * KEY_BYTES))
+    stored = []
+    for source in ("ab", "ab-c", "quiet"):
+        for hour in range(0, 12, 3):  # hours without data in between: empty prefixes
+            stored.append(await _object(servicer, source, T0 + timedelta(hours=hour, minutes=7)))
+            stored.append(await _object(servicer, source, T0 + timedelta(hours=hour, minutes=9), where=LINZ))
+        stored.append(
+            await _batch(
+                servicer, source, [(T0 + timedelta(hours=1), VIENNA), (T0 + timedelta(hours=5), LINZ)]
+            )
+        )
+    window = (T0, T0 + timedelta(hours=24))
+    whole = (await _search(servicer, *window)).ids
+    assert set(whole) == set(stored)
+    bounded = StorageServicer(store, PageTokens(b"k" * KEY_BYTES), lists)
+    for bbox in (None, _box(LINZ)):
+        expected = whole if bbox is None else (await _search(servicer, *window, bbox=bbox)).ids
+        request = pb.SearchObjectsRequest(data_type=DATA_TYPE, page_size=1000)
+        request.observed_after.FromDatetime(window[0])
+        request.observed_before.FromDatetime(window[1])
+        if bbox is not None:
+            request.bbox.CopyFrom(bbox)
+        found: list[str] = []
+        pages = empty = 0
+        token = current_grant.set(READER)
+        try:
+            while True:
+                store.lists = 0
+                page = await bounded.SearchObjects(request, None)  # type: ignore[arg-type]
+                pages += 1
+                empty += not page.objects
+                # The budget, plus what one step may start before the page can end: the
+                # sources (one LIST per bucket) and one look-ahead LIST per merged stream
+                # of one prefix (two buckets and three kinds of span entries).
+                assert store.lists <= lists + 2 + 5, store.lists
+                found += [o.metadata.id for o in page.objects]
+                if not page.next_page_token:
+                    break
+                request = pb.SearchObjectsRequest(
+                    data_type=DATA_TYPE, page_size=1000, page_token=page.next_page_token
+                )
+                if bbox is not None:
+                    request.bbox.CopyFrom(bbox)
+        finally:
+            current_grant.reset(token)
+        assert found == expected
+        # Pages ended before the window was listed, and some found nothing yet but still moved on.
+        assert pages > 1 and empty >= 1
