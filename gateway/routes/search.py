@@ -58,8 +58,9 @@ def _bbox(raw: str) -> md.BoundingBox:
     description=(
         "Lists objects newest hour first, answered from the storage naming scheme. `until` defaults to "
         "now and `since` to 24 hours before `until`; the range may span at most 31 days. RESTRICTED "
-        "objects are left out for keys that may not read them, so a page can hold fewer than "
-        "`page_size` objects while `next_page_token` is set."
+        "objects are left out for keys that may not read them, and a page does a bounded amount of "
+        "listing work, so a page can hold fewer than `page_size` objects, even none, while "
+        "`next_page_token` is set: follow it until there is none."
     ),
     response_model=SearchPage,
     responses={

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon.cli.rest import CliError, Gateway, problem_text
+from pantheon.storage.search import DEFAULT_PAGE_SIZE
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -31,7 +32,9 @@ def run_search(args: argparse.Namespace) -> int:
                 shown += 1
                 print(json.dumps(found, sort_keys=True) if args.json else _line(found))
             token = page.get("next_page_token")
-            if not token or not args.all:
+            # A page may be short, even empty, and not the last (bounded
+            # listing work per page): without --all, go on until a page's worth.
+            if not token or (not args.all and shown >= (args.page_size or DEFAULT_PAGE_SIZE)):
                 break
             params["page_token"] = token
     finally:
@@ -87,7 +90,11 @@ def add_parsers(commands: Any) -> None:
     search.add_argument("--since", help="observed at or after (RFC 3339)")
     search.add_argument("--until", help="observed before (RFC 3339)")
     search.add_argument("--bbox", help="minLon,minLat,maxLon,maxLat")
-    search.add_argument("--page-size", type=int)
+    search.add_argument(
+        "--page-size",
+        type=int,
+        help=f"results a page (default {DEFAULT_PAGE_SIZE}); without --all, one page's worth is shown",
+    )
     search.add_argument("--all", action="store_true", help="follow every page")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(run=run_search)
