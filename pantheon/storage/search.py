@@ -16,7 +16,9 @@ its restricted twin (pantheon.storage.buckets): sources are listed in both,
 and the keys under each prefix are merged in key order, so pages and tokens
 are the same as over one bucket (keys embed a ULID, so no key is in both).
 
-A page's listing work is bounded: after LISTS_PER_PAGE LIST calls it ends,
+A search with a small box lists only the geohash cells the box overlaps
+under each hour (keys are `<hour>/<cell>/<name>`). A page's listing work is
+bounded: after LISTS_PER_PAGE LIST calls it ends,
 with whatever it found so far (perhaps nothing) and a page token that
 resumes after the last key it listed, or at the next prefix; a client that
 follows tokens always makes progress, however sparse the matches in a
@@ -66,6 +68,10 @@ from pantheon.storage.spans import (
 DEFAULT_PAGE_SIZE = 100
 #: LIST calls a page may make before it ends with a continuation token.
 LISTS_PER_PAGE = 64
+#: A box that overlaps at most this many geohash cells (of the five
+#: characters in a key's name) lists those cells under each hour, not the
+#: whole hour; past it the whole hour is one listing, cheaper than many.
+CELLS_PER_HOUR = 8
 _SECOND_NS = 10**9
 
 #: What the listing streams yield: a key and whether it may match (False: a
@@ -160,6 +166,7 @@ class Searcher:
     ) -> None:
         self._tokens = tokens
         self._budget = _Budget(lists_per_page)
+        self._cells: list[str] | None = None
         self._store = store
         self._index = index
         # The domain's bucket, and its restricted twin only when the caller
@@ -238,7 +245,8 @@ class Searcher:
         self, bucket: str, prefix: str, start_after: str, req: pb.SearchObjectsRequest, window: _Window
     ) -> AsyncGenerator[Listed, None]:
         """Object keys under `prefix` in `bucket`, in key order, and whether their name allows a match."""
-        async for key in self._listed(bucket, prefix, start_after):
+        listing = self._listed if self._cells is None else self._listed_in_cells
+        async for key in listing(bucket, prefix, start_after):
             try:
                 parsed = parse_key(key)
             except ValueError:
@@ -291,6 +299,20 @@ class Searcher:
         for key in sorted(found):
             yield key, True
 
+    async def _listed_in_cells(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
+        """The keys under `prefix` in the box's cells only (`<hour>/<cell>/`), in key order."""
+        assert self._cells is not None
+        for cell in self._cells:  # sorted, as the keys are
+            under = f"{prefix}{cell}/"
+            if start_after.startswith(under):
+                since = start_after
+            elif start_after > under:
+                continue  # the page before listed past this cell
+            else:
+                since = ""
+            async for key in self._listed(bucket, under, since):
+                yield key
+
     async def _listed(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
         while True:
             self._budget.spend()
@@ -303,6 +325,16 @@ class Searcher:
 
     async def search(self, req: pb.SearchObjectsRequest) -> pb.SearchObjectsResponse:
         after, before, last_key = self._tokens.window_and_resume(req)
+        if req.HasField("bbox"):
+            box = req.bbox
+            self._cells = geohash.cells_covering(
+                box.min_latitude,
+                box.min_longitude,
+                box.max_latitude,
+                box.max_longitude,
+                5,
+                limit=CELLS_PER_HOUR,
+            )
         window = _Window(ns(after), ns(before))
         size = req.page_size or DEFAULT_PAGE_SIZE
         response = pb.SearchObjectsResponse()

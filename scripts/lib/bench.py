@@ -4,9 +4,11 @@ Each scenario measures Pantheon's path and the raw backend doing the same
 work on the same machine, back to back, and reports the ratio: absolute
 numbers drift on a shared machine, ratios much less. Paths: the gRPC
 services and the REST gateway, against one minio-py PUT (objects) and raw
-confluent-kafka produce plus one PUT per batch (records); plus the latency
-of single small REST ingests at a fixed rate. Peak RSS of the services and
-the gateway is read from /proc (VmHWM, reset before the run).
+confluent-kafka produce plus one PUT per batch (records); small objects from
+16 and 64 concurrent clients (REST and gRPC) against as many threads of raw
+SSE PUTs; plus the latency of single small REST ingests at a fixed rate,
+beside raw small PUTs at the same rate. Peak RSS of the services and the
+gateway is read from /proc (VmHWM, reset before the run).
 """
 
 from __future__ import annotations
@@ -239,6 +241,92 @@ class Bench:
             producer.flush(60)
         return time.perf_counter() - started
 
+    # -- small objects from many clients at once ------------------------------
+
+    async def small_concurrent(self, clients: int, count: int) -> list[Scenario]:
+        """`count` small objects from `clients` concurrent clients: REST, gRPC, and raw SSE PUTs
+        from as many threads (each with its own connection)."""
+        per_client = max(1, count // clients)
+        total = per_client * clients
+
+        def rest_client(c: int) -> None:
+            with self.rest() as client:
+                for i in range(per_client):
+                    while True:
+                        response = client.post(
+                            "/v1/objects",
+                            params={
+                                "data_type": "sensor.air_quality",
+                                "lat": 48.2,
+                                "lon": 16.37,
+                                "observed_at": _rfc3339(datetime.now(UTC) - timedelta(seconds=1)),
+                                "entity_id": f"bench-{c}",
+                            },
+                            content=b'{"pm10": %d}' % i,
+                            headers={"Content-Type": "application/json"},
+                        )
+                        if response.status_code != 429:  # the key's rate limit: wait as told
+                            break
+                        time.sleep(float(response.headers.get("Retry-After", "1")))
+                    response.raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(rest_client, range(clients)))
+        rest_s = time.perf_counter() - started
+
+        channel = secure_channel(
+            self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
+        )
+
+        async def grpc_client(stub: pb_grpc.IngestionServiceStub, c: int) -> None:
+            for i in range(per_client):
+                meta = md.Metadata(
+                    data_type="sensor.air_quality",
+                    source="demo-city",
+                    entity_id=f"bench-{c}",
+                    location=md.GeoPoint(latitude=48.2, longitude=16.37),
+                )
+                meta.observed_at.FromDatetime(datetime.now(UTC) - timedelta(seconds=1))
+                header = pb.ObjectHeader(metadata=meta, declared_media_type="application/json")
+                stream = [
+                    pb.IngestObjectRequest(header=header),
+                    pb.IngestObjectRequest(chunk=b'{"pm10": %d}' % i),
+                ]
+                await stub.IngestObject(iter(stream), timeout=60)
+
+        async with channel:
+            stub = pb_grpc.IngestionServiceStub(channel)
+            started = time.perf_counter()
+            await asyncio.gather(*(grpc_client(stub, c) for c in range(clients)))
+            grpc_s = time.perf_counter() - started
+
+        raw_client = Minio(
+            self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
+            access_key=self.env["PANTHEON_S3_ACCESS_KEY"],
+            secret_key=self.env["PANTHEON_S3_SECRET_KEY"],
+            secure=True,
+            http_client=urllib3.PoolManager(
+                ssl_context=ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"]), maxsize=clients
+            ),
+        )
+
+        def raw_client_puts(c: int) -> None:
+            for i in range(per_client):
+                data = b'{"pm10": %d}' % i
+                raw_client.put_object(
+                    "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
+                )
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(raw_client_puts, range(clients)))
+        raw = total / (time.perf_counter() - started)
+        return [
+            _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw),
+            _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw),
+        ]
+
     # -- small-object latency at a fixed rate ---------------------------------
 
     def small_latency(self, count: int, rate_per_s: float) -> dict[str, dict[str, float]]:
@@ -349,6 +437,9 @@ async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -
         scenarios += await bench.large_object((64 if quick else 256) * MiB)
     if only in (None, "records"):
         scenarios += await bench.record_batches(3 if quick else 20, 1000)
+    if only in (None, "concurrency"):
+        for clients in (16, 64):
+            scenarios += await bench.small_concurrent(clients, (128 if quick else 512))
     if only in (None, "latency"):
         latency = await asyncio.to_thread(bench.small_latency, 100 if quick else 500, rate_per_s)
     return {
@@ -363,7 +454,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--only", choices=["object", "records", "latency"], help="run one scenario")
+    parser.add_argument(
+        "--only", choices=["object", "records", "concurrency", "latency"], help="run one scenario"
+    )
     parser.add_argument(
         "--rate", type=float, default=100.0, help="small ingests a second in the latency run (default 100)"
     )

@@ -26,6 +26,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.ingest import records
+from pantheon.metadata import geohash
 from pantheon.metadata.naming import parse_key
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import Grant, Rule, current_grant
@@ -467,16 +468,40 @@ async def test_pages_stay_stable_while_new_data_arrives(page_size: int) -> None:
 # -- bounded listing work per page -----------------------------------------------------------------
 
 
+def _cells(box: md.BoundingBox) -> list[str]:
+    cells = geohash.cells_covering(
+        box.min_latitude, box.min_longitude, box.max_latitude, box.max_longitude, 5
+    )
+    assert cells is not None
+    return cells
+
+
 class CountedPages(SmallPages):
     """SmallPages that counts LIST calls."""
 
     lists = 0
+    prefixes: tuple[str, ...] = ()
 
     async def list(
         self, bucket: str, prefix: str, *, delimiter: str = "", start_after: str = "", limit: int = 1000
     ) -> Listing:
         self.lists += 1
+        if bucket != INDEX_BUCKET:
+            self.prefixes = (*self.prefixes, prefix)
         return await super().list(bucket, prefix, delimiter=delimiter, start_after=start_after, limit=limit)
+
+
+async def test_a_small_box_lists_only_its_cells_under_each_hour() -> None:
+    store = CountedPages()
+    servicer = StorageServicer(store, PageTokens(b"k" * KEY_BYTES))
+    near = [await _object(servicer, "ab", T0 + timedelta(minutes=m), where=LINZ) for m in (1, 2)]
+    await _object(servicer, "ab", T0 + timedelta(minutes=3), where=VIENNA)
+    store.prefixes = ()
+    found = await _search(servicer, T0, T0 + timedelta(hours=1), source="ab", bbox=_box(LINZ))
+    assert set(found.ids) == set(near)
+    listed = [p for p in store.prefixes if p.count("/") == 8]  # <hour>/<cell>/
+    assert listed and {p.split("/")[7] for p in listed} <= set(_cells(_box(LINZ)))
+    assert not [p for p in store.prefixes if p.count("/") == 7]  # never the whole hour
 
 
 @pytest.mark.parametrize("lists", [1, 2, 5, 13])
@@ -516,9 +541,11 @@ async def test_a_page_ends_after_its_listing_budget_and_following_tokens_finds_e
                 pages += 1
                 empty += not page.objects
                 # The budget, plus what one step may start before the page can end: the
-                # sources (one LIST per bucket) and one look-ahead LIST per merged stream
-                # of one prefix (two buckets and three kinds of span entries).
-                assert store.lists <= lists + 2 + 5, store.lists
+                # sources (one LIST per bucket), one look-ahead LIST per merged stream
+                # of one prefix (two buckets and three kinds of span entries), and with
+                # a box the box's empty cells of the hour in each bucket.
+                cells = 0 if bbox is None else len(_cells(bbox))
+                assert store.lists <= lists + 2 + 5 + 2 * cells, store.lists
                 found += [o.metadata.id for o in page.objects]
                 if not page.next_page_token:
                     break
