@@ -107,6 +107,11 @@ _OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", json.dumps(service_config())),
+    # round_robin reconnects to a replica that went away by itself, with a
+    # backoff that grows to 2 minutes by default; capped at a second, a
+    # replica that is back takes calls again within a second.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 

@@ -120,9 +120,22 @@ class PrivateStack:
             raise RuntimeError(f"scripts/stack {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
     def up(self, extra: dict[str, str] | None = None) -> None:
-        """Start whatever is not running (with `extra` settings for what starts now)."""
+        """Start whatever is not running (with `extra` settings for what starts now), then
+        wait until the REST edge is ready: the gateways reach restarted services within
+        their reconnect backoff (a second), and a scenario's next request must find them."""
         self.run("up", extra=extra)
         self.env = {**self.base_env, **environment(self.settings())}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with httpx.Client(verify=self.tls(), timeout=5) as client:
+                    if client.get(f"{self.url}/readyz").status_code == 200:
+                        return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the REST edge did not become ready within 60 s of `up`")
+            time.sleep(0.2)
 
     def settings(self) -> Settings:
         """The stack's settings (its ports and nodes), read from its own environment."""
