@@ -33,12 +33,15 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
         "rest_object_64MiB",
         "grpc_records_1000_per_batch",
         "rest_records_1000_per_batch",
+        "rest_small_x16",
+        "grpc_small_x16",
+        "rest_small_x64",
+        "grpc_small_x64",
     }
     for s in result["scenarios"]:
         assert set(s) == {"name", "unit", "throughput", "raw_throughput", "ratio"}
         assert s["throughput"] > 0 and s["raw_throughput"] > 0
         assert s["ratio"] == pytest.approx(s["throughput"] / s["raw_throughput"], rel=0.02)
-    assert (
-        result["latency_ms"]["rest_small_object"]["p99"] >= result["latency_ms"]["rest_small_object"]["p50"]
-    )
+    for latency in ("rest_small_object", "raw_small_put"):
+        assert result["latency_ms"][latency]["p99"] >= result["latency_ms"][latency]["p50"]
     assert set(result["peak_rss_mib"]) == {"services", "gateway"}

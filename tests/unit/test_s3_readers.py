@@ -210,19 +210,21 @@ async def test_a_search_without_the_grant_never_lists_the_restricted_bucket(
 async def test_merged_streams_come_out_in_key_order_and_are_closed() -> None:
     closed: list[str] = []
 
-    async def stream(name: str, keys: list[str]) -> AsyncIterator[str]:
+    async def stream(name: str, keys: list[str]) -> AsyncIterator[tuple[str, bool]]:
         try:
             for key in keys:
-                yield key
+                yield key, key != "k4"  # whether it may match travels with the key
         finally:
             closed.append(name)
 
     streams = [stream("a", ["k1", "k4", "k5"]), stream("b", ["k2", "k3", "k6", "k7"]), stream("c", [])]
-    assert [k async for k in search._merged(streams)] == ["k1", "k2", "k3", "k4", "k5", "k6", "k7"]
+    merged = [item async for item in search._merged(streams)]  # type: ignore[arg-type]
+    assert [k for k, _ in merged] == ["k1", "k2", "k3", "k4", "k5", "k6", "k7"]
+    assert [k for k, candidate in merged if not candidate] == ["k4"]
     assert sorted(closed) == ["a", "b", "c"]
     closed.clear()
-    early = search._merged([stream("a", ["k1", "k3"]), stream("b", ["k2"])])
-    assert await anext(early) == "k1"
+    early = search._merged([stream("a", ["k1", "k3"]), stream("b", ["k2"])])  # type: ignore[list-item]
+    assert await anext(early) == ("k1", True)
     await early.aclose()  # type: ignore[attr-defined]
     assert sorted(closed) == ["a", "b"]
 
