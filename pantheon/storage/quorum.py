@@ -3,23 +3,22 @@
 A distributed MinIO that has lost its write quorum (two of four nodes away)
 refuses writes with 503 once it notices, but for the first seconds, and for
 conditional writes that wait on locks, a PUT may hang until the client's
-read timeout. Callers deserve a fast, retryable refusal instead: the store
-asks `GET /minio/health/cluster` (no credentials; 200 with write quorum, 503
-without) in the background, at most once a second while writes come, and
+read timeout. Callers deserve a fast, retryable refusal instead: from the
+first write on, the store asks `GET /minio/health/cluster` (no credentials;
+200 with write quorum, 503 without) once a second in the background, and
 refuses writes at once with UNAVAILABLE while the last answer was no. A
 write never waits for the question: it goes by the last answer, so a slow
 or hung probe (its own thread and connection) delays nobody. Reads are not
 gated: a cluster without write quorum still serves them.
 
 A store that answers anything else (AWS S3, a balancer's error page) keeps
-the last answer, writable at first, and is asked again only once a minute.
+the last answer, writable at first, and is asked only once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import urllib3
@@ -29,41 +28,39 @@ from pantheon.errors import Unavailable
 log = logging.getLogger(__name__)
 
 CLUSTER_HEALTH = "/minio/health/cluster"
-#: How old the last answer may be before a write asks again.
+#: How often the store is asked.
 FRESH_S = 1.0
 #: The same for a store that does not answer the question.
 UNKNOWN_S = 60.0
 
 
 class WriteQuorum:
-    """The last answer to "may I write?", refreshed in the background through `fetch`."""
+    """The last answer to "may I write?", kept current by a background watch through `fetch`."""
 
-    def __init__(
-        self,
-        fetch: Callable[[], Awaitable[int | None]],
-        fresh_s: float = FRESH_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, fetch: Callable[[], Awaitable[int | None]], fresh_s: float = FRESH_S) -> None:
         self._fetch = fetch
         self._fresh_s = fresh_s
-        self._clock = clock
-        self._asked = float("-inf")
         self._writable = True
         self._known = True
-        self._refreshing: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     def require(self) -> None:
         """Return if writes may go ahead; raise Unavailable (retryable) if the cluster last said no.
 
-        Must be called on the event loop: a stale answer starts a refresh there.
+        Must be called on the event loop: the first call starts the watch there.
         """
-        interval = self._fresh_s if self._known else UNKNOWN_S
-        idle = self._refreshing is None or self._refreshing.done()
-        if idle and self._clock() - self._asked >= interval:
-            self._asked = self._clock()
-            self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(self._watching())
         if not self._writable:
             raise Unavailable("the object store has no write quorum, retry later", reason="store_degraded")
+
+    async def _watching(self) -> None:
+        # Asked on a clock, not when writes come: writes that hang on a
+        # cluster that just lost its quorum would otherwise keep the next
+        # question from being asked.
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._fresh_s if self._known else UNKNOWN_S)
 
     async def refresh(self) -> None:
         """Ask once and remember the answer."""
