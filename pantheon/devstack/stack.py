@@ -9,11 +9,12 @@ import shlex
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from pantheon.devstack import (
     gateway,
@@ -38,7 +39,7 @@ from pantheon.devstack.credentials import (
 )
 from pantheon.devstack.files import tail, write_atomic
 from pantheon.devstack.paths import StackPaths
-from pantheon.devstack.settings import HOST, Replica, Settings, recorded_profile
+from pantheon.devstack.settings import HOST, KafkaNode, MinioNode, Replica, Settings, recorded_profile
 from pantheon.events.topics import (
     DATA_STORED,
     DEAD_LETTER,
@@ -90,13 +91,27 @@ def _require_free(*ports: int) -> None:
         )
 
 
+Node = TypeVar("Node", KafkaNode, MinioNode, Replica)
+
+
+def _not_running(
+    p: StackPaths, nodes: Sequence[Node], running_pid: Callable[[StackPaths, Node], int | None]
+) -> list[Node]:
+    """The nodes that are not running; those that are are named in the log."""
+    down = []
+    for node in nodes:
+        pid = running_pid(p, node)
+        if pid is None:
+            down.append(node)
+        else:
+            log.info("%s already running (pid %d)", node.name, pid)
+    return down
+
+
 def _start_kafka(s: Settings, creds: Credentials, certs: CertFiles) -> None:
     """Format and start every Kafka node that is not running."""
     p = s.paths
-    down_nodes = [n for n in s.kafka_nodes if kafka.running_pid(p, n) is None]
-    for node in s.kafka_nodes:
-        if node not in down_nodes:
-            log.info("%s already running (pid %s)", node.name, kafka.running_pid(p, node))
+    down_nodes = _not_running(p, s.kafka_nodes, kafka.running_pid)
     if not down_nodes:
         return
     _require_free(*(port for n in down_nodes for port in (n.port, n.controller_port)))
@@ -133,10 +148,7 @@ def _start_kafka(s: Settings, creds: Credentials, certs: CertFiles) -> None:
 def _start_minio(s: Settings, creds: Credentials, certs: CertFiles) -> None:
     """Start every MinIO node that is not running."""
     p = s.paths
-    down_nodes = [n for n in s.minio_nodes if minio.running_pid(p, n) is None]
-    for node in s.minio_nodes:
-        if node not in down_nodes:
-            log.info("%s already running (pid %s)", node.name, minio.running_pid(p, node))
+    down_nodes = _not_running(p, s.minio_nodes, minio.running_pid)
     if not down_nodes:
         return
     _require_free(*(port for n in down_nodes for port in (n.port, n.console_port)))
@@ -303,11 +315,7 @@ def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
     p = s.paths
     env = _server_env(s, mesh.INGEST)
     started = []
-    for replica in s.service_replicas:
-        pid = services.running_pid(p, replica)
-        if pid is not None:
-            log.info("%s already running (pid %d)", replica.name, pid)
-            continue
+    for replica in _not_running(p, s.service_replicas, services.running_pid):
         _require_free(replica.port, replica.metrics_port)
         started.append((replica, services.start(p, replica, env)))
     for replica, pid in started:
@@ -331,11 +339,7 @@ def _start_gateways(s: Settings, creds: Credentials, certs: CertFiles, timeout: 
     # Each replica enforces its share of the rate limits (gateway/settings.py).
     env = {**_server_env(s, mesh.GATEWAY), "PANTHEON_GATEWAY_REPLICAS": str(len(s.gateway_replicas))}
     started = []
-    for replica in s.gateway_replicas:
-        pid = gateway.running_pid(p, replica)
-        if pid is not None:
-            log.info("%s already running (pid %d)", replica.name, pid)
-            continue
+    for replica in _not_running(p, s.gateway_replicas, gateway.running_pid):
         _require_free(replica.port)
         started.append((replica, gateway.start(p, replica, env)))
     for replica, pid in started:

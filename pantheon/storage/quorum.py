@@ -37,9 +37,15 @@ UNKNOWN_S = 60.0
 class WriteQuorum:
     """The last answer to "may I write?", kept current by a background watch through `fetch`."""
 
-    def __init__(self, fetch: Callable[[], Awaitable[int | None]], fresh_s: float = FRESH_S) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[int | None]],
+        fresh_s: float = FRESH_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._fetch = fetch
         self._fresh_s = fresh_s
+        self._sleep = sleep
         self._writable = True
         self._known = True
         self._watch: asyncio.Task[None] | None = None
@@ -60,7 +66,7 @@ class WriteQuorum:
         # question from being asked.
         while True:
             await self.refresh()
-            await asyncio.sleep(self._fresh_s if self._known else UNKNOWN_S)
+            await self._sleep(self._fresh_s if self._known else UNKNOWN_S)
 
     async def refresh(self) -> None:
         """Ask once and remember the answer."""

@@ -253,18 +253,7 @@ class Bench:
             with self.rest() as client:
                 for i in range(per_client):
                     while True:
-                        response = client.post(
-                            "/v1/objects",
-                            params={
-                                "data_type": "sensor.air_quality",
-                                "lat": 48.2,
-                                "lon": 16.37,
-                                "observed_at": _rfc3339(datetime.now(UTC) - timedelta(seconds=1)),
-                                "entity_id": f"bench-{c}",
-                            },
-                            content=b'{"pm10": %d}' % i,
-                            headers={"Content-Type": "application/json"},
-                        )
+                        response = _small_ingest(client, f"bench-{c}", i)
                         if response.status_code != 429:  # the key's rate limit: wait as told
                             break
                         time.sleep(float(response.headers.get("Retry-After", "1")))
@@ -335,19 +324,7 @@ class Bench:
         with self.rest() as client:
 
             def ingest(i: int) -> None:
-                response = client.post(
-                    "/v1/objects",
-                    params={
-                        "data_type": "sensor.air_quality",
-                        "lat": 48.2,
-                        "lon": 16.37,
-                        "observed_at": _rfc3339(datetime.now(UTC) - timedelta(seconds=1)),
-                        "entity_id": f"bench-{i % 20}",
-                    },
-                    content=b'{"pm10": %d}' % i,
-                    headers={"Content-Type": "application/json"},
-                )
-                response.raise_for_status()
+                _small_ingest(client, f"bench-{i % 20}", i).raise_for_status()
 
             pantheon = _open_loop(count, rate_per_s, ingest)
 
@@ -358,6 +335,22 @@ class Bench:
             )
 
         return {"rest_small_object": pantheon, "raw_small_put": _open_loop(count, rate_per_s, put)}
+
+
+def _small_ingest(client: httpx.Client, entity: str, n: int) -> httpx.Response:
+    """One small JSON document through the REST edge."""
+    return client.post(
+        "/v1/objects",
+        params={
+            "data_type": "sensor.air_quality",
+            "lat": 48.2,
+            "lon": 16.37,
+            "observed_at": _rfc3339(datetime.now(UTC) - timedelta(seconds=1)),
+            "entity_id": entity,
+        },
+        content=b'{"pm10": %d}' % n,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> dict[str, float]:

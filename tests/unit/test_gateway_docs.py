@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.docs import ASSETS, ASSETS_PATH, asset_file
+from gateway.docs import ASSETS, ASSETS_PATH, _inline_scripts, asset_file
 from tests.unit.test_gateway_app import keys, settings
 
 BASE_URL = "https://gateway.test"
@@ -97,3 +97,11 @@ async def test_only_swagger_ui_is_served_and_unknown_assets_are_404(client: http
         assert response.headers["content-type"] == "application/problem+json"
     spec = (await client.get("/openapi.json")).json()
     assert not [path for path in spec["paths"] if path.startswith("/docs")]
+
+
+def test_inline_scripts_are_found_in_one_pass_even_in_a_hostile_page() -> None:
+    page = "<p><script>one()</script><script>\ntwo()\n</script></p>"
+    assert _inline_scripts(page) == ["one()", "\ntwo()\n"]
+    # 100 KB of unclosed tags: a lazy `<script>(.*?)</script>` would rescan to the end from each.
+    assert _inline_scripts("<script>" * 12_500) == []
+    assert _inline_scripts("<script>a</script>" + "<script>" * 12_500) == ["a"]

@@ -57,3 +57,5 @@ def test_a_hostile_100_kb_input_is_answered(name: str, pattern: re.Pattern[str] 
         subject = text.encode("latin-1") if isinstance(pattern.pattern, bytes) else text
         assert pattern.fullmatch(subject) is None, name  # type: ignore[arg-type]
         pattern.match(subject)  # type: ignore[arg-type]
+        # Some are used to search (jpeg.py's fill bytes): every start position is tried.
+        pattern.search(subject)  # type: ignore[arg-type]

@@ -1,4 +1,8 @@
-"""Writes are refused at once, retryably, while MinIO reports no write quorum (pantheon/storage/quorum.py)."""
+"""Writes are refused at once, retryably, while MinIO reports no write quorum (pantheon/storage/quorum.py).
+
+The watch's clock is the test's: each `tick` ends one of its waits, so the
+questions asked are counted exactly, whatever the machine's speed.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from pantheon.errors import Unavailable
-from pantheon.storage import quorum as quorum_module
-from pantheon.storage.quorum import WriteQuorum
-
-TICK = 0.01
+from pantheon.storage.quorum import FRESH_S, UNKNOWN_S, WriteQuorum
 
 
 class Cluster:
@@ -29,6 +30,28 @@ class Cluster:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
+class Clock:
+    """The watch's waits: each ends when the test ticks; records how long each was."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._ticks: asyncio.Queue[None] = asyncio.Queue()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await self._ticks.get()
+
+    async def tick(self) -> None:
+        self._ticks.put_nowait(None)
+        await settled()
+
+
+async def settled() -> None:
+    """Let the watch run until it waits again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 @pytest.fixture
 def watched() -> Iterator[list[WriteQuorum]]:
     """Gates made in a test, their watches cancelled after it."""
@@ -39,69 +62,68 @@ def watched() -> Iterator[list[WriteQuorum]]:
             gate._watch.cancel()
 
 
-def gate(cluster: Cluster, made: list[WriteQuorum]) -> WriteQuorum:
-    made.append(WriteQuorum(cluster.fetch, fresh_s=TICK))
+def gate(cluster: Cluster, clock: Clock, made: list[WriteQuorum]) -> WriteQuorum:
+    made.append(WriteQuorum(cluster.fetch, sleep=clock.sleep))
     return made[-1]
 
 
-async def ticks(n: int) -> None:
-    await asyncio.sleep(TICK * n + TICK / 2)
-
-
-async def test_the_first_write_starts_a_watch_that_asks_on_a_clock_not_per_write(
+async def test_the_first_write_starts_a_watch_that_asks_once_a_tick_not_per_write(
     watched: list[WriteQuorum],
 ) -> None:
-    cluster = Cluster(200)
-    quorum = gate(cluster, watched)
-    assert cluster.asked == 0  # nothing asked before the first write
+    cluster, clock = Cluster(200), Clock()
+    quorum = gate(cluster, clock, watched)
+    await settled()
+    assert cluster.asked == 0  # nothing is asked before the first write
     for _ in range(50):
         quorum.require()
-    await ticks(3)
-    assert 2 <= cluster.asked <= 6  # about one question a tick, whatever the writes
+    await settled()
+    assert cluster.asked == 1
+    await clock.tick()
+    await clock.tick()
+    assert cluster.asked == 3
+    assert clock.waits[0] == FRESH_S
 
 
 @pytest.mark.parametrize("answer", [503, None], ids=["no write quorum", "unreachable"])
 async def test_without_quorum_writes_are_refused_at_once_until_it_returns(
     answer: int | None, watched: list[WriteQuorum]
 ) -> None:
-    cluster = Cluster(200, answer, answer, answer)
-    quorum = gate(cluster, watched)
-    quorum.require()  # writable: the cluster said so
-    await ticks(1)
-    with pytest.raises(Unavailable) as refused:
-        quorum.require()
-    assert refused.value.reason == "store_degraded" and refused.value.retry_after_s > 0
+    cluster, clock = Cluster(answer), Clock()
+    quorum = gate(cluster, clock, watched)
+    quorum.require()  # no answer yet: the write goes ahead, the watch starts
+    await settled()
+    for _ in range(3):
+        with pytest.raises(Unavailable) as refused:
+            quorum.require()
+        assert refused.value.reason == "store_degraded" and refused.value.retry_after_s > 0
     cluster.answers = [200]
-    await ticks(2)
+    await clock.tick()
     quorum.require()
 
 
 async def test_a_hung_question_delays_no_write_and_is_not_asked_twice(watched: list[WriteQuorum]) -> None:
-    cluster = Cluster(200)
+    cluster, clock = Cluster(200), Clock()
     cluster.release.clear()  # the probe hangs
-    quorum = gate(cluster, watched)
+    quorum = gate(cluster, clock, watched)
     for _ in range(3):
-        quorum.require()
-        await ticks(2)
-    assert cluster.asked == 1
+        quorum.require()  # goes ahead at once
+        await settled()
+    assert cluster.asked == 1 and clock.waits == []
     cluster.release.set()
-    await ticks(2)
-    assert cluster.asked >= 2
+    await settled()
+    assert clock.waits == [FRESH_S]
 
 
 @pytest.mark.parametrize("status", [404, 403, 502])
 async def test_a_store_that_does_not_answer_the_question_keeps_the_last_answer_and_is_asked_rarely(
-    status: int, watched: list[WriteQuorum], monkeypatch: pytest.MonkeyPatch
+    status: int, watched: list[WriteQuorum]
 ) -> None:
-    monkeypatch.setattr(quorum_module, "UNKNOWN_S", TICK * 20)
-    cluster = Cluster(503, status)
-    quorum = gate(cluster, watched)
-    quorum.require()  # no answer yet: the write goes ahead, the watch starts
-    await ticks(3)
+    cluster, clock = Cluster(503, status), Clock()
+    quorum = gate(cluster, clock, watched)
+    quorum.require()
+    await clock.tick()
     # A balancer's error page does not open the gate ...
     with pytest.raises(Unavailable):
         quorum.require()
-    # ... and such a store is asked only every UNKNOWN_S.
-    asked = cluster.asked
-    await ticks(5)
-    assert cluster.asked == asked
+    # ... and such a store is asked again only after UNKNOWN_S.
+    assert clock.waits == [FRESH_S, UNKNOWN_S]
