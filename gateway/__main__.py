@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=False,
+        loop="uvloop",  # as the services: less CPU per request than asyncio's loop
         http=guarded_protocol(settings.header_timeout_s, settings.max_header_bytes),
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout_s,

@@ -112,6 +112,7 @@ class Running:
     health: health.aio.HealthServicer | None = None
     watcher: asyncio.Task[None] | None = None
     reconciling: asyncio.Task[None] | None = None
+    storage: StorageServicer | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.watcher is not None:
@@ -125,6 +126,8 @@ class Running:
             # stop taking calls, so that a rolling restart refuses none.
             await asyncio.sleep(min(DRAIN_S, grace_s))
         await self.server.stop(grace_s)
+        if self.storage is not None:
+            await self.storage.close()
         for channel in self.channels:
             await channel.close()
         if isinstance(self.publisher, KafkaPublisher):
@@ -185,7 +188,7 @@ async def create_server(
     running = Running(server, port)
 
     tokens = PageTokens(settings.page_token_key or new_key())
-    storage_servicer = StorageServicer(store or S3ObjectStore(settings.s3), tokens)
+    storage_servicer = running.storage = StorageServicer(store or S3ObjectStore(settings.s3), tokens)
     storage_service_pb2_grpc.add_StorageServiceServicer_to_server(storage_servicer, server)
 
     storage: storage_service_pb2_grpc.StorageServiceAsyncStub

@@ -53,6 +53,7 @@ from pantheon.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.object_store import ObjectStore, PreconditionFailed
 from pantheon.storage.spans import SPAN_END, batch_span, hour_of, position, span_entries
+from pantheon.storage.sweeper import Sweeper
 
 #: Span entries written at once.
 _SPAN_WRITES = 32
@@ -101,6 +102,7 @@ class Index:
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
+        self._sweeper = Sweeper(store, INDEX_BUCKET)
 
     async def put_object_info(self, info: pb.StatObjectResponse) -> None:
         """Bind an id to its object, once: `ids/<id>` is create-only.
@@ -178,6 +180,14 @@ class Index:
 
     async def drop_pending(self, object_id: str) -> None:
         await self._store.delete(INDEX_BUCKET, _pending_key(object_id))
+
+    def drop_pending_soon(self, object_id: str) -> None:
+        """Remove a committed object's marker a moment later, with others (sweeper.py)."""
+        self._sweeper.remove(_pending_key(object_id))
+
+    async def sweep(self) -> None:
+        """Remove the markers queued by `drop_pending_soon` now."""
+        await self._sweeper.flush()
 
     async def pending_markers(
         self, written_before: datetime, start_after: str, limit: int

@@ -11,7 +11,7 @@ in-memory store (tests/unit/fakes.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -116,6 +116,10 @@ class ObjectStore(Protocol):
 
     async def delete(self, bucket: str, key: str) -> None:
         """Remove an object (a no-op when it is gone)."""
+        ...
+
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """Remove up to 1000 objects in one request (those gone are no-ops)."""
         ...
 
 

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import urllib3
 from minio import Minio
 from minio.datatypes import Part
+from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from tenacity import (
     AsyncRetrying,
@@ -348,6 +349,18 @@ class S3ObjectStore:
         self._quorum.require()
         # Idempotent (S3 answers a missing key with 204), so retried like a read.
         await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
+
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        self._quorum.require()
+
+        def delete() -> None:
+            # The answer lists only the keys that failed (a missing key is not one).
+            for error in self._client.remove_objects(bucket, [DeleteObject(key) for key in keys]):
+                no_response: Any = None  # the request as a whole was answered
+                raise S3Error(no_response, error.code, error.message, error.name, None, None, bucket)
+
+        # Idempotent, so retried like a read.
+        await self._read(f"delete {len(keys)} objects from {bucket}", delete)
 
 
 def _probe(endpoint: str, context: ssl.SSLContext) -> Callable[[], Awaitable[int | None]]:

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -107,8 +107,6 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self._tokens = tokens
         #: LIST calls a search page may make (search.py).
         self._search_lists = search_lists
-        #: Marker removals in flight (a reference keeps each task alive).
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def PutObject(
         self, request_iterator: AsyncIterator[pb.PutObjectRequest], context: Context
@@ -176,7 +174,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             etag=stored.etag,
         )
         metrics.STORED_BYTES.labels(bucket).inc(stored.size)
-        log.info("stored %s/%s (%d bytes), not yet visible", bucket, key, stored.size)
+        log.debug("stored %s/%s (%d bytes), not yet visible", bucket, key, stored.size)
         return pb.PutObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
 
     async def _forget_unstored(self, object_id: str, bucket: str, key: str) -> None:
@@ -236,21 +234,14 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                 "the object reference does not match its metadata", reason="reference_mismatch"
             )
         await self._index.put_object_info(info)
-        # Off the caller's path: a marker left behind is removed by the
-        # reconciler, which finds its object visible.
-        self._background(self._index.drop_pending(meta.id))
+        # Off the caller's path, with others: a marker left behind is removed
+        # by the reconciler, which finds its object visible.
+        self._index.drop_pending_soon(meta.id)
         return pb.CommitObjectResponse()
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.warning("could not remove a pending marker: %s", finished.exception())
-
-        task.add_done_callback(done)
+    async def close(self) -> None:
+        """Finish the work left in the background (the markers queued for removal)."""
+        await self._index.sweep()
 
     async def ListPendingObjects(
         self, request: pb.ListPendingObjectsRequest, context: Context

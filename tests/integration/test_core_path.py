@@ -147,6 +147,25 @@ async def test_each_format_is_stored_encrypted_and_announced(
     assert h["ce_requestid"] == meta.lineage.request_id != ""
 
 
+async def test_the_pending_markers_of_committed_objects_are_removed(
+    stack_env: dict[str, str], minio_root_client: Minio
+) -> None:
+    # Removed a moment after the commit, several in one multi-object delete.
+    source = unique_source()
+    channel, stub = ingest_stub(stack_env)
+    async with channel:
+        results = await asyncio.gather(
+            *(ingest(stub, metadata(source), b"entity_id,temp\nvie-1,21.5\n", "text/csv") for _ in range(5))
+        )
+    markers = {f"pending/{r.metadata.id}" for r in results}
+    for _ in range(100):
+        listed = {o.object_name for o in minio_root_client.list_objects("pantheon-index", "pending/")}
+        if not markers & listed:
+            break
+        await asyncio.sleep(0.1)
+    assert not markers & listed
+
+
 async def test_records_are_batched_and_announced_in_order_per_entity(
     stack_env: dict[str, str], minio_root_client: Minio, watcher: EventWatcher
 ) -> None:

@@ -117,6 +117,11 @@ class MemoryObjectStore:
         self._check()
         self.objects.pop((bucket, key), None)
 
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        self._check()
+        for key in keys:
+            self.objects.pop((bucket, key), None)
+
     def stored(self, bucket_prefix: str = "pantheon-") -> list[str]:
         """Keys of data objects (the index bucket left out)."""
         return sorted(k for b, k in self.objects if b.startswith(bucket_prefix) and b != "pantheon-index")
