@@ -129,7 +129,7 @@ class Target:
 
     @property
     def identity(self) -> ClientIdentity:
-        return ClientIdentity(self.cert_file, self.key_file)
+        return ClientIdentity(cert_file=self.cert_file, key_file=self.key_file)
 
     @property
     def slow_url(self) -> str:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,15 @@ async def _serve(settings: ServiceSettings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.configure(args.log_file)
     try:
+        logs.configure(args.log_file)
         settings = ServiceSettings.from_env()
         Policy.load(Path(settings.policy_file))  # refuse to start on a policy nobody can read
     except (ConfigError, PolicyError) as exc:
-        log.error("configuration: %s", exc)
+        # One line on stderr (the log may be a file, or JSON): what to fix, no traceback.
+        print(f"pantheon serve: configuration: {exc}", file=sys.stderr)
+        if args.log_file and logging.getLogger().handlers:
+            log.error("configuration: %s", exc)
         return 2
     # uvloop: measured here, a small ingest costs the services about a
     # quarter less CPU on it than on asyncio's own loop (scripts/bench).

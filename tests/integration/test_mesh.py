@@ -44,7 +44,7 @@ CLAIM_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 def _identity(env: dict[str, str], name: str) -> ClientIdentity:
     root = Path(env["PANTHEON_IDENTITIES_DIR"])
-    return ClientIdentity(str(root / f"{name}.crt"), str(root / f"{name}.key"))
+    return ClientIdentity(cert_file=str(root / f"{name}.crt"), key_file=str(root / f"{name}.key"))
 
 
 def _channel(env: dict[str, str], identity: ClientIdentity | None) -> grpc.aio.Channel:
@@ -127,7 +127,9 @@ async def test_a_certificate_from_another_ca_is_refused(
         other.ca_cert, other.ca_key, tmp_path, DEV_CLIENT, f"spiffe://pantheon.local/{DEV_CLIENT}"
     )[::-1]
     source = unique_source()
-    found = await _refusals(stack_env, ClientIdentity(str(cert), str(key)), source, known_object.metadata.id)
+    found = await _refusals(
+        stack_env, ClientIdentity(cert_file=str(cert), key_file=str(key)), source, known_object.metadata.id
+    )
     assert set(found.values()) == {grpc.StatusCode.UNAVAILABLE}
     assert stored_keys(minio_client, "pantheon-sensor", "sensor.temperature", source) == []
 
@@ -233,7 +235,7 @@ async def test_a_component_is_enrolled_and_revoked_with_the_cli(
     env = {**stack_env, "PANTHEON_IDENTITIES_DIR": str(tmp_path)}
     created = pantheon(env, "identity", "create", name, "--sources", name, "--write-types", "simulation.*")
     assert created.returncode == 0, created.stderr
-    identity = ClientIdentity(str(tmp_path / f"{name}.crt"), str(tmp_path / f"{name}.key"))
+    identity = ClientIdentity(cert_file=str(tmp_path / f"{name}.crt"), key_file=str(tmp_path / f"{name}.key"))
     try:
         # The services pick the policy up within a second; poll a bounded while.
         for _ in range(50):
@@ -244,7 +246,7 @@ async def test_a_component_is_enrolled_and_revoked_with_the_cli(
         assert result.metadata.source == name
         assert await _ingest_as(stack_env, identity, unique_source()) is grpc.StatusCode.PERMISSION_DENIED
         # Keep a copy, as a leaked certificate would be: revoking deletes the files.
-        leaked = ClientIdentity(str(tmp_path / "leaked.crt"), str(tmp_path / "leaked.key"))
+        leaked = ClientIdentity(cert_file=str(tmp_path / "leaked.crt"), key_file=str(tmp_path / "leaked.key"))
         Path(leaked.cert_file).write_bytes(Path(identity.cert_file).read_bytes())
         Path(leaked.key_file).write_bytes(Path(identity.key_file).read_bytes())
         identity = leaked

@@ -20,7 +20,11 @@ class Mesh:
 
     @property
     def tls(self) -> TLSSettings:
-        return TLSSettings(str(self.certs.ca_cert), str(self.certs.server_cert), str(self.certs.server_key))
+        return TLSSettings(
+            ca_file=str(self.certs.ca_cert),
+            cert_file=str(self.certs.server_cert),
+            key_file=str(self.certs.server_key),
+        )
 
     @property
     def policy_file(self) -> str:
@@ -33,8 +37,8 @@ class Mesh:
         return ServiceSettings(
             listen="127.0.0.1:0",
             tls=tls,
-            kafka=KafkaSettings("unused:1", "u", "p", tls.ca_file),
-            s3=S3Settings("https://unused", "a", "s", tls.ca_file),
+            kafka=KafkaSettings(bootstrap="unused:1", username="u", password="p", ca_file=tls.ca_file),
+            s3=S3Settings(endpoint="https://unused", access_key="a", secret_key="s", ca_file=tls.ca_file),
             policy_file=self.policy_file,
             **extra,
         )
@@ -49,7 +53,7 @@ class Mesh:
                 name,
                 f"spiffe://pantheon.local/{name}",
             )
-        return ClientIdentity(str(cert), str(key))
+        return ClientIdentity(cert_file=str(cert), key_file=str(key))
 
 
 def make_mesh(root: Path) -> Mesh:

@@ -262,7 +262,7 @@ async def test_only_operators_may_reconcile(served: Served, dev_mesh: Mesh) -> N
 
 
 async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announcement() -> None:
-    topics = KafkaSettings("unused:1", "u", "p", "/ca.pem")
+    topics = KafkaSettings(bootstrap="unused:1", username="u", password="p", ca_file="/ca.pem")
     request = _records(valid=3, invalid=2)
     accepted, rejected = batch.triage(request.records)
     batch_id = new_ulid()
@@ -435,7 +435,9 @@ async def test_a_cancelled_store_call_returns_only_once_its_thread_is_done() -> 
     # A PUT cannot be stopped once sent: whoever handles the cancellation
     # must know that it has landed or failed (else a marker is dropped for
     # bytes that land afterwards).
-    store = S3ObjectStore(S3Settings("https://127.0.0.1:9", "a", "s", None))
+    store = S3ObjectStore(
+        S3Settings(endpoint="https://127.0.0.1:9", access_key="a", secret_key="s", ca_file=None)
+    )
     release, finished = threading.Event(), threading.Event()
 
     def slow_put() -> None:

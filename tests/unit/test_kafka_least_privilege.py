@@ -161,7 +161,7 @@ def _batch(classification: md.Classification.ValueType) -> md.Metadata:
 def test_record_events_and_dead_letters_follow_the_batch_classification(
     classification: md.Classification.ValueType, records_topic: str, dlq_topic: str
 ) -> None:
-    topics = KafkaSettings("unused:1", "u", "p", "/ca.pem")
+    topics = KafkaSettings(bootstrap="unused:1", username="u", password="p", ca_file="/ca.pem")
     record = pb.Record(entity_id="e-1", location=md.GeoPoint(latitude=1.0, longitude=2.0))
     record.payload.update({"temp": 21.5})
     event, _, letter = announce.batch_events(

@@ -11,7 +11,7 @@ from pantheon import context, logs
 
 def test_json_lines_carry_the_request_id_and_no_exception_text(tmp_path: Path) -> None:
     path = tmp_path / "services.log"
-    logs.configure(str(path), fmt="json")
+    logs.configure(str(path), logs.LogSettings(format="json"))
     token = context.request_id.set("req-123")
     try:
         raise ValueError("password=hunter2")
@@ -29,7 +29,7 @@ def test_json_lines_carry_the_request_id_and_no_exception_text(tmp_path: Path) -
 
 def test_text_lines_show_the_request_id(tmp_path: Path) -> None:
     path = tmp_path / "services.log"
-    logs.configure(str(path), fmt="text")
+    logs.configure(str(path), logs.LogSettings(format="text"))
     logging.getLogger("pantheon.test").info("hello")
     logging.getLogger().handlers[0].flush()
     assert "[-] hello" in path.read_text()

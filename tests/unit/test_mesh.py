@@ -447,7 +447,7 @@ async def test_a_revoked_certificate_stays_revoked_when_its_name_is_enrolled_aga
     assert _enrol(dev_mesh, monkeypatch, "create", "flood-model", "--sources", "flood-model",
                   "--write-types", "simulation.*") == 0  # fmt: skip
     cert, key = dev_mesh.paths.identities / "flood-model.crt", dev_mesh.paths.identities / "flood-model.key"
-    kept = ClientIdentity(str(tmp_path / "old.crt"), str(tmp_path / "old.key"))
+    kept = ClientIdentity(cert_file=str(tmp_path / "old.crt"), key_file=str(tmp_path / "old.key"))
     Path(kept.cert_file).write_bytes(cert.read_bytes())
     Path(kept.key_file).write_bytes(key.read_bytes())
     assert _enrol(dev_mesh, monkeypatch, "revoke", "flood-model") == 0
@@ -460,7 +460,7 @@ async def test_a_revoked_certificate_stays_revoked_when_its_name_is_enrolled_aga
         grpc.StatusCode.PERMISSION_DENIED,
         "certificate_not_enrolled",
     )
-    new = Caller(running, dev_mesh.tls.ca_file, ClientIdentity(str(cert), str(key)))
+    new = Caller(running, dev_mesh.tls.ca_file, ClientIdentity(cert_file=str(cert), key_file=str(key)))
     assert (await new.ingest.IngestRecords(_records("city-hall"))).accepted_count == 1
     await old.channel.close()
     await new.channel.close()

@@ -256,7 +256,9 @@ def quorum(status: int) -> WriteQuorum:
 
 
 def store_on(http: FakeHTTP, gate: WriteQuorum | None = None) -> S3ObjectStore:
-    settings = S3Settings("https://s3.test:9000", "a", "s", None, part_size=PART)
+    settings = S3Settings(
+        endpoint="https://s3.test:9000", access_key="a", secret_key="s", ca_file=None, part_size=PART
+    )
     store = S3ObjectStore(settings, gate or quorum(200))
     store._client = client(http)
     return store

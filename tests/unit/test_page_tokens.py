@@ -88,8 +88,12 @@ def test_the_key_must_be_32_bytes() -> None:
 
 @pytest.mark.parametrize("value", ["not base64!", "c2hvcnQ=", "QUFB" * 20])
 def test_a_token_key_that_is_not_32_base64_bytes_stops_the_services(value: str) -> None:
-    from pantheon.config import ConfigError, _key
+    from pantheon.config import ConfigError, ServiceSettings
+    from tests.unit.test_service_admission import _env
 
-    with pytest.raises(ConfigError, match="PANTHEON_PAGE_TOKEN_KEY"):
-        _key({"PANTHEON_PAGE_TOKEN_KEY": value}, "PANTHEON_PAGE_TOKEN_KEY", 32)
-    assert _key({}, "PANTHEON_PAGE_TOKEN_KEY", 32) is None
+    with pytest.raises(ConfigError, match=r"^PANTHEON_PAGE_TOKEN_KEY: expected the base64 of 32") as caught:
+        ServiceSettings.from_env(_env(PANTHEON_PAGE_TOKEN_KEY=value))
+    assert value not in str(caught.value)  # a secret is never echoed
+    assert ServiceSettings.from_env(_env()).page_token_key is None
+    key = base64.b64encode(b"k" * 32).decode()
+    assert ServiceSettings.from_env(_env(PANTHEON_PAGE_TOKEN_KEY=key)).page_token_key == b"k" * 32

@@ -27,7 +27,9 @@ from pantheon.server import KAFKA_HEALTH, _watch_backends
 from tests.unit.fakes import MemoryObjectStore
 from tests.unit.kafka_fakes import FakeProducer
 
-SETTINGS = KafkaSettings("unused:1", "u", "p", "ca.pem", delivery_timeout_ms=5000)
+SETTINGS = KafkaSettings(
+    bootstrap="unused:1", username="u", password="p", ca_file="ca.pem", delivery_timeout_ms=5000
+)
 
 
 class Factory:

@@ -120,7 +120,15 @@ def test_admission_settings_have_defaults_and_variables() -> None:
 
 
 async def test_the_object_store_runs_its_calls_in_its_own_bounded_pool(dev_mesh: Mesh) -> None:
-    store = S3ObjectStore(S3Settings("https://localhost:1", "a", "s", dev_mesh.tls.ca_file, threads=3))
+    store = S3ObjectStore(
+        S3Settings(
+            endpoint="https://localhost:1",
+            access_key="a",
+            secret_key="s",
+            ca_file=dev_mesh.tls.ca_file,
+            threads=3,
+        )
+    )
     names = {await store._run(lambda: threading.current_thread().name) for _ in range(10)}
     assert names and all(name.startswith("s3") for name in names)
     assert store._executor._max_workers == 3
