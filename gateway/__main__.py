@@ -16,6 +16,7 @@ import sys
 
 import uvicorn
 
+from envconfig import LogSettings, configure_logging
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.settings import ConfigError, GatewaySettings
@@ -24,10 +25,9 @@ from gateway.slow_clients import guarded_protocol
 log = logging.getLogger("gateway")
 
 
-def _configure_logging(log_file: str | None) -> None:
-    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+def _configure_logging(log_file: str | None, settings: LogSettings) -> None:
+    """Text or JSON lines (`PANTHEON_LOG_FORMAT`, `PANTHEON_LOG_LEVEL`), as the services log."""
+    configure_logging(settings, log_file)
     # One line per request is the metrics' job; keep the log for what went wrong.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
@@ -39,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-file", help="append logs to this file instead of stderr")
     args = parser.parse_args(argv)
-    _configure_logging(args.log_file)
     try:
+        _configure_logging(args.log_file, LogSettings.from_env())
         settings = GatewaySettings.from_env()
         app = create_app(settings)
     except (ConfigError, KeyFileError) as exc:
-        log.error("configuration: %s", exc)
+        # One line on stderr, whatever the log format: the operator's terminal
+        # or the supervisor's log shows what to fix, with no traceback.
+        sys.stderr.write(f"gateway: configuration: {exc}\n")
+        if args.log_file and logging.getLogger().handlers:
+            log.error("configuration: %s", exc)
         return 2
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(

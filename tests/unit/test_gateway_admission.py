@@ -598,7 +598,7 @@ def test_uvicorn_gets_the_guarded_protocol_and_the_limits(
         monkeypatch.setenv(name, value)
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
-    monkeypatch.setattr(gateway_main, "_configure_logging", lambda log_file: None)
+    monkeypatch.setattr(gateway_main, "_configure_logging", lambda log_file, settings: None)
     assert gateway_main.main([]) == 0
     protocol = seen["http"]
     assert issubclass(protocol, GuardedHttpToolsProtocol)

@@ -9,7 +9,6 @@ gateway's default is at most once a second.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -196,12 +195,11 @@ def test_at_start_up_a_bad_file_stops_the_gateway_naming_the_file(keys_file: Pat
 def settings(tmp_path: Path, keys_file: Path) -> GatewaySettings:
     """Settings with placeholder TLS files (the channel never connects)."""
     values: dict[str, Any] = {"grpc_target": "127.0.0.1:1", "api_keys_file": str(keys_file)}
-    for field in dataclasses.fields(GatewaySettings):
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        if required and field.name not in values and field.name.endswith("_file"):
-            placeholder = tmp_path / f"{field.name}.pem"
+    for name, field in GatewaySettings.model_fields.items():
+        if field.is_required() and name not in values and name.endswith("_file"):
+            placeholder = tmp_path / f"{name}.pem"
             placeholder.write_text("placeholder")
-            values[field.name] = str(placeholder)
+            values[name] = str(placeholder)
     return GatewaySettings(**values)
 
 
