@@ -22,7 +22,8 @@ import argparse
 import sys
 
 from pantheon.cli import identity, ingest, keys, query, reconcile, s3_reader, serve, stack, tail
-from pantheon.cli.rest import CliError
+from pantheon.cli.errors import CliError
+from pantheon.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"pantheon {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a malformed variable: one line naming it
+        print(f"pantheon {args.command}: configuration: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return result

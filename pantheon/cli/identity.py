@@ -13,7 +13,6 @@ after the name is enrolled again with a new certificate.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon.cli.rest import CliError
+from pantheon.cli.settings import CliSettings
 from pantheon.devstack.certs import issue_identity
 from pantheon.devstack.mesh import certificate_fingerprint, editing_policy, read_policy_document
 from pantheon.policy import INGEST_METHODS, READ_METHODS, PolicyError, rule_document, rule_from
@@ -44,7 +44,7 @@ def _split(text: str) -> list[str]:
 
 
 def _policy_path(args: argparse.Namespace) -> Path:
-    name = args.policy_file or os.environ.get("PANTHEON_POLICY_FILE")
+    name = args.policy_file or CliSettings.from_env().policy_file
     if not name:
         raise CliError(
             'no policy file: pass --policy-file or set PANTHEON_POLICY_FILE (eval "$(scripts/stack env)")'
@@ -82,11 +82,12 @@ def run_create(args: argparse.Namespace) -> int:
         rule = rule_from(args.name, raw)
     except PolicyError as exc:
         raise CliError(str(exc)) from None
-    ca_cert = Path(args.ca_cert or os.environ.get("PANTHEON_CA_FILE") or "")
+    settings = CliSettings.from_env()
+    ca_cert = Path(args.ca_cert or settings.ca_file or "")
     ca_key = Path(args.ca_key) if args.ca_key else ca_cert.with_name("ca.key")
     if not ca_cert.is_file() or not ca_key.is_file():
         raise CliError("the CA certificate and key are needed to sign the identity (--ca-cert, --ca-key)")
-    out_dir = Path(args.out_dir or os.environ.get("PANTHEON_IDENTITIES_DIR") or ".")
+    out_dir = Path(args.out_dir or settings.identities_dir)
     with _editing(path) as document:
         if rule.name in document["identities"]:
             raise CliError(f"identity {rule.name!r} exists; revoke it first to change it")
@@ -130,7 +131,7 @@ def run_revoke(args: argparse.Namespace) -> int:
         if document["identities"].pop(args.name, None) is None:
             raise CliError(f"no identity {args.name!r} in {path}")
     # Its certificate is useless now; remove it where enrolment put it.
-    out_dir = Path(os.environ.get("PANTHEON_IDENTITIES_DIR") or ".")
+    out_dir = Path(CliSettings.from_env().identities_dir)
     for suffix in (".crt", ".key"):
         (out_dir / f"{args.name}{suffix}").unlink(missing_ok=True)
     print(f"revoked {args.name}: its calls are refused within a second")

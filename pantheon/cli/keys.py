@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon.cli.rest import CliError
+from pantheon.cli.settings import CliSettings
 
 # The rules of the gateway's keys file (gateway/auth.py). The pantheon package
 # never imports the gateway, so they are repeated here, and
@@ -109,7 +110,7 @@ def document_problem(document: Any) -> str | None:
 
 
 def _path(args: argparse.Namespace) -> Path:
-    name = args.file or os.environ.get("PANTHEON_API_KEYS_FILE")
+    name = args.file or CliSettings.from_env().api_keys_file
     if not name:
         raise CliError(
             'no keys file: pass --file or set PANTHEON_API_KEYS_FILE (eval "$(scripts/stack env)")'

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from typing import Any
 
 import grpc
@@ -13,22 +12,22 @@ from google.protobuf import json_format
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 
-from pantheon.cli.rest import CliError
-from pantheon.config import ClientIdentity, ConfigError
+from pantheon.cli.errors import CliError
+from pantheon.cli.settings import CliSettings
+from pantheon.config import ClientIdentity
 from pantheon.server import secure_channel
 
 
 async def _reconcile(older_than_s: float | None) -> pb.ReconcileResponse:
-    try:
-        target, ca_file = os.environ["PANTHEON_GRPC_TARGET"], os.environ["PANTHEON_CA_FILE"]
-        identity = ClientIdentity.from_env(os.environ)
-    except (KeyError, ConfigError) as exc:
-        raise CliError(f'missing setting {exc}; run: eval "$(scripts/stack env)"') from None
+    settings = CliSettings.from_env()
+    target, ca_file = settings.require("grpc_target"), settings.require("ca_file")
+    identity = ClientIdentity(
+        cert_file=settings.require("client_cert_file"), key_file=settings.require("client_key_file")
+    )
     request = pb.ReconcileRequest()
     if older_than_s is not None:
         request.older_than.FromMilliseconds(int(older_than_s * 1000))
-    authority = os.environ.get("PANTHEON_GRPC_AUTHORITY") or None
-    async with secure_channel(target, ca_file, identity, authority=authority) as channel:
+    async with secure_channel(target, ca_file, identity, authority=settings.grpc_authority) as channel:
         try:
             response: pb.ReconcileResponse = await pb_grpc.IngestionServiceStub(channel).Reconcile(
                 request, timeout=300

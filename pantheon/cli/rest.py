@@ -1,28 +1,21 @@
 """The HTTPS client the CLI commands share: the gateway's REST API.
 
 Reads `PANTHEON_GATEWAY_URL`, `PANTHEON_CA_FILE` and `PANTHEON_API_KEY`
-(`eval "$(scripts/stack env)"` sets them for the dev stack).
+through `CliSettings` (`eval "$(scripts/stack env)"` sets them for the dev stack).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from pantheon.cli.errors import CliError
+from pantheon.cli.settings import CliSettings
 
-class CliError(Exception):
-    """A failure to report on stderr with a non-zero exit code."""
-
-
-def _require(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise CliError(f'{name} is not set (for the dev stack: eval "$(scripts/stack env)")')
-    return value
+__all__ = ["CliError", "Gateway", "problem_text", "progress"]
 
 
 @dataclass
@@ -33,10 +26,11 @@ class Gateway:
 
     @classmethod
     def from_env(cls, timeout_s: float = 60.0) -> Gateway:
+        settings = CliSettings.from_env()
         client = httpx.Client(
-            base_url=_require("PANTHEON_GATEWAY_URL"),
-            verify=os.environ.get("PANTHEON_CA_FILE") or True,
-            headers={"Authorization": f"Bearer {_require('PANTHEON_API_KEY')}"},
+            base_url=settings.require("gateway_url"),
+            verify=settings.ca_file or True,
+            headers={"Authorization": f"Bearer {settings.require('api_key')}"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
         )
         return cls(client)

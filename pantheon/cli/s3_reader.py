@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from collections.abc import Mapping
@@ -48,6 +47,7 @@ from pantheon.cli.reader_policy import (
     reader_scopes,
 )
 from pantheon.cli.rest import CliError
+from pantheon.cli.settings import CliSettings
 
 #: Users and policies of readers are named `pantheon-reader-<name>`.
 READER_PREFIX = "pantheon-reader-"
@@ -67,8 +67,9 @@ def _endpoint(value: str) -> str:
 
 
 def _admin(args: argparse.Namespace) -> tuple[MinioAdmin, str]:
-    endpoint = args.endpoint or os.environ.get("MINIO_ENDPOINT")
-    user = args.root_user or os.environ.get("MINIO_ROOT_USER")
+    settings = CliSettings.from_env()
+    endpoint = args.endpoint or settings.minio_endpoint
+    user = args.root_user or settings.minio_root_user
     if args.root_password_file:
         try:
             password: str | None = Path(args.root_password_file).read_text(encoding="utf-8").strip()
@@ -77,13 +78,13 @@ def _admin(args: argparse.Namespace) -> tuple[MinioAdmin, str]:
                 f"cannot read {args.root_password_file}: {exc.strerror or type(exc).__name__}"
             ) from None
     else:
-        password = os.environ.get("MINIO_ROOT_PASSWORD")
+        password = settings.minio_root_password
     hint = ' (for the dev stack: eval "$(scripts/stack env)")'
     if not endpoint:
         raise CliError("MINIO_ENDPOINT is not set and no --endpoint given" + hint)
     if not user or not password:
         raise CliError("MinIO root credentials missing: set MINIO_ROOT_USER and MINIO_ROOT_PASSWORD" + hint)
-    ca_file = args.ca_file or os.environ.get("PANTHEON_CA_FILE")
+    ca_file = args.ca_file or settings.ca_file
     if ca_file and not Path(ca_file).is_file():
         raise CliError(f"CA file {ca_file} does not exist")
     address = _endpoint(endpoint)

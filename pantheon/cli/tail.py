@@ -11,6 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from pantheon.cli.settings import CliSettings
 from pantheon.events import topics
 from pantheon.events.consumer import EventConsumer, Received, reader_config
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         f"pantheon-tail-{uuid.uuid4().hex[:12]}",
         [args.topic],
         show,
-        dlq_topic=os.environ.get("PANTHEON_DLQ_TOPIC", topics.DEAD_LETTER.name),
+        dlq_topic=CliSettings.from_env().dlq_topic,
         from_beginning=args.from_beginning,
     )
     try:
