@@ -9,22 +9,23 @@ Tests point PANTHEON_STACK_DIR elsewhere to run an isolated second stack.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pantheon.devstack.variables import StackVariables
 
 REPO_ROOT: Path = Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:
     """The machine-wide download/build cache."""
-    raw = os.environ.get("PANTHEON_CACHE_DIR") or str(Path.home() / ".cache" / "pantheon")
+    raw = StackVariables.from_env().cache_dir or str(Path.home() / ".cache" / "pantheon")
     return Path(raw).expanduser().resolve()
 
 
 def state_dir() -> Path:
     """The state dir of this stack (absolute: it is matched against process cmdlines)."""
-    raw = os.environ.get("PANTHEON_STACK_DIR") or str(REPO_ROOT / ".stack")
+    raw = StackVariables.from_env().stack_dir or str(REPO_ROOT / ".stack")
     return Path(raw).expanduser().resolve()
 
 

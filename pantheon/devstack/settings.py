@@ -13,11 +13,12 @@ profile of a state dir is recorded in it at the first `up`, so `down`,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from envconfig import ConfigError
 from pantheon.devstack.paths import StackPaths
+from pantheon.devstack.variables import StackVariables
 
 HOST = "127.0.0.1"
 SINGLE = "single"
@@ -43,17 +44,9 @@ MINIO_CONSOLE_OFFSET = 20
 GATEWAY_REPLICA_OFFSET = 10
 
 
-class SettingsError(ValueError):
-    """A stack variable or the state dir's record is unusable; the message says which."""
-
-
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise SettingsError(f"{name}={raw!r} is not a TCP port")
-    return int(raw)
+#: A stack variable or the state dir's record is unusable; the message (one
+#: line) says which. The variables' own errors are envconfig's.
+SettingsError = ConfigError
 
 
 def recorded_profile(paths: StackPaths) -> str | None:
@@ -69,15 +62,12 @@ def recorded_profile(paths: StackPaths) -> str | None:
     return found
 
 
-def _profile(paths: StackPaths) -> str:
-    """The state dir's record, else PANTHEON_STACK_PROFILE, else single; the
-    two disagreeing is an error (`down` must stop what `up` started)."""
+def _profile(paths: StackPaths, raw: str | None) -> str:
+    """The state dir's record, else PANTHEON_STACK_PROFILE (`raw`), else single;
+    the two disagreeing is an error (`down` must stop what `up` started)."""
     recorded = recorded_profile(paths)
-    raw = os.environ.get("PANTHEON_STACK_PROFILE", "").strip()
     if not raw:
         return recorded or SINGLE
-    if raw not in PROFILES:
-        raise SettingsError(f"PANTHEON_STACK_PROFILE={raw!r}: choose one of {', '.join(PROFILES)}")
     if recorded not in (None, raw):
         raise SettingsError(
             f"the stack in {paths.state} was brought up with the {recorded} profile, "
@@ -214,16 +204,17 @@ class Settings:
         """The stack of PANTHEON_STACK_DIR; its profile from `profile`,
         PANTHEON_STACK_PROFILE, the state dir's record, else `single`."""
         paths = StackPaths.from_env()
+        given = StackVariables.from_env()
         return cls(
             paths=paths,
-            kafka_port=_port("PANTHEON_KAFKA_PORT", 19092),
-            kafka_controller_port=_port("PANTHEON_KAFKA_CONTROLLER_PORT", 19093),
-            minio_port=_port("PANTHEON_MINIO_PORT", 9000),
-            minio_console_port=_port("PANTHEON_MINIO_CONSOLE_PORT", 9001),
-            grpc_port=_port("PANTHEON_GRPC_PORT", 50051),
-            gateway_port=_port("PANTHEON_GATEWAY_PORT", 8443),
-            metrics_port=_port("PANTHEON_METRICS_PORT", 9464),
-            profile=profile or _profile(paths),
+            kafka_port=given.kafka_port,
+            kafka_controller_port=given.kafka_controller_port,
+            minio_port=given.minio_port,
+            minio_console_port=given.minio_console_port,
+            grpc_port=given.grpc_port,
+            gateway_port=given.gateway_port,
+            metrics_port=given.metrics_port,
+            profile=profile or _profile(paths, given.profile),
         )
 
     @property
