@@ -64,7 +64,12 @@ class FakeProducer:
 
 def settings(deadline_ms: int, capacity: int) -> KafkaSettings:
     return KafkaSettings(
-        "unused:1", "u", "p", "ca.pem", delivery_timeout_ms=deadline_ms, queue_max_messages=capacity
+        bootstrap="unused:1",
+        username="u",
+        password="p",
+        ca_file="ca.pem",
+        delivery_timeout_ms=deadline_ms,
+        queue_max_messages=capacity,
     )
 
 

@@ -4,7 +4,6 @@ publisher: the branches that are hard to reach against real backends."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -152,8 +151,8 @@ async def test_ingestion_can_use_a_remote_storage_service(dev_mesh: Mesh) -> Non
     base = dev_mesh.service_settings()
     storage_store, unused_store, publisher = MemoryObjectStore(), MemoryObjectStore(), RecordingPublisher()
     storage_side = await create_server(base, store=storage_store, publisher=RecordingPublisher())
-    remote = replace(
-        base, storage_target=f"localhost:{storage_side.port}", identity=dev_mesh.identity(INGEST)
+    remote = dev_mesh.service_settings(
+        storage_target=f"localhost:{storage_side.port}", identity=dev_mesh.identity(INGEST)
     )
     ingest_side = await create_server(remote, store=unused_store, publisher=publisher)
     channel = secure_channel(
