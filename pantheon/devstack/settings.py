@@ -205,17 +205,8 @@ class Settings:
         PANTHEON_STACK_PROFILE, the state dir's record, else `single`."""
         paths = StackPaths.from_env()
         given = StackVariables.from_env()
-        return cls(
-            paths=paths,
-            kafka_port=given.kafka_port,
-            kafka_controller_port=given.kafka_controller_port,
-            minio_port=given.minio_port,
-            minio_console_port=given.minio_console_port,
-            grpc_port=given.grpc_port,
-            gateway_port=given.gateway_port,
-            metrics_port=given.metrics_port,
-            profile=profile or _profile(paths, given.profile),
-        )
+        ports = given.model_dump(exclude={"profile", "stack_dir", "cache_dir"})
+        return cls(paths=paths, profile=profile or _profile(paths, given.profile), **ports)
 
     @property
     def ha(self) -> bool:
