@@ -16,11 +16,11 @@ import sys
 
 import uvicorn
 
-from envconfig import LogSettings, configure_logging
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
+from pantheon.envconfig import LogSettings, configure_logging
 
 log = logging.getLogger("gateway")
 

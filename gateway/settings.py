@@ -19,8 +19,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, model_validator
 
-from envconfig import ConfigError, EnvSettings, variable, variables
-from envconfig.settings import MAX_SECONDS, OptionalText, Text, seconds, whole
+from pantheon.envconfig import ConfigError, EnvSettings, variable, variables
+from pantheon.envconfig.settings import MAX_SECONDS, OptionalText, Text, seconds, whole
 
 __all__ = ["ConfigError", "GatewaySettings", "ReplicaLimits"]
 

@@ -5,7 +5,7 @@ lists them, and tests/unit/test_config_reference.py keeps the two equal);
 `scripts/stack env` prints the values for the local dev stack. There are no
 insecure fallbacks: TLS files and credentials must be given, and plaintext
 endpoints are refused. A bad value is a `ConfigError` of one line naming the
-variable (envconfig/settings.py).
+variable (pantheon/envconfig/settings.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from typing import Annotated, Self
 
 from pydantic import BeforeValidator, model_validator
 
-from envconfig import ConfigError, EnvSettings, variable
-from envconfig.settings import MAX_WHOLE, Flag, HttpsUrl, OptionalText, Text, base64_key, seconds, whole
+from pantheon.envconfig import ConfigError, EnvSettings, variable
+from pantheon.envconfig.settings import (
+    MAX_WHOLE,
+    Flag,
+    HttpsUrl,
+    OptionalText,
+    Text,
+    base64_key,
+    seconds,
+    whole,
+)
 from pantheon.events import topics
 
 __all__ = [

@@ -7,8 +7,8 @@ current gRPC call (pantheon/context.py) to every line.
 
 from __future__ import annotations
 
-from envconfig import JsonFormatter, LogSettings, configure_logging
 from pantheon.context import RequestIdFilter
+from pantheon.envconfig import JsonFormatter, LogSettings, configure_logging
 
 __all__ = ["JsonFormatter", "LogSettings", "configure"]
 

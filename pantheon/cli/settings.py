@@ -15,9 +15,9 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-from envconfig import EnvSettings, variable, variables
-from envconfig.settings import OptionalText, Text
 from pantheon.cli.errors import CliError
+from pantheon.envconfig import EnvSettings, variable, variables
+from pantheon.envconfig.settings import OptionalText, Text
 from pantheon.events import topics
 
 HINT = ' (for the dev stack: eval "$(scripts/stack env)")'

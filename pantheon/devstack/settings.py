@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from envconfig import ConfigError
 from pantheon.devstack.paths import StackPaths
 from pantheon.devstack.variables import StackVariables
+from pantheon.envconfig import ConfigError
 
 HOST = "127.0.0.1"
 SINGLE = "single"

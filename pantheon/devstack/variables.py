@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from envconfig import EnvSettings, variable
-from envconfig.settings import OptionalText, whole
+from pantheon.envconfig import EnvSettings, variable
+from pantheon.envconfig.settings import OptionalText, whole
 
 
 def _blank_is_none(value: object) -> object:

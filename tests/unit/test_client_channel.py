@@ -123,17 +123,31 @@ def test_the_gateway_keeps_its_transport_options(tmp_path: Path) -> None:
     assert options["grpc.max_receive_message_length"] == gateway_channel.MAX_MESSAGE_BYTES
 
 
-def test_the_gateway_imports_no_pantheon_module() -> None:
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+    return names
+
+
+def _in(package: str, name: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_gateway_imports_no_pantheon_module_but_the_settings_leaf() -> None:
     for path in sorted((ROOT / "gateway").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            assert not any(n == "pantheon" or n.startswith("pantheon.") for n in names), path
+        for name in _imports(path):
+            assert not _in("pantheon", name) or _in("pantheon.envconfig", name), (path, name)
+
+
+def test_the_settings_leaf_imports_nothing_else_of_pantheon_nor_the_gateway() -> None:
+    for path in sorted((ROOT / "pantheon" / "envconfig").rglob("*.py")):
+        for name in _imports(path):
+            assert not _in("gateway", name), (path, name)
+            assert not _in("pantheon", name) or _in("pantheon.envconfig", name), (path, name)
 
 
 # -- the authority -------------------------------------------------------------

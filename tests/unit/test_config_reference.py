@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from pydantic.fields import FieldInfo
 
-from envconfig import EnvSettings, LogSettings, variables
 from gateway.settings import GatewaySettings
 from pantheon.cli.settings import CliSettings
 from pantheon.config import ClientIdentity, KafkaSettings, S3Settings, ServiceSettings, TLSSettings
 from pantheon.devstack.variables import StackVariables
+from pantheon.envconfig import EnvSettings, LogSettings, variables
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

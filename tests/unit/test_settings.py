@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from envconfig import ConfigError, LogSettings
 from gateway.settings import GatewaySettings
 from pantheon.cli.settings import CliSettings
 from pantheon.config import ServiceSettings
 from pantheon.devstack.variables import StackVariables
+from pantheon.envconfig import ConfigError, LogSettings
 from tests.unit.test_service_admission import _env as service_env
 
 ROOT = Path(__file__).resolve().parents[2]

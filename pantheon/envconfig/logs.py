@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
-from envconfig.settings import EnvSettings, variable
+from pantheon.envconfig.settings import EnvSettings, variable
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
