@@ -16,6 +16,7 @@ import sys
 
 import uvicorn
 
+from gateway import tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.settings import ConfigError, GatewaySettings
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-file", help="append logs to this file instead of stderr")
     args = parser.parse_args(argv)
     _configure_logging(args.log_file)
+    tracing.configure()
     try:
         settings = GatewaySettings.from_env()
         app = create_app(settings)

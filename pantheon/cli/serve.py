@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from pantheon import logs, metrics
+from pantheon import logs, metrics, tracing
 from pantheon.config import ConfigError, ServiceSettings
 from pantheon.ingest import workers
 from pantheon.policy import Policy, PolicyError
@@ -48,6 +48,7 @@ async def _serve(settings: ServiceSettings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_file)
+    tracing.configure("pantheon-services")
     try:
         settings = ServiceSettings.from_env()
         Policy.load(Path(settings.policy_file))  # refuse to start on a policy nobody can read
