@@ -236,7 +236,10 @@ def _one(value: str) -> list[tuple[str, str | bytes]]:
     ids=["garbage", "zero-trace-id", "version-ff", "oversize", "uppercase", "non-ascii", "many"],
 )
 async def test_a_hostile_traceparent_at_the_edge_starts_an_unlinked_trace(
-    tmp_path: Path, stack: tuple[Mesh, Running, RecordingProducer], spans: Any, headers: list[tuple[str, str | bytes]]
+    tmp_path: Path,
+    stack: tuple[Mesh, Running, RecordingProducer],
+    spans: Any,
+    headers: list[tuple[str, str | bytes]],
 ) -> None:
     mesh, running, _ = stack
     response = await gateway_call(tmp_path, mesh, running.port, headers)
