@@ -16,6 +16,7 @@ import sys
 
 import uvicorn
 
+from gateway import tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.settings import ConfigError, GatewaySettings
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _configure_logging(args.log_file, LogSettings.from_env())
+        tracing.configure()
         settings = GatewaySettings.from_env()
         app = create_app(settings)
     except (ConfigError, KeyFileError) as exc:

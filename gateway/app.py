@@ -108,6 +108,11 @@ def create_app(settings: GatewaySettings, *, keys: KeyStore | None = None) -> Fa
         redoc_url=None,
         # An API answers a wrong path with a 404 problem, not a redirect.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry spans would continue an external
+        # caller's trace as given; the edge span is EdgeMiddleware's (a new
+        # trace, linked: gateway/tracing.py). Its metrics are /metrics', and
+        # its logs would export exception texts.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.keys = store

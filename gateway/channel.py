@@ -27,6 +27,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
+from gateway import tracing
 from gateway.auth import SCOPE_INGEST, SCOPE_READ, Principal
 from gateway.settings import GatewaySettings
 
@@ -129,7 +130,12 @@ def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
         private_key=Path(settings.client_key_file).read_bytes(),
         certificate_chain=Path(settings.client_cert_file).read_bytes(),
     )
-    return grpc.aio.secure_channel(settings.grpc_target, credentials, options=channel_options(settings))
+    return grpc.aio.secure_channel(
+        settings.grpc_target,
+        credentials,
+        options=channel_options(settings),
+        interceptors=tracing.client_interceptors(),
+    )
 
 
 @dataclass(frozen=True)
@@ -166,15 +172,8 @@ def principal_assertion(principal: Principal) -> bytes:
     ).SerializeToString()
 
 
-def call_metadata(
-    request_id: str, traceparent: str, principal: Principal
-) -> tuple[tuple[str, str | bytes], ...]:
+def call_metadata(request_id: str, principal: Principal) -> tuple[tuple[str, str | bytes], ...]:
     """gRPC metadata of a call on behalf of `principal`: who it is for, and
-    the request's context (into the services and Kafka headers)."""
-    found: list[tuple[str, str | bytes]] = [
-        ("x-request-id", request_id),
-        (PRINCIPAL_HEADER, principal_assertion(principal)),
-    ]
-    if traceparent:
-        found.append(("traceparent", traceparent))
-    return tuple(found)
+    the request id (into the services and Kafka headers; the trace context
+    is added by the channel's `tracing.client_interceptors`)."""
+    return (("x-request-id", request_id), (PRINCIPAL_HEADER, principal_assertion(principal)))

@@ -105,7 +105,7 @@ async def get_call_metadata(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> tuple[tuple[str, str | bytes], ...]:
     """gRPC metadata of the request's calls: on behalf of the authenticated principal."""
-    return call_metadata(request_id_of(request), getattr(request.state, "traceparent", ""), principal)
+    return call_metadata(request_id_of(request), principal)
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

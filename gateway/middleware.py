@@ -1,4 +1,4 @@
-"""The ASGI middleware every request passes: request id, trace context, metrics, last-resort errors.
+"""The ASGI middleware every request passes: request id, trace span, metrics, last-resort errors.
 
 A pure ASGI middleware (not Starlette's BaseHTTPMiddleware), so streamed
 bodies pass through untouched in both directions.
@@ -13,10 +13,13 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import tracing
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import MEDIA_TYPE, internal_error
 
@@ -37,7 +40,7 @@ def accept_request_id(value: str | None) -> str:
 
 def accept_traceparent(value: str | None) -> str:
     """The caller's `traceparent` if well formed (and not the invalid all-zero ids), else ''."""
-    if not value or not _TRACEPARENT.fullmatch(value):
+    if not value or len(value) > 128 or not _TRACEPARENT.fullmatch(value):
         return ""
     _, trace_id, parent_id, _ = value.split("-")
     if value.startswith("ff") or trace_id == "0" * 32 or parent_id == "0" * 16:
@@ -63,7 +66,9 @@ def _route_of(scope: Scope) -> str:
 
 
 class EdgeMiddleware:
-    """Sets the request context, echoes `X-Request-Id`, measures, and answers unhandled errors."""
+    """Sets the request context (request id, and the request's span: a new
+    trace linked to the caller's, see gateway/tracing.py), echoes
+    `X-Request-Id`, measures, and answers unhandled errors."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -77,7 +82,10 @@ class EdgeMiddleware:
         request_id = accept_request_id(headers.get(REQUEST_ID_HEADER))
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["traceparent"] = accept_traceparent(headers.get("traceparent"))
+        span = tracing.request_span(
+            scope["method"], scope["path"], accept_traceparent(headers.get(tracing.TRACEPARENT))
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
 
         received = 0
         status = 500
@@ -123,9 +131,10 @@ class EdgeMiddleware:
                 await self._send_internal_error(tagging_send, request_id, scope["path"])
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.observe(
-                scope["method"], _route_of(scope), status, time.perf_counter() - began, received
-            )
+            route = _route_of(scope)
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - began, received)
+            tracing.end_request_span(span, scope["method"], route, status)
+            otel_context.detach(token)
 
     @staticmethod
     async def _send_internal_error(send: Send, request_id: str, path: str) -> None:

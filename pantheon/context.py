@@ -1,7 +1,9 @@
-"""Per-call context: the request id and trace context of the current call.
+"""Per-call context: the request id of the current call.
 
 Set once where a call enters a service (the gRPC interceptor) and read
 wherever it must travel on: logs, calls to other services, Kafka headers.
+The trace context is OpenTelemetry's current span (pantheon/tracing.py),
+which the client interceptor passes on.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import uuid
 from contextvars import ContextVar
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
-traceparent: ContextVar[str] = ContextVar("traceparent", default="")
 
-#: gRPC metadata keys that carry the context between processes.
+#: gRPC metadata key that carries the request id between processes.
 REQUEST_ID_HEADER = "x-request-id"
-TRACEPARENT_HEADER = "traceparent"
 
 
 def new_request_id() -> str:
@@ -23,13 +23,10 @@ def new_request_id() -> str:
 
 
 def outgoing_metadata() -> tuple[tuple[str, str], ...]:
-    """gRPC metadata that passes the current context to the next service."""
-    found = []
-    if rid := request_id.get():
-        found.append((REQUEST_ID_HEADER, rid))
-    if tp := traceparent.get():
-        found.append((TRACEPARENT_HEADER, tp))
-    return tuple(found)
+    """gRPC metadata that passes the request id to the next service (the
+    channel's tracing interceptor adds the trace context)."""
+    rid = request_id.get()
+    return ((REQUEST_ID_HEADER, rid),) if rid else ()
 
 
 class RequestIdFilter(logging.Filter):

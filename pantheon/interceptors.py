@@ -1,6 +1,7 @@
 """The one server interceptor at the edge of every Pantheon gRPC service.
 
-For each call it sets the request context (request id, trace context),
+For each call it sets the request context (request id, and a SERVER span
+that continues the caller's trace: pantheon/tracing.py),
 authorizes the caller (its workload identity from the client certificate,
 the mesh policy, and a principal the gateway acts for; see pantheon/policy.py),
 admits it only while fewer than the configured number of Pantheon calls
@@ -19,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, NoReturn, TypeAlias
 
@@ -30,7 +32,7 @@ from grpc_status import rpc_status
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon import context as ctx
-from pantheon import metrics
+from pantheon import metrics, tracing
 from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated, Unavailable
 from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant, fingerprint
 from pantheon.validation import FieldViolation, violations
@@ -118,15 +120,32 @@ async def _abort(context: Context, exc: BaseException, method: str) -> NoReturn:
         exc = PantheonError(f"internal error; request id {ctx.request_id.get()}")
     elif exc.code is grpc.StatusCode.INTERNAL:
         log.error("%s failed: %s (request %s)", method, exc.reason, ctx.request_id.get())
+    _CALL_STATUS.set(exc.code)
     await context.abort_with_status(rpc_status.to_status(exc.to_status()))
     raise AssertionError("abort returned")  # pragma: no cover
+
+
+#: The status code a call was aborted with (set by `_abort`, read by `_traced`).
+_CALL_STATUS: ContextVar[grpc.StatusCode] = ContextVar("call_status", default=grpc.StatusCode.OK)
 
 
 def _enter(context: Context) -> dict[str, Any]:
     metadata = dict(context.invocation_metadata() or ())
     ctx.request_id.set(str(metadata.get(ctx.REQUEST_ID_HEADER) or ctx.new_request_id())[:128])
-    ctx.traceparent.set(str(metadata.get(ctx.TRACEPARENT_HEADER) or "")[:128])
     return metadata
+
+
+@contextmanager
+def _traced(method: str, metadata: dict[str, Any]) -> Iterator[None]:
+    """The call's SERVER span, current for the whole call (its task ends with it)."""
+    span = tracing.server_span(method, metadata)
+    try:
+        yield
+    except BaseException:
+        code = _CALL_STATUS.get()
+        tracing.end_rpc_span(span, grpc.StatusCode.CANCELLED if code is grpc.StatusCode.OK else code)
+        raise
+    tracing.end_rpc_span(span, grpc.StatusCode.OK)
 
 
 def _principal(raw: Any) -> md.Principal:
@@ -245,13 +264,14 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile, admission: Admissio
 
         async def stream_unary(requests: AsyncIterator[Message], context: Any) -> Any:
             metadata = _enter(context)
-            try:
-                with _observed(method), admission.slot():
-                    current_grant.set(authorize(context, method, metadata, policy))
-                    return await inner_su(_checked(requests), context)
-            except Exception as exc:
-                await _drain_briefly(requests)
-                await _abort(context, exc, method)
+            with _traced(method, metadata):
+                try:
+                    with _observed(method), admission.slot():
+                        current_grant.set(authorize(context, method, metadata, policy))
+                        return await inner_su(_checked(requests), context)
+                except Exception as exc:
+                    await _drain_briefly(requests)
+                    await _abort(context, exc, method)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, _decoding(handler.request_deserializer), handler.response_serializer
@@ -261,14 +281,15 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile, admission: Admissio
 
         async def unary_stream(request: Message, context: Any) -> AsyncIterator[Any]:
             metadata = _enter(context)
-            try:
-                with _observed(method), admission.slot():
-                    current_grant.set(authorize(context, method, metadata, policy))
-                    check(request)
-                    async for response in inner_us(request, context):
-                        yield response
-            except Exception as exc:
-                await _abort(context, exc, method)
+            with _traced(method, metadata):
+                try:
+                    with _observed(method), admission.slot():
+                        current_grant.set(authorize(context, method, metadata, policy))
+                        check(request)
+                        async for response in inner_us(request, context):
+                            yield response
+                except Exception as exc:
+                    await _abort(context, exc, method)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, _decoding(handler.request_deserializer), handler.response_serializer
@@ -277,13 +298,14 @@ def _wrap(handler: Handler, method: str, policy: PolicyFile, admission: Admissio
 
     async def unary_unary(request: Message, context: Any) -> Any:
         metadata = _enter(context)
-        try:
-            with _observed(method), admission.slot():
-                current_grant.set(authorize(context, method, metadata, policy))
-                check(request)
-                return await inner_uu(request, context)
-        except Exception as exc:
-            await _abort(context, exc, method)
+        with _traced(method, metadata):
+            try:
+                with _observed(method), admission.slot():
+                    current_grant.set(authorize(context, method, metadata, policy))
+                    check(request)
+                    return await inner_uu(request, context)
+            except Exception as exc:
+                await _abort(context, exc, method)
 
     return grpc.unary_unary_rpc_method_handler(
         unary_unary, _decoding(handler.request_deserializer), handler.response_serializer

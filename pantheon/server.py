@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from pantheon_api.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pantheon_api.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
 
-from pantheon import faults
+from pantheon import faults, tracing
 from pantheon.client_channel import channel_options
 from pantheon.config import ClientIdentity, ServiceSettings, TLSSettings
 from pantheon.errors import PantheonError
@@ -91,7 +91,9 @@ def secure_channel(
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         *channel_options(target, authority),
     ]
-    return grpc.aio.secure_channel(target, credentials, options=options)
+    return grpc.aio.secure_channel(
+        target, credentials, options=options, interceptors=tracing.client_interceptors()
+    )
 
 
 #: Calls the admission limit does not count (health watches, reflection)

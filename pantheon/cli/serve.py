@@ -12,7 +12,7 @@ from typing import Any
 
 import uvloop
 
-from pantheon import logs, metrics
+from pantheon import logs, metrics, tracing
 from pantheon.config import ConfigError, ServiceSettings
 from pantheon.ingest import workers
 from pantheon.policy import Policy, PolicyError
@@ -52,6 +52,7 @@ async def _serve(settings: ServiceSettings) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         logs.configure(args.log_file)
+        tracing.configure("pantheon-services")
         settings = ServiceSettings.from_env()
         Policy.load(Path(settings.policy_file))  # refuse to start on a policy nobody can read
     except (ConfigError, PolicyError) as exc:

@@ -2,8 +2,9 @@
 
 `EventConsumer` subscribes to Pantheon topics, decodes each record by its
 `ce_dataschema` header into the typed protobuf payload and hands it to a
-handler. A record the handler cannot process (it raises) or that cannot be
-decoded goes to the dead-letter topic with the reason in headers, so one bad
+handler, inside a span that continues the producer's trace (its
+`traceparent` header). A record the handler cannot process (it raises) or
+that cannot be decoded goes to the dead-letter topic with the reason in headers, so one bad
 record never blocks a partition. An event counts as processed once the
 handler returned or the dead-letter topic acknowledged it; only then is its
 id remembered and its offset due for commit. Events already processed (same
@@ -36,7 +37,9 @@ from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from google.protobuf.message import Message as ProtoMessage
+from opentelemetry.trace import Span, SpanKind
 
+from pantheon import tracing
 from pantheon.events.cloudevents import Attributes, decode, parse_headers
 from pantheon.events.dead_letters import DeadLetterRefused, DeadLetters
 from pantheon.events.topics import PUBLIC_TOPICS
@@ -255,12 +258,33 @@ class EventConsumer:
 
     def _process(self, message: Message) -> None:
         headers = parse_headers(message.headers())
+        # A CONSUMER span continuing the producer's trace (its `traceparent`
+        # header; a missing or malformed one starts a new trace), current
+        # while the handler runs, so the handler's own spans join it.
+        with tracing.tracer.start_as_current_span(
+            f"process {message.topic() or ''}",
+            context=tracing.parent_from(headers.get(tracing.TRACEPARENT)),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": message.topic() or "",
+                "messaging.destination.partition.id": str(message.partition() or 0),
+                "messaging.kafka.offset": message.offset() or 0,
+            },
+        ) as span:
+            self._handle(message, headers, span)
+
+    def _handle(self, message: Message, headers: dict[str, str], span: Span) -> None:
         try:
             attributes, payload = decode(headers, message.value() or b"")
         except (ValueError, KeyError) as exc:
+            tracing.set_error(span, "undecodable")
             self._dead_letter(message, "undecodable", type(exc).__name__)
             self._processed(message)
             return
+        if span.is_recording():
+            span.set_attribute("messaging.message.id", attributes.id)
         if attributes.id in self._seen:
             self._seen.add(attributes.id)  # recently seen again: kept longer
             log.debug("skipping duplicate event %s", attributes.id)
@@ -274,6 +298,7 @@ class EventConsumer:
             self._handler(received)
         except Exception as exc:
             log.warning("handler failed on event %s: %s", attributes.id, type(exc).__name__)
+            tracing.set_error(span, "handler_failed")
             self._dead_letter(message, "handler_failed", type(exc).__name__)
         # Handled, or durably parked on the dead-letter topic: only now is
         # the event done, so only now does a redelivery count as a duplicate.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from confluent_kafka import KafkaError, KafkaException
 
 from pantheon import context as ctx
+from pantheon import tracing
 from pantheon.errors import Unavailable
 from pantheon.events.cloudevents import Headers, headers_for
 
@@ -113,7 +114,8 @@ def kafka_error(exc: KafkaException) -> KafkaError | None:
 
 
 def prepare(event: Event) -> Queued:
-    extensions = {"ce_requestid": ctx.request_id.get(), "traceparent": ctx.traceparent.get()}
+    # The current span is the publish call's PRODUCER span (KafkaPublisher.publish).
+    extensions = {"ce_requestid": ctx.request_id.get(), tracing.TRACEPARENT: tracing.traceparent()}
     extensions.update(event.extra_headers)
     headers = headers_for(
         event.payload,

@@ -46,8 +46,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 
-from pantheon import metrics
+from pantheon import metrics, tracing
 from pantheon.config import KafkaSettings
 from pantheon.errors import Internal, Unavailable
 from pantheon.events.delivery import (
@@ -286,6 +287,22 @@ class KafkaPublisher:
     # -- publishing -----------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
+        # One PRODUCER span for the batch, until Kafka acknowledged it; every
+        # event carries its context in the `traceparent` header (delivery.prepare).
+        topics = sorted({event.topic for event in events})
+        with tracing.tracer.start_as_current_span(
+            f"send {topics[0]}" if len(topics) == 1 else "send",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": ",".join(topics),
+                "messaging.batch.message_count": len(events),
+            },
+        ):
+            await self._publish(events)
+
+    async def _publish(self, events: Sequence[Event]) -> None:
         if self._gen.fatal is not None:
             raise replacing()
         # While brokers are known down, a metadata request tells cheaply

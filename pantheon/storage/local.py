@@ -20,14 +20,20 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
+from pantheon import tracing
 from pantheon.errors import STATUS_DETAILS_KEY, PantheonError
 from pantheon.interceptors import check, check_streamed
 from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.storage.service import StorageServicer
 
 R = TypeVar("R")
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["StorageService"].full_name
 
 _END = object()
 
@@ -52,11 +58,25 @@ async def _call(work: Awaitable[R], timeout: float | None) -> R:
         ) from None
 
 
-def _internal(work: Awaitable[R], timeout: float | None) -> asyncio.Task[R]:
-    """`work` as a task of its own that runs with the internal grant."""
+def _internal(work: Awaitable[R], timeout: float | None, method: str) -> asyncio.Task[R]:
+    """`work` as a task of its own that runs with the internal grant, in a
+    span named as the remote call's SERVER span would be."""
+    span = tracing.start_rpc_span(f"/{_SERVICE}/{method}", SpanKind.INTERNAL)
     context = contextvars.copy_context()
     context.run(current_grant.set, INTERNAL_GRANT)
-    return asyncio.create_task(_call(work, timeout), context=context)
+    context.run(otel_context.attach, trace.set_span_in_context(span))
+    task = asyncio.create_task(_call(work, timeout), context=context)
+    task.add_done_callback(lambda done: tracing.end_rpc_span(span, _code_of(done)))
+    return task
+
+
+def _code_of(task: asyncio.Task[Any]) -> grpc.StatusCode:
+    if task.cancelled():
+        return grpc.StatusCode.CANCELLED
+    error = task.exception()
+    if error is None:
+        return grpc.StatusCode.OK
+    return error.code() if isinstance(error, grpc.aio.AioRpcError) else grpc.StatusCode.UNKNOWN
 
 
 class _PutObjectCall:
@@ -67,7 +87,7 @@ class _PutObjectCall:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         # Storage never reads the servicer context, so there is none.
         upload = servicer.PutObject(self._requests(), None)  # type: ignore[arg-type]
-        self._task = _internal(upload, timeout)
+        self._task = _internal(upload, timeout, "PutObject")
 
     async def _requests(self) -> AsyncIterator[pb.PutObjectRequest]:
         while (item := await self._queue.get()) is not _END:
@@ -97,7 +117,7 @@ def _unary(method: Callable[[Any, Any], Awaitable[R]]) -> Callable[..., Awaitabl
             check(request)
         except PantheonError as exc:
             raise _as_rpc_error(exc) from exc
-        return await _internal(method(request, None), timeout)
+        return await _internal(method(request, None), timeout, method.__name__)
 
     return call
 

@@ -23,6 +23,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -32,6 +33,7 @@ from minio import Minio
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
+from opentelemetry.trace import SpanKind
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -39,6 +41,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from pantheon import tracing
 from pantheon.config import S3Settings
 from pantheon.errors import Internal, PantheonError
 from pantheon.storage import minio_calls
@@ -101,13 +104,14 @@ class S3ObjectStore:
         cancelled mid-flight may yet land).
         """
         loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
-        try:
-            return await asyncio.shield(running)
-        except asyncio.CancelledError:
-            await asyncio.wait({running})
-            raise
+        with _s3_span(call, args):
+            context = contextvars.copy_context()
+            running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait({running})
+                raise
 
     # -- writes -------------------------------------------------------------
 
@@ -361,6 +365,37 @@ class S3ObjectStore:
 
         # Idempotent, so retried like a read.
         await self._read(f"delete {len(keys)} objects from {bucket}", delete)
+
+
+#: The S3 operation each call `_run` is given makes (a call not named here,
+#: such as reading the next piece of a body, gets no span of its own).
+_OPERATIONS = {
+    "put_object": "PutObject",
+    "create_multipart_upload": "CreateMultipartUpload",
+    "upload_part": "UploadPart",
+    "_complete": "CompleteMultipartUpload",
+    "abort_multipart_upload": "AbortMultipartUpload",
+    "read": "GetObject",
+    "get_object": "GetObject",
+    "stat_object": "HeadObject",
+    "page": "ListObjectsV2",
+    "remove_object": "DeleteObject",
+}
+
+
+def _s3_span(call: Callable[..., Any], args: tuple[Any, ...]) -> AbstractContextManager[Any]:
+    """A CLIENT span `S3.<Operation>` around one call, with its bucket (the
+    first text argument, for the calls that take one)."""
+    operation = _OPERATIONS.get(getattr(call, "__name__", ""))
+    if operation is None:
+        return nullcontext()
+    attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation}
+    bucket = next((arg for arg in args if isinstance(arg, str)), None)
+    if bucket is not None:
+        attributes["aws.s3.bucket"] = bucket
+    return tracing.tracer.start_as_current_span(
+        f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes
+    )
 
 
 def _probe(endpoint: str, context: ssl.SSLContext) -> Callable[[], Awaitable[int | None]]:
