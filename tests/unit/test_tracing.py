@@ -114,7 +114,9 @@ def consume(messages: Sequence[FakeMessage], kafka: list[FakeConsumer], handler:
 async def stack(tmp_path: Path) -> AsyncIterator[tuple[Mesh, Running, RecordingProducer]]:
     mesh = make_mesh(tmp_path / "mesh")
     producer = RecordingProducer()
-    publisher = KafkaPublisher(KafkaSettings("unused:1", "u", "p", None), producer=producer)
+    publisher = KafkaPublisher(
+        KafkaSettings(bootstrap="unused:1", username="u", password="p", ca_file="/ca.pem"), producer=producer
+    )
     running = await create_server(mesh.service_settings(), store=MemoryObjectStore(), publisher=publisher)
     try:
         yield mesh, running, producer
@@ -288,7 +290,7 @@ def test_hostile_traceparent_headers_on_kafka_start_a_new_trace(
 
 
 async def test_each_s3_call_is_a_client_span(spans: Any) -> None:
-    store = S3ObjectStore(S3Settings("https://127.0.0.1:9", "a", "s", None))
+    store = S3ObjectStore(S3Settings(endpoint="https://127.0.0.1:9", access_key="a", secret_key="s"))
 
     def put_object(client: object, bucket: str, key: str) -> str:
         return "etag"
