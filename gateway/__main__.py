@@ -19,6 +19,7 @@ import uvicorn
 from gateway import tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
+from gateway.middleware import RequestIdFilter
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
 from pantheon.envconfig import LogSettings, configure_logging
@@ -28,7 +29,7 @@ log = logging.getLogger("gateway")
 
 def _configure_logging(log_file: str | None, settings: LogSettings) -> None:
     """Text or JSON lines (`PANTHEON_LOG_FORMAT`, `PANTHEON_LOG_LEVEL`), as the services log."""
-    configure_logging(settings, log_file)
+    configure_logging(settings, log_file, RequestIdFilter())
     # One line per request is the metrics' job; keep the log for what went wrong.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -26,6 +27,18 @@ from gateway.problems import MEDIA_TYPE, internal_error
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+#: The id of the request being served, for the log lines it causes.
+current_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request's id to every log record (as the services do)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get()
+        return True
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # W3C trace context, version 00 (unknown versions are passed on if shaped alike).
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -82,6 +95,7 @@ class EdgeMiddleware:
         request_id = accept_request_id(headers.get(REQUEST_ID_HEADER))
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        id_token = current_request_id.set(request_id)
         span = tracing.request_span(
             scope["method"], scope["path"], accept_traceparent(headers.get(tracing.TRACEPARENT))
         )
@@ -135,6 +149,7 @@ class EdgeMiddleware:
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - began, received)
             tracing.end_request_span(span, scope["method"], route, status)
             otel_context.detach(token)
+            current_request_id.reset(id_token)
 
     @staticmethod
     async def _send_internal_error(send: Send, request_id: str, path: str) -> None:
