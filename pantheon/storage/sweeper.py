@@ -11,6 +11,7 @@ finds its object visible and removes it (pantheon.ingest.reconciler).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 from pantheon.errors import PantheonError
@@ -39,7 +40,9 @@ class Sweeper:
         """Queue `key` for removal: it is gone within about `every_s`."""
         self._queued.append(key)
         if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().create_task(self._later())
+            # In a context of its own: the sweep serves many calls, so it is
+            # not part of the first one's trace or request id.
+            self._sweep = asyncio.get_running_loop().create_task(self._later(), context=contextvars.Context())
 
     async def _later(self) -> None:
         await asyncio.sleep(self._every_s)
