@@ -10,7 +10,7 @@ lacks, conditional writes (`If-None-Match: *` to create, `If-Match: <etag>`
 to compare-and-swap) and multipart uploads fed part by part from a stream
 (so an upload of any size holds at most two parts in memory), go through
 its private request layer: only in minio_calls.py, which says why for each
-call and whose tests pin them.
+call and whose tests pin them. Multipart uploads are in s3_multipart.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import contextvars
 import functools
 import hashlib
-import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,6 @@ from urllib.parse import urlparse
 
 import urllib3
 from minio import Minio
-from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from opentelemetry.trace import SpanKind
@@ -43,12 +41,10 @@ from tenacity import (
 
 from pantheon import tracing
 from pantheon.config import S3Settings
-from pantheon.errors import Internal, PantheonError
-from pantheon.storage import minio_calls
+from pantheon.errors import Internal
+from pantheon.storage import minio_calls, s3_multipart
 from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject, translate
 from pantheon.storage.quorum import WriteQuorum, cluster_health
-
-log = logging.getLogger(__name__)
 
 #: SSE-S3 on every write, even where a bucket lacks default encryption.
 _SSE = {"X-Amz-Server-Side-Encryption": "AES256"}
@@ -127,7 +123,7 @@ class S3ObjectStore:
         headers = {"Content-Type": content_type, **_SSE}
         headers.update({_META + k: v for k, v in user_metadata.items()})
         digest = hashlib.sha256()
-        parts = _parts(chunks, self._part_size, digest)
+        parts = s3_multipart.parts(chunks, self._part_size, digest)
         first = await anext(parts, None)
         if first is None:
             raise Internal("refusing to store an empty object")
@@ -135,75 +131,10 @@ class S3ObjectStore:
         if second is None:
             # Small object: one conditional PUT.
             result = await self._put(bucket, key, first, headers, if_absent=True)
-            return _with(result, sha256=digest.hexdigest(), size=len(first))
-        return await self._multipart(bucket, key, headers, first, second, parts, digest)
-
-    async def _multipart(
-        self,
-        bucket: str,
-        key: str,
-        headers: dict[str, str],
-        first: bytes,
-        second: bytes,
-        rest: AsyncIterator[bytes],
-        digest: Any,
-    ) -> StoredObject:
-        what = f"upload {bucket}/{key}"
-        try:
-            upload_id = await self._run(
-                minio_calls.create_multipart_upload, self._client, bucket, key, headers
-            )
-        except Exception as exc:
-            raise translate(exc, what) from exc
-        uploaded: list[Part] = []
-        size = 0
-        try:
-            # Upload part n while part n+1 streams in: two parts in memory.
-            pending: asyncio.Task[Part] | None = None
-            number = 0
-            block: bytes | None = first
-            nxt: bytes | None = second
-            while block is not None:
-                number += 1
-                size += len(block)
-                task = asyncio.create_task(self._upload_part(bucket, key, upload_id, number, block))
-                if pending is not None:
-                    uploaded.append(await pending)
-                pending = task
-                block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
-            if pending is not None:
-                uploaded.append(await pending)
-            result = await self._run(self._complete, bucket, key, upload_id, uploaded)
-        except BaseException as exc:
-            await asyncio.shield(self._abort(bucket, key, upload_id))
-            if isinstance(exc, PantheonError | asyncio.CancelledError):
-                raise
-            if isinstance(exc, Exception):
-                raise translate(exc, what) from exc
-            raise
-        return _with(result, sha256=digest.hexdigest(), size=size)
-
-    async def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> Part:
-        etag = await self._run(minio_calls.upload_part, self._client, bucket, key, upload_id, number, data)
-        return Part(number, etag)
-
-    def _complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
-        # Conditional (If-None-Match: *), so a concurrent writer of the key loses.
-        result = minio_calls.complete_multipart_upload_if_absent(self._client, bucket, key, upload_id, parts)
-        return StoredObject(
-            bucket=bucket,
-            key=key,
-            size=0,
-            etag=result.etag or "",
-            version_id=result.version_id or "",
-            encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
+            return s3_multipart.with_digest(result, sha256=digest.hexdigest(), size=len(first))
+        return await s3_multipart.upload(
+            self._run, self._client, bucket, key, headers, first, second, parts, digest
         )
-
-    async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
-        try:
-            await self._run(minio_calls.abort_multipart_upload, self._client, bucket, key, upload_id)
-        except Exception as exc:  # the store cleans up stale uploads itself
-            log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""
@@ -373,7 +304,7 @@ _OPERATIONS = {
     "put_object": "PutObject",
     "create_multipart_upload": "CreateMultipartUpload",
     "upload_part": "UploadPart",
-    "_complete": "CompleteMultipartUpload",
+    "_complete": "CompleteMultipartUpload",  # s3_multipart._complete
     "abort_multipart_upload": "AbortMultipartUpload",
     "read": "GetObject",
     "get_object": "GetObject",
@@ -408,38 +339,3 @@ def _probe(endpoint: str, context: ssl.SSLContext) -> Callable[[], Awaitable[int
         return await loop.run_in_executor(pool, cluster_health, http, endpoint)
 
     return ask
-
-
-async def _parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
-    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
-    pending: list[bytes] = []
-    held = 0
-    async for chunk in chunks:
-        digest.update(chunk)
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            # One copy per part: join, then cut off the overhang for the next.
-            joined = b"".join(pending)
-            yield joined[:size]
-            pending, held = [joined[size:]], held - size
-            while held >= size:
-                joined = pending[0]
-                yield joined[:size]
-                pending, held = [joined[size:]], held - size
-    if held:
-        yield b"".join(pending)
-
-
-def _with(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
-    return StoredObject(
-        bucket=result.bucket,
-        key=result.key,
-        size=size,
-        etag=result.etag,
-        version_id=result.version_id,
-        encryption=result.encryption,
-        sha256=sha256,
-        content_type=result.content_type,
-        user_metadata=result.user_metadata,
-    )

@@ -1,0 +1,141 @@
+"""Multipart uploads to S3, fed part by part from a stream.
+
+S3ObjectStore.put_stream (s3.py) regroups an upload's chunks into parts
+(`parts`); an object of one part is one conditional PUT there, anything
+larger is uploaded here (`upload`), so an upload of any size holds at most
+two parts in memory. The calls minio-py's public API lacks go through
+minio_calls.py; each runs in the store's pool through the `run` it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from minio import Minio
+from minio.datatypes import Part
+
+from pantheon.errors import PantheonError
+from pantheon.storage import minio_calls
+from pantheon.storage.object_store import StoredObject, translate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Run(Protocol):
+    """S3ObjectStore._run: a blocking call, awaited in the store's pool."""
+
+    def __call__(self, call: Callable[..., T], *args: Any) -> Awaitable[T]: ...
+
+
+async def upload(
+    run: Run,
+    client: Minio,
+    bucket: str,
+    key: str,
+    headers: dict[str, str],
+    first: bytes,
+    second: bytes,
+    rest: AsyncIterator[bytes],
+    digest: Any,
+) -> StoredObject:
+    """Upload `first`, `second` and the parts of `rest` as one multipart
+    upload, completed only if `key` does not exist yet; aborted on any failure."""
+    what = f"upload {bucket}/{key}"
+    try:
+        upload_id = await run(minio_calls.create_multipart_upload, client, bucket, key, headers)
+    except Exception as exc:
+        raise translate(exc, what) from exc
+    uploaded: list[Part] = []
+    size = 0
+    try:
+        # Upload part n while part n+1 streams in: two parts in memory.
+        pending: asyncio.Task[Part] | None = None
+        number = 0
+        block: bytes | None = first
+        nxt: bytes | None = second
+        while block is not None:
+            number += 1
+            size += len(block)
+            task = asyncio.create_task(_upload_part(run, client, bucket, key, upload_id, number, block))
+            if pending is not None:
+                uploaded.append(await pending)
+            pending = task
+            block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
+        if pending is not None:
+            uploaded.append(await pending)
+        result = await run(_complete, client, bucket, key, upload_id, uploaded)
+    except BaseException as exc:
+        await asyncio.shield(_abort(run, client, bucket, key, upload_id))
+        if isinstance(exc, PantheonError | asyncio.CancelledError):
+            raise
+        if isinstance(exc, Exception):
+            raise translate(exc, what) from exc
+        raise
+    return with_digest(result, sha256=digest.hexdigest(), size=size)
+
+
+async def _upload_part(
+    run: Run, client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
+) -> Part:
+    etag = await run(minio_calls.upload_part, client, bucket, key, upload_id, number, data)
+    return Part(number, etag)
+
+
+def _complete(client: Minio, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
+    # Conditional (If-None-Match: *), so a concurrent writer of the key loses.
+    result = minio_calls.complete_multipart_upload_if_absent(client, bucket, key, upload_id, parts)
+    return StoredObject(
+        bucket=bucket,
+        key=key,
+        size=0,
+        etag=result.etag or "",
+        version_id=result.version_id or "",
+        encryption=result.http_headers.get("x-amz-server-side-encryption", ""),
+    )
+
+
+async def _abort(run: Run, client: Minio, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        await run(minio_calls.abort_multipart_upload, client, bucket, key, upload_id)
+    except Exception as exc:  # the store cleans up stale uploads itself
+        log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
+
+
+async def parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
+    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        digest.update(chunk)
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            # One copy per part: join, then cut off the overhang for the next.
+            joined = b"".join(pending)
+            yield joined[:size]
+            pending, held = [joined[size:]], held - size
+            while held >= size:
+                joined = pending[0]
+                yield joined[:size]
+                pending, held = [joined[size:]], held - size
+    if held:
+        yield b"".join(pending)
+
+
+def with_digest(result: StoredObject, *, sha256: str, size: int) -> StoredObject:
+    return StoredObject(
+        bucket=result.bucket,
+        key=result.key,
+        size=size,
+        etag=result.etag,
+        version_id=result.version_id,
+        encryption=result.encryption,
+        sha256=sha256,
+        content_type=result.content_type,
+        user_metadata=result.user_metadata,
+    )
