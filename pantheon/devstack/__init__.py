@@ -4,5 +4,5 @@
 provisions the binaries into a cache outside the repository, starts both
 servers in the background with TLS and generated credentials, and applies
 topics, ACLs, buckets, policies and users idempotently. Tests use
-`pantheon.devstack.stack.environment()` to find the endpoints.
+`pantheon.devstack.environment.environment()` to find the endpoints.
 """

@@ -7,7 +7,9 @@ import logging
 import sys
 import time
 
-from pantheon.devstack import stack
+from pantheon.devstack import stack, status
+from pantheon.devstack.environment import environment, export_lines
+from pantheon.devstack.errors import StackError
 from pantheon.devstack.settings import HA, Settings, SettingsError
 
 
@@ -64,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(purge=args.purge)
             return 0
         if args.command == "status":
-            statuses = stack.status()
+            statuses = status.status()
             for st in statuses:
                 print(st.line())
             return 0 if all(st.ready for st in statuses) else 1
         if args.command == "env":
-            print("\n".join(stack.export_lines(stack.environment())))
+            print("\n".join(export_lines(environment())))
             return 0
-    except (stack.StackError, SettingsError) as exc:
+    except (StackError, SettingsError) as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
         return 1
     return 2  # unreachable: argparse enforces a known command

@@ -201,7 +201,7 @@ class KafkaConsumer:
 
 #: Every component that consumes Pantheon's events, one line each. A new
 #: component is a line here, plus its password in credentials.Credentials
-#: (kafka_scram_users) and, if developers need it, an export in stack.environment.
+#: (kafka_scram_users) and, if developers need it, an export in environment.environment.
 CONSUMERS: tuple[KafkaConsumer, ...] = (
     # The generic reader (the demo, `pantheon tail`, any downstream tool):
     # PUBLIC and INTERNAL data only. `scripts/stack env` exports it as KAFKA_SASL_*.

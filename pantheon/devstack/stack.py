@@ -1,19 +1,19 @@
-"""up / down / status / env for the whole dev stack (Kafka, MinIO, the services, the gateway),
-in either profile (settings.py: single, or ha with haproxy in front of MinIO and the gateways)."""
+"""up / down for the whole dev stack (Kafka, MinIO, the services, the gateway),
+in either profile (settings.py: single, or ha with haproxy in front of MinIO and the gateways).
+
+What `status` and `env` print is in status.py and environment.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 from pantheon.devstack import (
@@ -28,26 +28,12 @@ from pantheon.devstack import (
     services,
 )
 from pantheon.devstack.certs import CertFiles, ensure_certs
-from pantheon.devstack.credentials import (
-    KAFKA_INGEST_USER,
-    KAFKA_READER_USER,
-    KAFKA_SIMULATION_USER,
-    MINIO_STORAGE_USER,
-    Credentials,
-    load,
-    load_or_create,
-)
-from pantheon.devstack.files import tail, write_atomic
+from pantheon.devstack.credentials import Credentials, load_or_create
+from pantheon.devstack.environment import server_env
+from pantheon.devstack.errors import StackError, failure
+from pantheon.devstack.files import write_atomic
 from pantheon.devstack.paths import StackPaths
 from pantheon.devstack.settings import HOST, KafkaNode, MinioNode, Replica, Settings, recorded_profile
-from pantheon.events.topics import (
-    DATA_STORED,
-    DEAD_LETTER,
-    RECORDS,
-    RESTRICTED_DATA_STORED,
-    RESTRICTED_DEAD_LETTER,
-    RESTRICTED_RECORDS,
-)
 from pantheon.policy import PolicyError
 
 log = logging.getLogger(__name__)
@@ -57,17 +43,6 @@ DEFAULT_TIMEOUT = 90.0
 HA_TIMEOUT = 300.0
 #: Seconds between the HA profile's Kafka JVM starts.
 KAFKA_STAGGER_S = 2.0
-
-
-class StackError(RuntimeError):
-    """A stack operation failed; the message is meant for the user's terminal."""
-
-
-def _failure(what: str, exc: Exception, log_file: Path) -> StackError:
-    return StackError(
-        f"{what}: {exc}\n--- last 40 lines of {log_file} ---\n{tail(log_file, 40)}\n---\n"
-        "processes that did start are left running for inspection; `scripts/stack down` stops them"
-    )
 
 
 def _port_free(port: int) -> bool:
@@ -234,7 +209,7 @@ def up(settings: Settings | None = None, timeout: float | None = None) -> None:
             still_running=lambda: all(kafka.running_pid(p, n) for n in s.kafka_nodes),
         )
     except (TimeoutError, RuntimeError) as exc:
-        raise _failure("Kafka did not become ready", exc, kafka.server_log(first_kafka)) from exc
+        raise failure("Kafka did not become ready", exc, kafka.server_log(first_kafka)) from exc
     try:
         for node in s.minio_nodes:
             minio.wait_ready(
@@ -261,7 +236,7 @@ def up(settings: Settings | None = None, timeout: float | None = None) -> None:
             s.minio_address, creds.minio_root_user, creds.minio_root_password, certs.ca_cert
         )
     except (TimeoutError, RuntimeError) as exc:
-        raise _failure("MinIO did not become ready", exc, minio.server_log(s.minio_nodes[0])) from exc
+        raise failure("MinIO did not become ready", exc, minio.server_log(s.minio_nodes[0])) from exc
 
     created_topics = kafka_admin.ensure_topics(admin, replication_factor=s.replication_factor)
     kafka_admin.ensure_users(admin, creds)
@@ -285,35 +260,13 @@ def up(settings: Settings | None = None, timeout: float | None = None) -> None:
     _start_gateways(s, creds, certs, timeout=max(10.0, deadline - time.monotonic()))
 
 
-#: Plaintext demo API keys are for clients: no server process gets them (the
-#: gateway reads their hashes from PANTHEON_API_KEYS_FILE).
-_CLIENT_ONLY = frozenset(
-    {
-        "PANTHEON_API_KEY",
-        "PANTHEON_API_KEY_B",
-        "PANTHEON_API_KEY_READONLY",
-        # The consumers' Kafka passwords: no server process consumes.
-        "KAFKA_SASL_PASSWORD",
-        "KAFKA_SIMULATION_PASSWORD",
-    }
-)
-
-
-def _server_env(s: Settings, identity: str) -> dict[str, str]:
-    """The environment of a server process that calls the services as `identity`."""
-    merged = {**os.environ, **environment(s)}
-    cert, key = mesh.identity_files(s.paths, identity)
-    merged.update(PANTHEON_CLIENT_CERT_FILE=str(cert), PANTHEON_CLIENT_KEY_FILE=str(key))
-    return {k: v for k, v in merged.items() if k not in _CLIENT_ONLY}
-
-
 def _alive(running_pid: Callable[[StackPaths, Replica], int | None], p: StackPaths, replica: Replica) -> bool:
     return running_pid(p, replica) is not None
 
 
 def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
     p = s.paths
-    env = _server_env(s, mesh.INGEST)
+    env = server_env(s, mesh.INGEST)
     started = []
     for replica in _not_running(p, s.service_replicas, services.running_pid):
         _require_free(replica.port, replica.metrics_port)
@@ -328,7 +281,7 @@ def _start_services(s: Settings, certs: CertFiles, timeout: float) -> None:
                 still_running=partial(_alive, services.running_pid, p, replica),
             )
         except (TimeoutError, RuntimeError) as exc:
-            raise _failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
+            raise failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
         log.info("%s started (pid %d) on %s, log %s", replica.name, pid, replica.listen, replica.log)
 
 
@@ -337,7 +290,7 @@ def _start_gateways(s: Settings, creds: Credentials, certs: CertFiles, timeout: 
     # Rewritten on every `up`: the hashes follow credentials.json.
     gateway.write_keys_file(p, creds)
     # Each replica enforces its share of the rate limits (gateway/settings.py).
-    env = {**_server_env(s, mesh.GATEWAY), "PANTHEON_GATEWAY_REPLICAS": str(len(s.gateway_replicas))}
+    env = {**server_env(s, mesh.GATEWAY), "PANTHEON_GATEWAY_REPLICAS": str(len(s.gateway_replicas))}
     started = []
     for replica in _not_running(p, s.gateway_replicas, gateway.running_pid):
         _require_free(replica.port)
@@ -351,14 +304,14 @@ def _start_gateways(s: Settings, creds: Credentials, certs: CertFiles, timeout: 
                 still_running=partial(_alive, gateway.running_pid, p, replica),
             )
         except (TimeoutError, RuntimeError) as exc:
-            raise _failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
+            raise failure(f"{replica.name} did not become ready", exc, replica.stdout) from exc
         log.info("%s started (pid %d) on %s, log %s", replica.name, pid, replica.listen, replica.log)
     if s.ha:
         # Through the balancer: its health checks have seen a replica.
         try:
             gateway.wait_live(s.gateway_url, certs.ca_cert, timeout=timeout, still_running=lambda: True)
         except TimeoutError as exc:
-            raise _failure("haproxy did not reach a gateway", exc, haproxy.log_file(p)) from exc
+            raise failure("haproxy did not reach a gateway", exc, haproxy.log_file(p)) from exc
     log.info("REST edge on %s", s.gateway_url)
 
 
@@ -400,122 +353,3 @@ def down(settings: Settings | None = None, purge: bool = False) -> None:
             shutil.rmtree(d, ignore_errors=True)
         p.profile_file.unlink(missing_ok=True)
         log.info("purged data and logs under %s", p.state)
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    pid: int | None
-    ready: bool
-    endpoint: str
-
-    def line(self) -> str:
-        state = f"running pid {self.pid}" if self.pid else "not running"
-        ready = "ready" if self.ready else "NOT READY"
-        return f"{self.name:<10} {state:<20} {ready:<10} {self.endpoint}"
-
-
-def status(settings: Settings | None = None) -> list[ComponentStatus]:
-    """One line per process; in the HA profile also the balancer's endpoints."""
-    s = settings or Settings.from_env()
-    p = s.paths
-    creds = load(p.credentials)
-    ca = CertFiles.in_dir(p.certs).ca_cert
-    have_tls = ca.is_file()
-    found = []
-    for node in s.kafka_nodes:
-        pid = kafka.running_pid(p, node)
-        ready = False
-        if pid and creds and have_tls:
-            admin = kafka_admin.admin_client(node.address, str(ca), creds.kafka_admin_password)
-            ready = kafka_admin.is_ready(admin)
-        found.append(
-            ComponentStatus(node.name if s.ha else "kafka", pid, ready, f"SASL_SSL://{node.address}")
-        )
-    for mnode in s.minio_nodes:
-        pid = minio.running_pid(p, mnode)
-        ready = bool(pid) and have_tls and minio.is_live(mnode.endpoint, ca)
-        found.append(ComponentStatus(mnode.name if s.ha else "minio", pid, ready, mnode.endpoint))
-    if s.ha:
-        pid = haproxy.running_pid(p)
-        # Ready: both balanced endpoints answer, MinIO with write quorum.
-        ready = bool(pid) and have_tls and minio.has_write_quorum(s.minio_endpoint, ca)
-        ready = ready and gateway.is_live(s.gateway_url, ca)
-        found.append(ComponentStatus("haproxy", pid, ready, f"{s.minio_endpoint} {s.gateway_url}"))
-    identity = mesh.identity_files(p, mesh.DEV_CLIENT)
-    for replica in s.service_replicas:
-        pid = services.running_pid(p, replica)
-        ready = bool(pid) and have_tls and services.is_serving(replica.listen, ca, identity)
-        found.append(
-            ComponentStatus(replica.name if s.ha else "grpc", pid, ready, f"grpcs://{replica.listen}")
-        )
-    for replica in s.gateway_replicas:
-        pid = gateway.running_pid(p, replica)
-        url = f"https://{replica.listen}"
-        ready = bool(pid) and have_tls and gateway.is_live(url, ca)
-        found.append(ComponentStatus(replica.name if s.ha else "gateway", pid, ready, url))
-    return found
-
-
-def environment(settings: Settings | None = None) -> dict[str, str]:
-    """Endpoints and dev credentials of the stack, as environment variables.
-
-    Raises StackError before the first `up` (no credentials exist yet).
-    """
-    s = settings or Settings.from_env()
-    p = s.paths
-    creds = load(p.credentials)
-    if creds is None:
-        raise StackError(f"no stack in {p.state} yet; run `scripts/stack up` first")
-    certs = CertFiles.in_dir(p.certs)
-    return {
-        # Downstream consumers (any language): the read-only Kafka user.
-        "KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": kafka.SCRAM_MECHANISM,
-        "KAFKA_SASL_USERNAME": KAFKA_READER_USER,
-        "KAFKA_SASL_PASSWORD": creds.kafka_reader_password,
-        # An internal consumer that also reads the RESTRICTED topics.
-        "KAFKA_SIMULATION_USERNAME": KAFKA_SIMULATION_USER,
-        "KAFKA_SIMULATION_PASSWORD": creds.kafka_simulation_password,
-        # The Pantheon services: the producing Kafka user.
-        "PANTHEON_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "PANTHEON_KAFKA_USERNAME": KAFKA_INGEST_USER,
-        "PANTHEON_KAFKA_PASSWORD": creds.kafka_ingest_password,
-        "PANTHEON_CA_FILE": str(certs.ca_cert),
-        "PANTHEON_TLS_CERT_FILE": str(certs.server_cert),
-        "PANTHEON_TLS_KEY_FILE": str(certs.server_key),
-        # The mesh: its policy, and the identity this shell's tools present
-        # (dev-client; the server processes get their own, see _server_env).
-        "PANTHEON_POLICY_FILE": str(p.policy_file),
-        "PANTHEON_PAGE_TOKEN_KEY": creds.page_token_key,
-        "PANTHEON_CLIENT_CERT_FILE": str(mesh.identity_files(p, mesh.DEV_CLIENT)[0]),
-        "PANTHEON_CLIENT_KEY_FILE": str(mesh.identity_files(p, mesh.DEV_CLIENT)[1]),
-        "PANTHEON_IDENTITIES_DIR": str(p.identities),
-        "MINIO_ENDPOINT": s.minio_endpoint,
-        "MINIO_ROOT_USER": creds.minio_root_user,
-        "MINIO_ROOT_PASSWORD": creds.minio_root_password,
-        "PANTHEON_S3_ENDPOINT": s.minio_endpoint,
-        "PANTHEON_S3_ACCESS_KEY": MINIO_STORAGE_USER,
-        "PANTHEON_S3_SECRET_KEY": creds.minio_storage_secret,
-        "PANTHEON_GRPC_TARGET": s.grpc_target,
-        # The first replica's metrics; each replica serves its own.
-        "PANTHEON_METRICS_URL": s.metrics_urls[0],
-        "PANTHEON_EVENTS_TOPIC": DATA_STORED.name,
-        "PANTHEON_RECORDS_TOPIC": RECORDS.name,
-        "PANTHEON_DLQ_TOPIC": DEAD_LETTER.name,
-        "PANTHEON_RESTRICTED_EVENTS_TOPIC": RESTRICTED_DATA_STORED.name,
-        "PANTHEON_RESTRICTED_RECORDS_TOPIC": RESTRICTED_RECORDS.name,
-        "PANTHEON_RESTRICTED_DLQ_TOPIC": RESTRICTED_DEAD_LETTER.name,
-        # The REST gateway and its demo API keys (see pantheon/devstack/gateway.py).
-        "PANTHEON_GATEWAY_URL": s.gateway_url,
-        "PANTHEON_API_KEY": creds.api_key_city,
-        "PANTHEON_API_KEY_B": creds.api_key_agency,
-        "PANTHEON_API_KEY_READONLY": creds.api_key_viewer,
-        "PANTHEON_API_KEYS_FILE": str(p.api_keys_file),
-    }
-
-
-def export_lines(env: dict[str, str]) -> list[str]:
-    """`export NAME=value` lines, values quoted for POSIX shells."""
-    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]

@@ -19,8 +19,8 @@ from minio import Minio
 
 from pantheon.devstack import minio_admin
 from pantheon.devstack.credentials import KAFKA_INGEST_USER, KAFKA_READER_USER
+from pantheon.devstack.environment import environment
 from pantheon.devstack.kafka_admin import client_config
-from pantheon.devstack.stack import environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 900  # a cold machine builds MinIO from source first

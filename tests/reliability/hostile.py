@@ -359,7 +359,7 @@ def stack_environment(dev_stack: bool) -> Iterator[dict[str, str]]:
             timeout=900,
             stdout=sys.stderr,
         )
-        from pantheon.devstack.stack import environment
+        from pantheon.devstack.environment import environment
 
         yield environment()
         return

@@ -25,8 +25,8 @@ from confluent_kafka import Consumer, TopicPartition
 from minio import Minio
 
 from pantheon.devstack import minio_admin, process
+from pantheon.devstack.environment import environment
 from pantheon.devstack.settings import Settings
-from pantheon.devstack.stack import environment
 from pantheon.events.cloudevents import decode, parse_headers
 from pantheon.events.consumer import reader_config
 from tests.integration.support import Seen, private_stack_env

@@ -25,9 +25,9 @@ from confluent_kafka import KafkaError, Producer
 
 from pantheon.devstack import minio_admin
 from pantheon.devstack.credentials import KAFKA_READER_USER, load
+from pantheon.devstack.environment import environment
 from pantheon.devstack.kafka_admin import client_config
 from pantheon.devstack.paths import StackPaths
-from pantheon.devstack.stack import environment
 from pantheon.events.topics import RECORDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -10,9 +10,10 @@ import pytest
 from pantheon.devstack import haproxy, kafka, minio
 from pantheon.devstack.certs import ensure_certs
 from pantheon.devstack.credentials import Credentials
+from pantheon.devstack.errors import StackError
 from pantheon.devstack.paths import StackPaths
 from pantheon.devstack.settings import HA, SINGLE, Settings, SettingsError, recorded_profile
-from pantheon.devstack.stack import StackError, _choose_profile, up
+from pantheon.devstack.stack import _choose_profile, up
 
 
 def settings(tmp_path: Path, profile: str) -> Settings:
