@@ -41,7 +41,7 @@ ENV = "PANTHEON_FAULT_INJECTION"
 #: With ENV=1, exactly "1" arms the crash point AFTER_STORE.
 CRASH_ENV = "PANTHEON_FAULT_CRASH_BEFORE_PUBLISH"
 
-#: Between the store and the publish of an ingest (pantheon/ingest/service.py).
+#: Between the store and the publish of an ingest (pantheon/ingest/pipeline.py).
 AFTER_STORE = "after_store"
 #: The exit status of an injected crash (EX_SOFTWARE).
 CRASH_STATUS = 70

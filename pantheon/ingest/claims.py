@@ -3,8 +3,8 @@
 A keyed call claims its key in the index before anything is stored, renews
 the claim while it runs (a holder that stops renewing is taken over), gives
 the key up if it fails and records its result when it succeeds. Kept apart
-from the servicer (pantheon.ingest.service), which runs the pipeline around
-these steps. `Digested` compares a replay's or a resumed call's content
+from the pipeline (pantheon.ingest.pipeline), which runs every ingest call
+around these steps. `Digested` compares a replay's or a resumed call's content
 with what the key first stored.
 """
 

@@ -1,22 +1,22 @@
 """The IngestionService gRPC servicer: validate, normalise, store, announce.
 
 A call is acknowledged only after the storage service has the object and
-Kafka has acknowledged every event of the call. Idempotency keys are claimed
-in the index before anything is stored, so concurrent calls with one key
-produce one object, and a retry after a failure resumes under the same id:
-the object is stored at most once (conditional write) and the events keep
-their ids, so consumers see no second distinct event. The key's claim,
-renewal, completion and release are in pantheon.ingest.claims.
+Kafka has acknowledged every event of the call. Every ingest RPC runs the
+same pipeline (claim, store, announce, commit, complete), which is in
+pantheon.ingest.pipeline. Idempotency keys are claimed in the index before
+anything is stored, so concurrent calls with one key produce one object,
+and a retry after a failure resumes under the same id: the object is stored
+at most once (conditional write) and the events keep their ids, so
+consumers see no second distinct event. The key's claim, renewal,
+completion and release are in pantheon.ingest.claims.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -27,56 +27,25 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
-from pantheon import __version__, faults
 from pantheon import context as ctx
 from pantheon.config import KafkaSettings
-from pantheon.errors import (
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
-from pantheon.events.producer import Event, EventPublisher
+from pantheon.errors import InvalidArgument, NotFound
+from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
-from pantheon.ingest.claims import Claims, Digested, digest, holder, storage_error
+from pantheon.ingest.claims import Digested, digest, storage_error
 from pantheon.ingest.normalise import open_normaliser
+from pantheon.ingest.pipeline import CHUNK, Call, Pipeline
 from pantheon.ingest.reconciler import Reconciler
 from pantheon.interceptors import check
 from pantheon.policy import current_grant
 from pantheon.streams import pieces, prepend, split_upload
 
-log = logging.getLogger(__name__)
-
 # Subscripted only for the type checker: the runtime class is not generic.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-#: What an ingest call answers.
-R = TypeVar("R", pb.IngestObjectResponse, pb.IngestRecordsResponse)
 
-#: Chunk size of the stream to storage.
-CHUNK = 1 << 20
 #: Deadline of an upload stream: the longest an upload may take.
 STREAM_DEADLINE_S = 3600.0
-
-
-@dataclass(frozen=True)
-class _Call(Generic[R]):
-    """One ingest call, as the pipeline (`IngestionServicer._ingest`) runs it."""
-
-    source: str
-    key: str  # the idempotency key ("" for none)
-    digest: str  # of the request, for the claim
-    response: type[R]
-    step: str  # the lineage step
-    deadline_s: float  # of the store
-    #: The metadata and content to store under the claimed id (true when the
-    #: call resumes an earlier attempt's id), and the announcement the
-    #: reconciler rebuilds the events from (see pantheon.ingest.announce).
-    prepare: Callable[[str, bool], Awaitable[tuple[md.Metadata, Digested, any_pb2.Any]]]
-    #: Refuses a replay whose content differs from the first call's.
-    check_replay: Callable[[R], Awaitable[None]]
-    #: The events announcing the object, for its metadata and reference.
-    events: Callable[[md.Metadata, md.ObjectRef], list[Event]]
-    result: Callable[[spb.PutObjectResponse], R]
 
 
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
@@ -95,106 +64,12 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         reconciler: Reconciler,
     ) -> None:
         self._storage = storage
-        self._publisher = publisher
         self._topics = topics
         self._max_bytes = max_object_bytes
         self._max_document_bytes = max_document_bytes
         self._deadline_s = deadline_s
-        self._claims = Claims(storage, deadline_s=deadline_s, stale_claim=stale_claim)
+        self._pipeline = Pipeline(storage, publisher, deadline_s=deadline_s, stale_claim=stale_claim)
         self._reconciler = reconciler
-
-    # -- shared steps ---------------------------------------------------------
-
-    def _require_events(self) -> None:
-        # Checked before storing anything: an object nobody hears of is worse
-        # than a fast, retryable refusal.
-        if not self._publisher.ready():
-            raise Unavailable("event backbone is unavailable, retry later")
-
-    async def _store(
-        self, meta: md.Metadata, announcement: any_pb2.Any, content: Digested, deadline_s: float
-    ) -> spb.PutObjectResponse:
-        """Stream `content` to storage (stored, not yet visible); an error in
-        `content` cancels the upload.
-
-        An id already stored (a retry after a failure that came after the
-        store) resolves to the object stored first, if the content is the
-        same: different content under the same key is FAILED_PRECONDITION,
-        and the caller learns nothing of the stored object.
-        """
-        call = self._storage.PutObject(timeout=deadline_s, metadata=ctx.outgoing_metadata())
-        try:
-            await call.write(spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta)))
-            encoded = announcement.SerializeToString() if announcement.type_url else b""
-            for start in range(0, len(encoded), CHUNK):
-                await call.write(spb.PutObjectRequest(announcement=encoded[start : start + CHUNK]))
-            async for piece in content:
-                await call.write(spb.PutObjectRequest(chunk=piece))
-            await call.done_writing()
-            response: spb.PutObjectResponse = await call
-        except grpc.aio.AioRpcError as exc:
-            raise storage_error(exc, "storing the object") from exc
-        except BaseException:
-            # Invalid content found mid-stream: storage sees a cancelled
-            # upload and discards it, so nothing is stored.
-            call.cancel()
-            raise
-        if response.existed:
-            await content.same_as(response.metadata.sha256)
-        return response
-
-    async def _commit(self, stored: spb.PutObjectResponse) -> None:
-        """Make the announced object visible."""
-        try:
-            await self._storage.CommitObject(
-                spb.CommitObjectRequest(
-                    object=spb.StatObjectResponse(
-                        object=stored.object, metadata=stored.metadata, encryption=stored.encryption
-                    )
-                ),
-                timeout=self._deadline_s,
-                metadata=ctx.outgoing_metadata(),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise storage_error(exc, "making the object visible") from exc
-
-    def _lineage(self, meta: md.Metadata, step: str) -> None:
-        meta.lineage.request_id = ctx.request_id.get()
-        s = meta.lineage.steps.add(name=step, version=__version__)
-        s.at.GetCurrentTime()
-
-    # -- the pipeline ---------------------------------------------------------
-
-    async def _ingest(self, call: _Call[R]) -> R:
-        """Claim → store → announce → commit → complete, for every kind of call.
-
-        Nothing is visible before its events are acknowledged (commit comes
-        after publish), and nothing stored stays unannounced: from the first
-        byte on, the object's pending marker lets the reconciler finish what
-        a call that dies leaves undone, with the same event ids.
-        """
-        self._require_events()
-        object_id, replay = await self._claims.claim(call.source, call.key, call.digest, call.response)
-        if replay is not None:
-            await call.check_replay(replay)
-            replay.replayed = True
-            return replay
-        async with self._claims.holding(call.source, call.key, object_id):
-            meta, content, announcement = await call.prepare(object_id, holder(object_id) != object_id)
-            meta.ingested_at.GetCurrentTime()
-            self._lineage(meta, call.step)
-            # Every event is built and checked before anything is stored.
-            events = call.events(meta, announce.placeholder())
-            announce.check_sizes(events)
-            stored = await self._store(meta, announcement, content, call.deadline_s)
-            announce.with_stored(events, stored)
-            faults.crash_point(faults.AFTER_STORE)  # test stacks only: a no-op unless armed
-            await self._publisher.publish(events)
-            await self._commit(stored)
-            result = call.result(stored)
-            await self._claims.complete(call.source, call.key, object_id, result)
-            log.info("ingested %s as %s/%s", object_id, stored.object.bucket, stored.object.key)
-            return result
 
     # -- IngestObject ---------------------------------------------------------
 
@@ -248,8 +123,8 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 metadata=stored.metadata, object=stored.object, event_id=stored.metadata.id
             )
 
-        return await self._ingest(
-            _Call(
+        return await self._pipeline.run(
+            Call(
                 source=meta.source,
                 key=meta.idempotency_key,
                 digest=digest(header, extra=b"object"),
@@ -307,8 +182,8 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 event_id=stored.metadata.id,
             )
 
-        return await self._ingest(
-            _Call(
+        return await self._pipeline.run(
+            Call(
                 source=request.source,
                 key=request.idempotency_key,
                 digest=digest(request, extra=b"records"),
