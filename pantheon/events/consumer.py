@@ -16,19 +16,15 @@ before it, and raises `EventNotProcessed`: the event stays uncommitted, so it
 is delivered again, to this consumer if it polls again or to the next member
 of its group.
 
-Offsets of processed events are committed asynchronously in batches (every
-`commit_every` events or `commit_interval_s` seconds, whichever comes first),
-synchronously when partitions are revoked, and once more, synchronously, on
-`close()`. A crash between commits redelivers at most those events, which
-the handler may then see again.
-
-Writing to the dead-letter topics is in pantheon.events.dead_letters.
+Offsets of processed events are committed in batches, and on `close()`:
+when, and what a new member of the group starts from, is in
+pantheon.events.offsets. Writing to the dead-letter topics is in
+pantheon.events.dead_letters.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +38,7 @@ from opentelemetry.trace import Span, SpanKind
 from pantheon import tracing
 from pantheon.events.cloudevents import Attributes, decode, parse_headers
 from pantheon.events.dead_letters import DeadLetterRefused, DeadLetters
+from pantheon.events.offsets import Offsets
 from pantheon.events.topics import PUBLIC_TOPICS
 
 log = logging.getLogger(__name__)
@@ -118,9 +115,6 @@ class _SeenIds:
 #: The topics whose failed messages may go to the public dead-letter topic.
 PUBLIC_TOPIC_NAMES = tuple(topic.name for topic in PUBLIC_TOPICS)
 
-#: (topic, partition)
-_Partition = tuple[str, int]
-
 
 class EventConsumer:
     """Decode, handle, commit; dead-letter what fails; skip duplicates."""
@@ -160,58 +154,22 @@ class EventConsumer:
         )
         self._handler = handler
         self._seen = _SeenIds(remember)
-        self._from_beginning = from_beginning
-        self._commit_every = max(1, commit_every)
-        self._commit_interval_s = commit_interval_s
-        #: Per partition, the offset to commit next: past the last processed
-        #: event, not yet sent in a commit.
-        self._pending: dict[_Partition, int] = {}
-        #: Per partition, the highest offset sent in a commit.
-        self._sent: dict[_Partition, int] = {}
-        self._since_commit = 0
-        self._last_commit = time.monotonic()
+        self._offsets = Offsets(
+            self._consumer,
+            from_beginning=from_beginning,
+            commit_every=commit_every,
+            commit_interval_s=commit_interval_s,
+        )
         self._consumer.subscribe(
-            list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            list(topics),
+            on_assign=self._offsets.on_assign,
+            on_revoke=self._offsets.on_revoke,
+            on_lost=self._offsets.on_lost,
         )
 
-    # -- group membership -----------------------------------------------------
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # A new group starting "at the end" must start at the end as of its
-        # assignment; librdkafka resolves "latest" lazily, at the first
-        # fetch, and would skip events published in between.
-        if self._from_beginning:
-            return
-        committed = consumer.committed(partitions, timeout=10)
-        for partition, done in zip(partitions, committed, strict=True):
-            if done.offset < 0:
-                _, high = consumer.get_watermark_offsets(partition, timeout=10)
-                partition.offset = high
-                # The group's starting point is committed with the next batch,
-                # so a member taking the partition over (say after this one
-                # stopped on an event it could not process) starts here too,
-                # not at its own "latest", past that event.
-                self._pending[(partition.topic, partition.partition)] = high
-        consumer.assign(partitions)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # The next owner starts from the committed offsets: commit what this
-        # member processed on them before letting go.
-        offsets = [
-            TopicPartition(p.topic, p.partition, self._pending.pop((p.topic, p.partition)))
-            for p in partitions
-            if (p.topic, p.partition) in self._pending
-        ]
-        if offsets:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                log.warning("consumer: commit on revocation failed: %s", exc)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Another member owns them already: committing would fail.
-        for p in partitions:
-            self._pending.pop((p.topic, p.partition), None)
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        # Given to the consumer before its offsets exist: they answer it.
+        self._offsets.on_commit(error, partitions)
 
     # -- consuming ------------------------------------------------------------
 
@@ -229,7 +187,7 @@ class EventConsumer:
                 processed = True
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer: %s", error.name())
-        self._maybe_commit()
+        self._offsets.maybe_commit()
         return processed
 
     def wait_until_assigned(self, timeout_s: float = 30.0) -> None:
@@ -281,14 +239,14 @@ class EventConsumer:
         except (ValueError, KeyError) as exc:
             tracing.set_error(span, "undecodable")
             self._dead_letter(message, "undecodable", type(exc).__name__)
-            self._processed(message)
+            self._offsets.processed(message)
             return
         if span.is_recording():
             span.set_attribute("messaging.message.id", attributes.id)
         if attributes.id in self._seen:
             self._seen.add(attributes.id)  # recently seen again: kept longer
             log.debug("skipping duplicate event %s", attributes.id)
-            self._processed(message)
+            self._offsets.processed(message)
             return
         key = (message.key() or b"").decode("utf-8", "replace")
         received = Received(
@@ -303,7 +261,7 @@ class EventConsumer:
         # Handled, or durably parked on the dead-letter topic: only now is
         # the event done, so only now does a redelivery count as a duplicate.
         self._seen.add(attributes.id)
-        self._processed(message)
+        self._offsets.processed(message)
 
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         """Return once the dead-letter topic acknowledged the message; else
@@ -324,77 +282,15 @@ class EventConsumer:
             log.warning("consumer: could not seek back to %s[%d]@%d: %s", topic, partition, offset, exc)
         log.error("consumer: stopping at %s[%d]@%d: %s", topic, partition, offset, reason)
         try:
-            self._commit(asynchronous=False)
+            self._offsets.commit(asynchronous=False)
         except KafkaException as exc:
             log.warning("consumer: commit before stopping failed: %s", exc)
         raise EventNotProcessed(topic, partition, offset, reason)
 
-    # -- committing -----------------------------------------------------------
-
-    def _processed(self, message: Message) -> None:
-        self._pending[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
-        self._since_commit += 1
-
-    def _maybe_commit(self) -> None:
-        due = self._since_commit >= self._commit_every or (
-            self._pending and time.monotonic() - self._last_commit >= self._commit_interval_s
-        )
-        if not due:
-            return
-        try:
-            self._commit(asynchronous=True)
-        except KafkaException as exc:
-            log.warning("consumer: commit failed: %s", exc)
-
-    def _commit(self, *, asynchronous: bool) -> None:
-        """Commit the offsets of processed events (only those)."""
-        self._since_commit = 0
-        self._last_commit = time.monotonic()
-        if not self._pending:
-            return
-        offsets = [
-            TopicPartition(topic, partition, offset) for (topic, partition), offset in self._pending.items()
-        ]
-        self._pending.clear()
-        for tp in offsets:
-            self._sent[(tp.topic, tp.partition)] = max(
-                tp.offset, self._sent.get((tp.topic, tp.partition), -1)
-            )
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)  # answered in _on_commit
-                return
-            results = self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException:
-            self._restore(offsets)
-            raise
-        failed = [tp for tp in results or () if tp.error is not None]
-        if failed:
-            self._restore(failed)
-            raise KafkaException(failed[0].error)
-
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        failed = [tp for tp in partitions if error is not None or tp.error is not None]
-        if not failed or (error is not None and error.code() == KafkaError._NO_OFFSET):
-            return
-        log.warning("consumer: commit failed: %s", error.name() if error is not None else failed[0].error)
-        # Committed again with the next batch, unless a later commit covers it.
-        try:
-            assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        except (KafkaException, RuntimeError):  # closing
-            return
-        self._restore([tp for tp in failed if (tp.topic, tp.partition) in assigned])
-
-    def _restore(self, offsets: list[TopicPartition]) -> None:
-        for tp in offsets:
-            key = (tp.topic, tp.partition)
-            if tp.offset >= 0 and tp.offset >= self._sent.get(key, -1):
-                self._pending.setdefault(key, tp.offset)
-
     def close(self) -> None:
         """Commit what was processed (synchronously), then leave the group."""
         try:
-            self._commit(asynchronous=False)
+            self._offsets.commit(asynchronous=False)
         except KafkaException as exc:
             log.error("consumer: final commit failed: %s", exc)
         finally:

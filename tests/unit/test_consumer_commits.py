@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from pantheon.events import consumer as module
-from pantheon.events import dead_letters
+from pantheon.events import dead_letters, offsets
 from pantheon.events.consumer import EventConsumer, Received
 from tests.unit.kafka_fakes import Commit, FakeConsumer, FakeDeadLetters, record
 
@@ -21,7 +21,7 @@ TOPIC = "pantheon.data-stored.v1"
 
 
 class Clock:
-    """Stands in for the consumer module's `time`."""
+    """Stands in for the offsets module's `time` (pantheon.events.offsets)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -33,7 +33,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(module, "time", fake)
+    monkeypatch.setattr(offsets, "time", fake)
     return fake
 
 
