@@ -1,7 +1,8 @@
 """What a Kafka publisher owes its calls: queued events and their deliveries.
 
 The bookkeeping under pantheon.events.producer's KafkaPublisher, kept apart
-from its publishing and producer replacement: what it uses of a librdkafka
+from its publishing and from its producer replacement
+(pantheon.events.replacement): what it uses of a librdkafka
 producer (`KafkaProducer`), an event encoded for the local queue with the
 bytes it takes there (`Queued`), a call waiting on one delivery
 (`Waiting`), one underlying producer and the deliveries still owed on it

@@ -21,7 +21,7 @@ from pantheon_api.events.v1 import events_pb2
 
 from pantheon.config import KafkaSettings
 from pantheon.errors import Unavailable
-from pantheon.events import producer as module
+from pantheon.events import replacement
 from pantheon.events.producer import Event, KafkaPublisher
 from pantheon.server import KAFKA_HEALTH, _watch_backends
 from tests.unit.fakes import MemoryObjectStore
@@ -76,8 +76,8 @@ async def queued(p: KafkaPublisher, fake: FakeProducer, event_id: str) -> asynci
 
 @pytest.fixture
 def factory(monkeypatch: pytest.MonkeyPatch) -> Factory:
-    monkeypatch.setattr(module, "FATAL_DRAIN_S", 0.0)
-    monkeypatch.setattr(module, "RECREATE_BACKOFF_S", (0.01, 0.02))
+    monkeypatch.setattr(replacement, "FATAL_DRAIN_S", 0.0)
+    monkeypatch.setattr(replacement, "RECREATE_BACKOFF_S", (0.01, 0.02))
     return Factory()
 
 
