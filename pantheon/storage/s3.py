@@ -90,9 +90,11 @@ class S3ObjectStore:
         # asked on a thread and connection of its own: a hung probe delays no call.
         self._quorum = quorum or WriteQuorum(_probe(settings.endpoint, context))
 
-    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+    async def _run(self, call: Callable[..., T], *args: Any, operation: str = "", bucket: str = "") -> T:
         """`call(*args)` in the store's pool (with the caller's context, as
-        `asyncio.to_thread` does), awaited without blocking the loop.
+        `asyncio.to_thread` does), awaited without blocking the loop; traced as
+        the S3 `operation` on `bucket` when it is one (a call such as reading
+        the next piece of a body is not).
 
         A thread cannot be stopped: when the caller is cancelled, this still
         waits for the call to finish before the cancellation goes on, so that
@@ -100,7 +102,7 @@ class S3ObjectStore:
         cancelled mid-flight may yet land).
         """
         loop = asyncio.get_running_loop()
-        with _s3_span(call, args):
+        with _s3_span(operation, bucket):
             context = contextvars.copy_context()
             running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
             try:
@@ -158,7 +160,16 @@ class S3ObjectStore:
         if if_match:
             headers = {**headers, "If-Match": '"' + if_match.strip('"') + '"'}
         try:
-            result = await self._run(minio_calls.put_object, self._client, bucket, key, data, headers)
+            result = await self._run(
+                minio_calls.put_object,
+                self._client,
+                bucket,
+                key,
+                data,
+                headers,
+                operation="PutObject",
+                bucket=bucket,
+            )
         except Exception as exc:
             # 412 to an If-Match write: the object changed since it was read.
             # 409 ConditionalRequestConflict: a concurrent conditional write.
@@ -181,7 +192,7 @@ class S3ObjectStore:
 
     # -- reads (idempotent: transient failures are retried, bounded) --------
 
-    async def _read(self, what: str, call: Any, *args: Any) -> Any:
+    async def _read(self, what: str, operation: str, bucket: str, call: Any, *args: Any) -> Any:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_TRANSIENT),
@@ -190,7 +201,7 @@ class S3ObjectStore:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._run(call, *args)
+                    return await self._run(call, *args, operation=operation, bucket=bucket)
         except Exception as exc:
             raise translate(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -204,7 +215,7 @@ class S3ObjectStore:
                 response.close()
                 response.release_conn()
 
-        data: bytes = await self._read(f"read {bucket}/{key}", read)
+        data: bytes = await self._read(f"read {bucket}/{key}", "GetObject", bucket, read)
         return data
 
     async def get_bytes_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
@@ -216,14 +227,14 @@ class S3ObjectStore:
                 response.close()
                 response.release_conn()
 
-        found: tuple[bytes, str] = await self._read(f"read {bucket}/{key}", read)
+        found: tuple[bytes, str] = await self._read(f"read {bucket}/{key}", "GetObject", bucket, read)
         return found
 
     async def get_stream(
         self, bucket: str, key: str, offset: int = 0, length: int = 0
     ) -> AsyncIterator[bytes]:
         response = await self._read(
-            f"read {bucket}/{key}", self._client.get_object, bucket, key, offset, length
+            f"read {bucket}/{key}", "GetObject", bucket, self._client.get_object, bucket, key, offset, length
         )
         try:
             pieces: Iterator[bytes] = response.stream(256 * 1024)
@@ -240,7 +251,9 @@ class S3ObjectStore:
             response.release_conn()
 
     async def stat(self, bucket: str, key: str) -> StoredObject:
-        info = await self._read(f"stat {bucket}/{key}", self._client.stat_object, bucket, key)
+        info = await self._read(
+            f"stat {bucket}/{key}", "HeadObject", bucket, self._client.stat_object, bucket, key
+        )
         meta = {
             k[len(_META) :].lower(): v
             for k, v in (info.metadata or {}).items()
@@ -277,13 +290,15 @@ class S3ObjectStore:
                     return Listing(keys, prefixes, truncated=True, modified=modified)
             return Listing(keys, prefixes, truncated=False, modified=modified)
 
-        listing: Listing = await self._read(f"list {bucket}/{prefix}", page)
+        listing: Listing = await self._read(f"list {bucket}/{prefix}", "ListObjectsV2", bucket, page)
         return listing
 
     async def delete(self, bucket: str, key: str) -> None:
         self._quorum.require()
         # Idempotent (S3 answers a missing key with 204), so retried like a read.
-        await self._read(f"delete {bucket}/{key}", self._client.remove_object, bucket, key)
+        await self._read(
+            f"delete {bucket}/{key}", "DeleteObject", bucket, self._client.remove_object, bucket, key
+        )
 
     async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
         self._quorum.require()
@@ -295,35 +310,19 @@ class S3ObjectStore:
                 raise S3Error(no_response, error.code, error.message, error.name, None, None, bucket)
 
         # Idempotent, so retried like a read.
-        await self._read(f"delete {len(keys)} objects from {bucket}", delete)
+        await self._read(f"delete {len(keys)} objects from {bucket}", "DeleteObjects", bucket, delete)
 
 
-#: The S3 operation each call `_run` is given makes (a call not named here,
-#: such as reading the next piece of a body, gets no span of its own).
-_OPERATIONS = {
-    "put_object": "PutObject",
-    "create_multipart_upload": "CreateMultipartUpload",
-    "upload_part": "UploadPart",
-    "_complete": "CompleteMultipartUpload",  # s3_multipart._complete
-    "abort_multipart_upload": "AbortMultipartUpload",
-    "read": "GetObject",
-    "get_object": "GetObject",
-    "stat_object": "HeadObject",
-    "page": "ListObjectsV2",
-    "remove_object": "DeleteObject",
-}
-
-
-def _s3_span(call: Callable[..., Any], args: tuple[Any, ...]) -> AbstractContextManager[Any]:
-    """A CLIENT span `S3.<Operation>` around one call, with its bucket (the
-    first text argument, for the calls that take one)."""
-    operation = _OPERATIONS.get(getattr(call, "__name__", ""))
-    if operation is None:
+def _s3_span(operation: str, bucket: str) -> AbstractContextManager[Any]:
+    """A CLIENT span `S3.<operation>` with its bucket; none without an operation."""
+    if not operation:
         return nullcontext()
-    attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation}
-    bucket = next((arg for arg in args if isinstance(arg, str)), None)
-    if bucket is not None:
-        attributes["aws.s3.bucket"] = bucket
+    attributes = {
+        "rpc.system": "aws-api",
+        "rpc.service": "S3",
+        "rpc.method": operation,
+        "aws.s3.bucket": bucket,
+    }
     return tracing.tracer.start_as_current_span(
         f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes
     )

@@ -29,7 +29,9 @@ T = TypeVar("T")
 class Run(Protocol):
     """S3ObjectStore._run: a blocking call, awaited in the store's pool."""
 
-    def __call__(self, call: Callable[..., T], *args: Any) -> Awaitable[T]: ...
+    def __call__(
+        self, call: Callable[..., T], *args: Any, operation: str = ..., bucket: str = ...
+    ) -> Awaitable[T]: ...
 
 
 async def upload(
@@ -47,7 +49,15 @@ async def upload(
     upload, completed only if `key` does not exist yet; aborted on any failure."""
     what = f"upload {bucket}/{key}"
     try:
-        upload_id = await run(minio_calls.create_multipart_upload, client, bucket, key, headers)
+        upload_id = await run(
+            minio_calls.create_multipart_upload,
+            client,
+            bucket,
+            key,
+            headers,
+            operation="CreateMultipartUpload",
+            bucket=bucket,
+        )
     except Exception as exc:
         raise translate(exc, what) from exc
     uploaded: list[Part] = []
@@ -68,7 +78,16 @@ async def upload(
             block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
         if pending is not None:
             uploaded.append(await pending)
-        result = await run(_complete, client, bucket, key, upload_id, uploaded)
+        result = await run(
+            _complete,
+            client,
+            bucket,
+            key,
+            upload_id,
+            uploaded,
+            operation="CompleteMultipartUpload",
+            bucket=bucket,
+        )
     except BaseException as exc:
         await asyncio.shield(_abort(run, client, bucket, key, upload_id))
         if isinstance(exc, PantheonError | asyncio.CancelledError):
@@ -82,7 +101,17 @@ async def upload(
 async def _upload_part(
     run: Run, client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
 ) -> Part:
-    etag = await run(minio_calls.upload_part, client, bucket, key, upload_id, number, data)
+    etag = await run(
+        minio_calls.upload_part,
+        client,
+        bucket,
+        key,
+        upload_id,
+        number,
+        data,
+        operation="UploadPart",
+        bucket=bucket,
+    )
     return Part(number, etag)
 
 
@@ -101,7 +130,15 @@ def _complete(client: Minio, bucket: str, key: str, upload_id: str, parts: list[
 
 async def _abort(run: Run, client: Minio, bucket: str, key: str, upload_id: str) -> None:
     try:
-        await run(minio_calls.abort_multipart_upload, client, bucket, key, upload_id)
+        await run(
+            minio_calls.abort_multipart_upload,
+            client,
+            bucket,
+            key,
+            upload_id,
+            operation="AbortMultipartUpload",
+            bucket=bucket,
+        )
     except Exception as exc:  # the store cleans up stale uploads itself
         log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 

@@ -299,7 +299,12 @@ async def test_each_s3_call_is_a_client_span(spans: Any) -> None:
         return b""
 
     with tracing.tracer.start_as_current_span("caller"):
-        assert await store._run(put_object, None, "pantheon-sensor", "a/b") == "etag"
+        assert (
+            await store._run(
+                put_object, None, "pantheon-sensor", "a/b", operation="PutObject", bucket="pantheon-sensor"
+            )
+            == "etag"
+        )
         await store._run(next_piece)
     s3, caller = spans.get_finished_spans()
     assert (s3.name, s3.kind) == ("S3.PutObject", SpanKind.CLIENT)
