@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from minio import Minio
 
-from pantheon.devstack import stack
+from pantheon.devstack.environment import environment
 from pantheon.devstack.settings import Settings
 from pantheon.events.consumer import reader_config
 from pantheon.events.topics import DATA_STORED
@@ -59,7 +59,7 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         saved = dict(os.environ)
         os.environ.update(env)
         try:
-            described = stack.environment(Settings.from_env())
+            described = environment(Settings.from_env())
         finally:
             os.environ.clear()
             os.environ.update(saved)
