@@ -338,12 +338,14 @@ async def run(env: dict[str, str], minio: Minio, quick: bool, repeats: int = 5) 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'objects':>8} {'sources':>7} {'query':<12} {'first page p50':>15} {'raw':>9} {'vs raw':>7}"
+        f"{'objects':>8} {'sources':>7} {'query':<12} {'first page p50':>15} {'found':>6}"
+        f" {'raw':>9} {'vs raw':>7}"
         f" {'full scan':>10} {'found':>7} {'pages':>6} {'raw':>8} {'vs raw':>7}"
     )
     for r in rows:
         print(
             f"{r['objects']:>8} {r['sources']:>7} {r['query']:<12} {r['first_page_ms']:>12.1f} ms"
+            f" {r['first_page_found']:>6}"
             f" {r['raw_first_ms']:>6.1f} ms {r['first_vs_raw']:>7} {r['full_scan_s']:>8.2f} s"
             f" {r['full_scan_found']:>7} {r['pages']:>6} {r['raw_full_s']:>6.2f} s {r['full_vs_raw']:>7}"
         )
