@@ -51,9 +51,11 @@ page tokens stay those of plain keys.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -279,27 +281,38 @@ class Searcher:
         }
         return sorted(self._in_buckets)
 
-    async def _steps(
-        self, req: pb.SearchObjectsRequest, after: datetime, before: datetime, last_key: str
-    ) -> list[_Step]:
+    def _steps(
+        self,
+        req: pb.SearchObjectsRequest,
+        sources: list[str],
+        after: datetime,
+        before: datetime,
+        last_key: str,
+    ) -> Iterator[_Step]:
         """The (source, hour) prefixes still to list, in page order: hours newest first,
-        then sources in the order of their keys (`"<source>/"`)."""
-        sources = await self._find_sources(req)
-        root = len(source_prefix(req.data_type))
-        by_hour: dict[str, list[tuple[str, str]]] = {}
-        for source in sources:
-            for prefix in hour_prefixes(req.data_type, source, after, before):
-                by_hour.setdefault(prefix[root + len(source) + 1 :], []).append((prefix, source))
-        newest = max(by_hour, default="")
-        steps = []
-        for hour in sorted(by_hour, reverse=True):  # "yyyy/mm/dd/hh/" sorts by time
-            for prefix, source in sorted(by_hour[hour]):  # by "<source>/", the order of the keys
+        then sources in the order of their keys (`"<source>/"`). Made as they are
+        needed: a page that reads three prefixes pays for three, not for every
+        source and hour of the window."""
+        if not sources:
+            return
+        root = source_prefix(req.data_type)
+        # "yyyy/mm/dd/hh/", newest first: the same for every source.
+        hours = [
+            p[len(root) + len(sources[0]) + 1 :]
+            for p in hour_prefixes(req.data_type, sources[0], after, before)
+        ]
+        resume_hour = last_key[len(root) :].partition("/")[2][: len(hours[0])] if hours else ""
+        ordered = sorted(sources, key=lambda source: source + "/")  # the order of the keys
+        for n, hour in enumerate(hours):
+            if last_key and hour > resume_hour:
+                continue  # served before the page that ended at `last_key`
+            for source in ordered:
+                prefix = f"{root}{source}/{hour}"
                 if last_key.startswith(prefix):
-                    steps.append(_Step(prefix, False, last_key, source, hour == newest))
+                    yield _Step(prefix, False, last_key, source, n == 0)
                 elif not (last_key and self._before_resume(prefix, last_key, req.data_type)):
                     # Resuming at the prefix itself lists all of it (its keys sort after it).
-                    steps.append(_Step(prefix, True, "", source, hour == newest))
-        return steps
+                    yield _Step(prefix, True, "", source, n == 0)
 
     async def _candidate_keys(
         self, req: pb.SearchObjectsRequest, after: datetime, before: datetime, last_key: str
@@ -311,15 +324,23 @@ class Searcher:
         PREFIXES_AHEAD, one more after each prefix read), so their first LIST
         calls overlap; what they yield still comes in page order."""
         window = _Window(ns(after), ns(before))
-        steps = await self._steps(req, after, before, last_key)
+        sources = await self._find_sources(req)
+        to_list = self._steps(req, sources, after, before, last_key)
+        # The steps made and not read yet: the one being read (number i) and those after it.
+        steps: collections.deque[_Step] = collections.deque()
         primed: dict[int, _Primed] = {}
         try:
-            for i, step in enumerate(steps):
+            for i in itertools.count():
+                while len(steps) < 1 + min(PREFIXES_AHEAD, i + 1) and (made := next(to_list, None)):
+                    steps.append(made)
+                if not steps:
+                    return
+                step = steps.popleft()
                 if step.announce:
                     yield step.prefix, False
-                for j in range(i, min(len(steps), i + 1 + min(PREFIXES_AHEAD, i + 1))):
+                for j, later in enumerate((step, *steps), start=i):
                     if j not in primed:
-                        primed[j] = _Primed(self._prefix_keys(steps[j], req, window))
+                        primed[j] = _Primed(self._prefix_keys(later, req, window))
                 current = primed.pop(i)
                 try:
                     async for item in current.items():
