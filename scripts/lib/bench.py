@@ -39,7 +39,7 @@ from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.config import ClientIdentity, KafkaSettings
-from pantheon.devstack import stack
+from pantheon.devstack.environment import environment
 from pantheon.devstack.settings import Settings
 from pantheon.events.cloudevents import headers_for
 from pantheon.metadata.ulid import new_ulid
@@ -422,7 +422,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -> dict[str, Any]:
-    env = {**os.environ, **stack.environment()}
+    env = {**os.environ, **environment()}
     bench = Bench(env)
     if only == "search":  # its own report: latency by data size, not throughput
         return {

@@ -40,7 +40,6 @@ no metadata read. `vs raw` is Pantheon's time divided by the raw one.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import random
@@ -121,7 +120,7 @@ class Loader:
     """Writes a set as PutObject + CommitObject would, with bounded concurrency."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        settings = dataclasses.replace(S3Settings.from_env(env), threads=LOAD_CONCURRENCY)
+        settings = S3Settings.from_env({**env, "PANTHEON_S3_THREADS": str(LOAD_CONCURRENCY)})
         self.store = S3ObjectStore(settings)
         self.index = Index(self.store)
 
