@@ -51,8 +51,17 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.directory import SourceDirectory, data_root, span_root
 from pantheon.storage.object_store import ObjectStore, PreconditionFailed
-from pantheon.storage.spans import SPAN_END, batch_span, hour_of, position, span_entries
+from pantheon.storage.spans import (
+    SPAN_COVER,
+    SPAN_END,
+    SPAN_LONG,
+    batch_span,
+    hour_of,
+    position,
+    span_entries,
+)
 from pantheon.storage.sweeper import Sweeper
 
 #: Span entries written at once.
@@ -100,9 +109,11 @@ Decide = Callable[[pb.IdempotencyRecord], pb.IdempotencyRecord | None]
 class Index:
     """Reads and writes index records through an ObjectStore."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, sources: SourceDirectory | None = None) -> None:
         self._store = store
         self._sweeper = Sweeper(store, INDEX_BUCKET)
+        #: The sources search lists, kept briefly; told at once of what is bound here.
+        self.sources = sources or SourceDirectory(store)
 
     async def put_object_info(self, info: pb.StatObjectResponse) -> None:
         """Bind an id to its object, once: `ids/<id>` is create-only.
@@ -113,7 +124,14 @@ class Index:
         entries are written first (rewriting them is harmless), so a batch
         that can be found by id can be found by every hour it covers.
         """
-        await self._put_spans(span_entries(info), info.object.key)
+        meta = info.metadata
+        # Before the id is bound: whatever search may answer here, it lists here.
+        self.sources.note(info.object.bucket, data_root(meta.data_type), meta.source)
+        entries = span_entries(info)
+        await self._put_spans(entries, info.object.key)
+        for kind in (SPAN_END, SPAN_COVER, SPAN_LONG):
+            if any(e.startswith(kind) for e in entries):
+                self.sources.note(INDEX_BUCKET, span_root(kind, meta.data_type), meta.source)
         try:
             await self._store.put_bytes(
                 INDEX_BUCKET, _id_key(info.metadata.id), info.SerializeToString(), if_absent=True

@@ -16,13 +16,26 @@ its restricted twin (pantheon.storage.buckets): sources are listed in both,
 and the keys under each prefix are merged in key order, so pages and tokens
 are the same as over one bucket (keys embed a ULID, so no key is in both).
 
-A search with a small box lists only the geohash cells the box overlaps
-under each hour (keys are `<hour>/<cell>/<name>`). A page's listing work is
-bounded: after LISTS_PER_PAGE LIST calls it ends,
-with whatever it found so far (perhaps nothing) and a page token that
-resumes after the last key it listed, or at the next prefix; a client that
-follows tokens always makes progress, however sparse the matches in a
-dense window.
+Only what can hold something is listed: the sources of the data type come
+from pantheon.storage.directory (per bucket, cached for a few seconds), and
+a (source, hour) prefix is listed only in the buckets that hold the source,
+and in the kinds of span entries the source has (most sources store no
+record batches). A search with a small box lists only the geohash cells the
+box overlaps under each hour (keys are `<hour>/<cell>/<name>`), all cells at
+once.
+
+Prefixes are listed concurrently but read in page order: while a page
+reads one prefix, the first LIST calls of the next ones (up to
+PREFIXES_AHEAD, growing by one per prefix read) are already under way, at
+most LISTS_IN_FLIGHT at a time. What they find waits until its turn, so the
+order and the page tokens are those of listing one prefix after another.
+
+A page's listing work is bounded: it makes at most LISTS_PER_PAGE LIST calls
+(those started ahead included). When it needs one more it ends, with
+whatever it found so far (perhaps nothing) and a page token that resumes
+after the last key it read, or at the prefix it was entering; a client that
+follows tokens always makes progress, however sparse the matches in a dense
+window (a page always reads something before the budget binds).
 
 A record batch is found by any search whose window and box overlap its
 records: its span (earliest to latest record) and its bounding box, not the
@@ -38,10 +51,14 @@ page tokens stay those of plain keys.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import heapq
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
@@ -50,13 +67,15 @@ from pantheon.errors import NotFound
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import ParsedKey, hour_prefixes, parse_key, source_prefix
 from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.directory import data_root, span_root
 from pantheon.storage.index import Index
-from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.object_store import Listing, ObjectStore
 from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.spans import (
     HOUR_NS,
     SPAN_COVER,
     SPAN_END,
+    SPAN_LONG,
     batch_span,
     hour_of,
     long_prefix,
@@ -68,30 +87,91 @@ from pantheon.storage.spans import (
 DEFAULT_PAGE_SIZE = 100
 #: LIST calls a page may make before it ends with a continuation token.
 LISTS_PER_PAGE = 64
+#: LIST calls one page has in flight at once, at most.
+LISTS_IN_FLIGHT = 8
+#: Prefixes a page lists ahead of the one it is reading, at most (one more
+#: after each prefix it has read, so a dense hour does not pay for many).
+PREFIXES_AHEAD = 8
 #: A box that overlaps at most this many geohash cells (of the five
 #: characters in a key's name) lists those cells under each hour, not the
 #: whole hour; past it the whole hour is one listing, cheaper than many.
 CELLS_PER_HOUR = 8
 _SECOND_NS = 10**9
+_SPAN_KINDS = (SPAN_END, SPAN_COVER, SPAN_LONG)
 
 #: What the listing streams yield: a key and whether it may match (False: a
 #: key its name rules out, or the start of a prefix; either is a place a
 #: page may end and the next one resume).
 Listed = tuple[str, bool]
+_Item = TypeVar("_Item", str, Listed)
 
 
-class _Budget:
-    """LIST calls left to one page."""
+class _OutOfBudget(Exception):
+    """A LIST is needed after the page spent its budget: the page ends here."""
 
-    def __init__(self, lists: int) -> None:
+
+class _Lister:
+    """The LIST calls of one page: counted against its budget, LISTS_IN_FLIGHT at a time.
+
+    Until the page has yielded something (`progress`) a LIST is made even
+    past the budget, so every page moves on; after that, a LIST the budget
+    does not cover raises _OutOfBudget, in the page's own reading or in a
+    listing started ahead of it (which raises only when the page reaches it).
+    """
+
+    def __init__(self, store: ObjectStore, lists: int) -> None:
+        self._store = store
         self.left = lists
+        self.progress = False
+        self._slots = asyncio.Semaphore(LISTS_IN_FLIGHT)
 
     def spend(self) -> None:
         self.left -= 1
 
-    @property
-    def spent(self) -> bool:
-        return self.left <= 0
+    async def list(self, bucket: str, prefix: str, start_after: str) -> Listing:
+        if self.left <= 0 and self.progress:
+            raise _OutOfBudget
+        self.spend()
+        async with self._slots:
+            return await self._store.list(bucket, prefix, start_after=start_after)
+
+
+class _Primed:
+    """A stream whose first item is being fetched before its turn comes."""
+
+    def __init__(self, stream: AsyncGenerator[Listed, None]) -> None:
+        self._stream = stream
+        self._head = asyncio.create_task(self._first())
+
+    async def _first(self) -> Listed | None:
+        return await anext(self._stream, None)
+
+    async def items(self) -> AsyncIterator[Listed]:
+        head = await self._head
+        if head is None:
+            return
+        yield head
+        async for item in self._stream:
+            yield item
+
+    async def close(self) -> None:
+        if not self._head.done():
+            self._head.cancel()
+        with contextlib.suppress(BaseException):
+            await self._head  # its outcome is no one's now (a failure included)
+        await self._stream.aclose()
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One hour prefix of one source, in page order, and how to list it."""
+
+    prefix: str
+    #: Whether the page enters it from its start (else it resumes inside it).
+    announce: bool
+    start_after: str
+    source: str
+    newest: bool
 
 
 @dataclass(frozen=True)
@@ -130,14 +210,19 @@ def _cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
     )
 
 
-async def _merged(streams: Sequence[AsyncGenerator[Listed, None]]) -> AsyncIterator[Listed]:
-    """The items of several streams sorted by key, as one sorted stream (an async heapq.merge)."""
+async def _merged(streams: Sequence[AsyncGenerator[_Item, None]]) -> AsyncIterator[_Item]:
+    """The items of several sorted streams as one sorted stream (an async heapq.merge).
+
+    The first item of every stream is asked for at once, so their first
+    LIST calls run concurrently."""
     try:
         heads = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
         for head in heads:
             if isinstance(head, BaseException):
                 raise head
-        heap = [(key, i) for i, key in enumerate(heads) if isinstance(key, tuple)]
+        heap = [
+            (key, i) for i, key in enumerate(heads) if key is not None and not isinstance(key, BaseException)
+        ]
         heapq.heapify(heap)
         while heap:
             key, i = heap[0]
@@ -165,9 +250,8 @@ class Searcher:
         lists_per_page: int = LISTS_PER_PAGE,
     ) -> None:
         self._tokens = tokens
-        self._budget = _Budget(lists_per_page)
+        self._lists = _Lister(store, lists_per_page)
         self._cells: list[str] | None = None
-        self._store = store
         self._index = index
         # The domain's bucket, and its restricted twin only when the caller
         # may read RESTRICTED data (the servicer decides).
@@ -175,60 +259,119 @@ class Searcher:
         # What the caller may see: objects it may not read are skipped, as if
         # they were not there (RESTRICTED data without the grant).
         self._visible = visible
+        #: Which buckets hold each source, and which sources have span entries of each kind.
+        self._in_buckets: dict[str, list[str]] = {}
+        self._with_spans: dict[str, frozenset[str]] = {}
 
-    async def _sources(self, req: pb.SearchObjectsRequest) -> list[str]:
-        if req.source:
-            return [req.source]
-        prefix = source_prefix(req.data_type)
-        listed = await asyncio.gather(*(self._sources_in(b, prefix) for b in self._buckets))
-        return sorted({source for found in listed for source in found})
+    async def _find_sources(self, req: pb.SearchObjectsRequest) -> list[str]:
+        """The sources to list, each with the buckets that hold it and the span entries it has
+        (pantheon.storage.directory: cached for a few seconds)."""
+        roots = [(b, data_root(req.data_type)) for b in self._buckets]
+        roots += [(INDEX_BUCKET, span_root(kind, req.data_type)) for kind in _SPAN_KINDS]
+        found = await self._index.sources.many(roots, spend=self._lists.spend)
+        if req.source and not any(req.source in found[(b, data_root(req.data_type))] for b in self._buckets):
+            # Perhaps a source too new for the cache: ask again rather than miss it.
+            found = await self._index.sources.many(roots, spend=self._lists.spend, refresh=True)
+        for bucket in self._buckets:
+            for source in found[(bucket, data_root(req.data_type))]:
+                if not req.source or source == req.source:
+                    self._in_buckets.setdefault(source, []).append(bucket)
+        self._with_spans = {
+            kind: found[(INDEX_BUCKET, span_root(kind, req.data_type))] for kind in _SPAN_KINDS
+        }
+        return sorted(self._in_buckets)
 
-    async def _sources_in(self, bucket: str, prefix: str) -> list[str]:
-        found: list[str] = []
-        start_after = ""
-        while True:
-            self._budget.spend()
-            page = await self._store.list(bucket, prefix, delimiter="/", start_after=start_after)
-            found += [p[len(prefix) :].rstrip("/") for p in page.prefixes]
-            if not page.truncated or not page.prefixes:
-                return found
-            start_after = page.prefixes[-1]
+    def _steps(
+        self,
+        req: pb.SearchObjectsRequest,
+        sources: list[str],
+        after: datetime,
+        before: datetime,
+        last_key: str,
+    ) -> Iterator[_Step]:
+        """The (source, hour) prefixes still to list, in page order: hours newest first,
+        then sources in the order of their keys (`"<source>/"`). Made as they are
+        needed: a page that reads three prefixes pays for three, not for every
+        source and hour of the window."""
+        if not sources:
+            return
+        root = source_prefix(req.data_type)
+        # "yyyy/mm/dd/hh/", newest first: the same for every source.
+        hours = [
+            p[len(root) + len(sources[0]) + 1 :]
+            for p in hour_prefixes(req.data_type, sources[0], after, before)
+        ]
+        resume_hour = last_key[len(root) :].partition("/")[2][: len(hours[0])] if hours else ""
+        ordered = sorted(sources, key=lambda source: source + "/")  # the order of the keys
+        for n, hour in enumerate(hours):
+            if last_key and hour > resume_hour:
+                continue  # served before the page that ended at `last_key`
+            for source in ordered:
+                prefix = f"{root}{source}/{hour}"
+                if last_key.startswith(prefix):
+                    yield _Step(prefix, False, last_key, source, n == 0)
+                elif not (last_key and self._before_resume(prefix, last_key, req.data_type)):
+                    # Resuming at the prefix itself lists all of it (its keys sort after it).
+                    yield _Step(prefix, True, "", source, n == 0)
 
     async def _candidate_keys(
         self, req: pb.SearchObjectsRequest, after: datetime, before: datetime, last_key: str
-    ) -> AsyncIterator[Listed]:
+    ) -> AsyncGenerator[Listed, None]:
         """Keys and batch positions after `last_key`, in page order, candidates each once;
-        and each prefix as it is entered (not a candidate: a place to resume)."""
-        sources = await self._sources(req)
+        and each prefix as it is entered (not a candidate: a place to resume).
+
+        The prefixes after the one being read are listed ahead (up to
+        PREFIXES_AHEAD, one more after each prefix read), so their first LIST
+        calls overlap; what they yield still comes in page order."""
         window = _Window(ns(after), ns(before))
-        root = len(source_prefix(req.data_type))
-        by_hour: dict[str, list[str]] = {}
-        for source in sources:
-            for prefix in hour_prefixes(req.data_type, source, after, before):
-                by_hour.setdefault(prefix[root + len(source) + 1 :], []).append(prefix)
-        newest = max(by_hour, default="")
-        for hour in sorted(by_hour, reverse=True):  # "yyyy/mm/dd/hh/" sorts by time
-            for prefix in sorted(by_hour[hour]):  # by "<source>/", the order of the keys
-                start_after = ""
-                if last_key.startswith(prefix):
-                    start_after = last_key
-                elif last_key and self._before_resume(prefix, last_key, req.data_type):
-                    continue
-                else:
-                    # Resuming at the prefix itself lists all of it (its keys sort after it).
-                    yield prefix, False
-                streams = [self._keys_in(b, prefix, start_after, req, window) for b in self._buckets]
-                streams.append(self._positions(SPAN_END, prefix, start_after, window))
-                if hour == newest:
-                    streams.append(self._positions(SPAN_COVER, prefix, start_after, window))
-                    streams.append(self._long_positions(prefix, start_after, window))
-                previous = ""
-                async for key, candidate in _merged(streams):
-                    if candidate and key == previous:
-                        continue  # a batch's own key and its position in its first hour
-                    if candidate:
-                        previous = key
-                    yield key, candidate
+        sources = await self._find_sources(req)
+        to_list = self._steps(req, sources, after, before, last_key)
+        # The steps made and not read yet: the one being read (number i) and those after it.
+        steps: collections.deque[_Step] = collections.deque()
+        primed: dict[int, _Primed] = {}
+        try:
+            for i in itertools.count():
+                while len(steps) < 1 + min(PREFIXES_AHEAD, i + 1) and (made := next(to_list, None)):
+                    steps.append(made)
+                if not steps:
+                    return
+                step = steps.popleft()
+                if step.announce:
+                    yield step.prefix, False
+                for j, later in enumerate((step, *steps), start=i):
+                    if j not in primed:
+                        primed[j] = _Primed(self._prefix_keys(later, req, window))
+                current = primed.pop(i)
+                try:
+                    async for item in current.items():
+                        yield item
+                finally:
+                    await current.close()
+        finally:
+            for ahead in primed.values():
+                await ahead.close()
+
+    async def _prefix_keys(
+        self, step: _Step, req: pb.SearchObjectsRequest, window: _Window
+    ) -> AsyncGenerator[Listed, None]:
+        """The keys and batch positions under one (source, hour) prefix, in key order,
+        each candidate once: only the buckets that hold the source, and only the kinds
+        of span entries it has."""
+        prefix, start_after = step.prefix, step.start_after
+        streams = [self._keys_in(b, prefix, start_after, req, window) for b in self._in_buckets[step.source]]
+        if step.source in self._with_spans[SPAN_END]:
+            streams.append(self._positions(SPAN_END, prefix, start_after, window))
+        if step.newest and step.source in self._with_spans[SPAN_COVER]:
+            streams.append(self._positions(SPAN_COVER, prefix, start_after, window))
+        if step.newest and step.source in self._with_spans[SPAN_LONG]:
+            streams.append(self._long_positions(prefix, start_after, window))
+        previous = ""
+        async for key, candidate in _merged(streams):
+            if candidate and key == previous:
+                continue  # a batch's own key and its position in its first hour
+            if candidate:
+                previous = key
+            yield key, candidate
 
     @staticmethod
     def _before_resume(prefix: str, last_key: str, data_type: str) -> bool:
@@ -300,23 +443,22 @@ class Searcher:
             yield key, True
 
     async def _listed_in_cells(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
-        """The keys under `prefix` in the box's cells only (`<hour>/<cell>/`), in key order."""
+        """The keys under `prefix` in the box's cells only (`<hour>/<cell>/`), in key order
+        (the cells' listings run concurrently; a cell's keys all sort before the next cell's)."""
         assert self._cells is not None
-        for cell in self._cells:  # sorted, as the keys are
+        cells = []
+        for cell in self._cells:
             under = f"{prefix}{cell}/"
             if start_after.startswith(under):
-                since = start_after
-            elif start_after > under:
-                continue  # the page before listed past this cell
-            else:
-                since = ""
-            async for key in self._listed(bucket, under, since):
-                yield key
+                cells.append(self._listed(bucket, under, start_after))
+            elif start_after <= under:  # else the page before listed past this cell
+                cells.append(self._listed(bucket, under, ""))
+        async for key in _merged(cells):
+            yield key
 
     async def _listed(self, bucket: str, prefix: str, start_after: str) -> AsyncGenerator[str, None]:
         while True:
-            self._budget.spend()
-            page = await self._store.list(bucket, prefix, start_after=start_after)
+            page = await self._lists.list(bucket, prefix, start_after)
             for key in page.keys:
                 yield key
             if not page.truncated or not page.keys:
@@ -339,21 +481,26 @@ class Searcher:
         size = req.page_size or DEFAULT_PAGE_SIZE
         response = pb.SearchObjectsResponse()
         batch: list[str] = []
-        async for key, candidate in self._candidate_keys(req, after, before, last_key):
-            if candidate:
-                batch.append(key)
-                if len(batch) >= size - len(response.objects):
-                    await self._admit(req, window, batch, response)
-                    if len(response.objects) >= size:
-                        response.next_page_token = self._tokens.seal(req, after, before, key)
-                        return response
-                    batch = []
-            if self._budget.spent:
-                # Listing work is bounded: end here, found or not; the next
-                # page resumes after `key` (a key listed, or a prefix entered).
-                await self._admit(req, window, batch, response)
-                response.next_page_token = self._tokens.seal(req, after, before, key)
-                return response
+        key = last_key
+        try:
+            async with contextlib.aclosing(self._candidate_keys(req, after, before, last_key)) as listed:
+                async for key, candidate in listed:
+                    self._lists.progress = True
+                    if candidate:
+                        batch.append(key)
+                        if len(batch) >= size - len(response.objects):
+                            await self._admit(req, window, batch, response)
+                            if len(response.objects) >= size:
+                                response.next_page_token = self._tokens.seal(req, after, before, key)
+                                return response
+                            batch = []
+        except _OutOfBudget:
+            # Listing work is bounded: end here, found or not; the next page
+            # resumes after `key` (a key listed, or a prefix entered), which
+            # is set: the budget binds only once the page has yielded something.
+            await self._admit(req, window, batch, response)
+            response.next_page_token = self._tokens.seal(req, after, before, key)
+            return response
         await self._admit(req, window, batch, response)
         return response
 

@@ -39,11 +39,14 @@ from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.config import ClientIdentity, KafkaSettings
-from pantheon.devstack import stack
+from pantheon.devstack.environment import environment
 from pantheon.devstack.settings import Settings
 from pantheon.events.cloudevents import headers_for
 from pantheon.metadata.ulid import new_ulid
 from pantheon.server import secure_channel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_bench
 
 MiB = 2**20
 
@@ -419,8 +422,13 @@ def peak_rss_mib(pid: int) -> float:
 
 
 async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -> dict[str, Any]:
-    env = {**os.environ, **stack.environment()}
+    env = {**os.environ, **environment()}
     bench = Bench(env)
+    if only == "search":  # its own report: latency by data size, not throughput
+        return {
+            "profile": Settings.from_env().profile,
+            "search": await search_bench.run(env, bench.minio, quick),
+        }
     pids = {name: _pid(name) for name in ("services", "gateway")}
     for pid in pids.values():
         reset_peak(pid)
@@ -448,7 +456,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
-        "--only", choices=["object", "records", "concurrency", "latency"], help="run one scenario"
+        "--only", choices=["object", "records", "concurrency", "latency", "search"], help="run one scenario"
     )
     parser.add_argument(
         "--rate", type=float, default=100.0, help="small ingests a second in the latency run (default 100)"
@@ -460,6 +468,9 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"profile: {Settings.from_env().profile}")
+    if "search" in result:
+        search_bench.print_table(result["search"])
+        return 0
     print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
     for s in result["scenarios"]:
         print(

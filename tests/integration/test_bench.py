@@ -45,3 +45,26 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
     for latency in ("rest_small_object", "raw_small_put"):
         assert result["latency_ms"][latency]["p99"] >= result["latency_ms"][latency]["p50"]
     assert set(result["peak_rss_mib"]) == {"services", "gateway"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_search_bench_reports_every_query_and_finds_the_whole_set(stack_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts/bench"), "--only", "search", "--quick", "--json"],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["query"]: r for r in json.loads(done.stdout)["search"]}
+    assert set(rows) == {"type", "type+source", "type+bbox", "type+time"}
+    assert {(r["objects"], r["sources"]) for r in rows.values()} == {(1000, 1)}
+    # Every object of the set, once a client has followed every token.
+    assert rows["type"]["full_scan_found"] == rows["type+source"]["full_scan_found"] == 1000
+    assert rows["type"]["first_page_found"] == 100
+    assert 0 < rows["type+time"]["full_scan_found"] < 1000
+    for r in rows.values():
+        assert r["first_page_ms"] > 0 and r["raw_first_ms"] > 0 and r["full_scan_s"] > 0
