@@ -22,7 +22,7 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -321,9 +321,9 @@ class Bench:
 
     # -- small-object latency at a fixed rate ---------------------------------
 
-    def small_latency(self, count: int, rate_per_s: float) -> dict[str, dict[str, float]]:
-        """p50/p99 of single small REST ingests started at `rate_per_s`, and of
-        raw minio-py PUTs of the same documents at the same rate."""
+    def small_latency(self, count: int, rate_per_s: float) -> list[dict[str, Any]]:
+        """p50/p99/p99.9 of single small REST ingests started at `rate_per_s`,
+        and of raw minio-py PUTs of the same documents at the same rate."""
         with self.rest() as client:
 
             def ingest(i: int) -> None:
@@ -337,7 +337,10 @@ class Bench:
                 "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
             )
 
-        return {"rest_small_object": pantheon, "raw_small_put": _open_loop(count, rate_per_s, put)}
+        return [
+            {"path": "rest_small_object", **pantheon},
+            {"path": "raw_small_put", **_open_loop(count, rate_per_s, put)},
+        ]
 
 
 def _small_ingest(client: httpx.Client, entity: str, n: int) -> httpx.Response:
@@ -357,7 +360,7 @@ def _small_ingest(client: httpx.Client, entity: str, n: int) -> httpx.Response:
 
 
 def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> dict[str, float]:
-    """p50/p99 of `call(i)` for i < count, started at `rate_per_s`.
+    """p50/p99/p99.9 of `call(i)` for i < count, started at `rate_per_s`.
 
     Open loop: call i is due at start + i/rate whatever the others do, and its
     latency counts from when it was due, so a slow server cannot hide behind
@@ -378,6 +381,7 @@ def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> di
         "count": count,
         "p50": round(latencies[len(latencies) // 2], 1),
         "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "p999": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.999))], 1),
     }
 
 
@@ -421,7 +425,7 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -> dict[str, Any]:
+async def run(quick: bool, only: str | None = None, rates: Sequence[float] = (100.0,)) -> dict[str, Any]:
     env = {**os.environ, **environment()}
     bench = Bench(env)
     if only == "search":  # its own report: latency by data size, not throughput
@@ -433,7 +437,7 @@ async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -
     for pid in pids.values():
         reset_peak(pid)
     scenarios: list[Scenario] = []
-    latency: dict[str, dict[str, float]] = {}
+    latency: list[dict[str, Any]] = []
     if only in (None, "object"):
         scenarios += await bench.large_object((64 if quick else 256) * MiB)
     if only in (None, "records"):
@@ -442,7 +446,9 @@ async def run(quick: bool, only: str | None = None, rate_per_s: float = 100.0) -
         for clients in (16, 64):
             scenarios += await bench.small_concurrent(clients, (128 if quick else 512))
     if only in (None, "latency"):
-        latency = await asyncio.to_thread(bench.small_latency, 100 if quick else 500, rate_per_s)
+        for rate in rates:
+            # Enough calls for a p99.9 that is not the slowest call alone.
+            latency += await asyncio.to_thread(bench.small_latency, 100 if quick else 2000, rate)
     return {
         "profile": Settings.from_env().profile,
         "scenarios": [asdict(s) for s in scenarios],
@@ -459,11 +465,15 @@ def main() -> int:
         "--only", choices=["object", "records", "concurrency", "latency", "search"], help="run one scenario"
     )
     parser.add_argument(
-        "--rate", type=float, default=100.0, help="small ingests a second in the latency run (default 100)"
+        "--rate",
+        type=float,
+        action="append",
+        help="small ingests a second in the latency run (repeatable; default 100 and 500)",
     )
     parser.add_argument("--ha", action="store_true", help="the HA profile (scripts/bench starts its stack)")
     args = parser.parse_args()
-    result = asyncio.run(run(args.quick, args.only, args.rate))
+    rates = args.rate or ([100.0] if args.quick else [100.0, 500.0])
+    result = asyncio.run(run(args.quick, args.only, rates))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -476,9 +486,11 @@ def main() -> int:
         print(
             f"{s['name']:<30} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
         )
-    for name, figures in result["latency_ms"].items():
-        rate = f"{figures['rate_per_s']:.0f} requests/s"
-        print(f"{name}: p50 {figures['p50']} ms, p99 {figures['p99']} ms at {rate}")
+    for figures in result["latency_ms"]:
+        print(
+            f"{figures['path']}: p50 {figures['p50']} ms, p99 {figures['p99']} ms, p99.9 {figures['p999']} ms"
+            f" at {figures['rate_per_s']:.0f} requests/s ({figures['count']} calls)"
+        )
     for process, mib in result["peak_rss_mib"].items():
         print(f"peak RSS {process}: {mib} MiB")
     return 0
