@@ -49,9 +49,10 @@ from pantheon.metadata.ulid import is_ulid
 from pantheon.policy import current_grant
 from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
+from pantheon.storage.listing import LISTS_PER_PAGE
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
-from pantheon.storage.search import LISTS_PER_PAGE, Searcher
+from pantheon.storage.search import Searcher
 from pantheon.streams import prepend, split_announced_upload
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self.store = store
         self._index = Index(store)
         self._tokens = tokens
-        #: LIST calls a search page may make (search.py).
+        #: LIST calls a search page may make (listing.py).
         self._search_lists = search_lists
 
     async def PutObject(

@@ -10,8 +10,9 @@ is its own key. The entries are named `spans/<kind>/<position>` (and hold
 the object key); they are written before the id is bound, so a batch that
 is visible has them.
 
-Search (pantheon.storage.search) reads them; the index
-(pantheon.storage.index) writes them when it binds a batch's id.
+Search (pantheon.storage.search, deciding in pantheon.storage.matching)
+reads them; the index (pantheon.storage.index) writes them when it binds a
+batch's id.
 """
 
 from __future__ import annotations

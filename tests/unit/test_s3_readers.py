@@ -30,7 +30,7 @@ from pantheon.cli.s3_reader import _endpoint
 from pantheon.devstack.minio_admin import storage_policy
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import Grant, Rule, current_grant
-from pantheon.storage import search
+from pantheon.storage import listing
 from pantheon.storage.buckets import (
     DOMAINS,
     INDEX_BUCKET,
@@ -218,12 +218,12 @@ async def test_merged_streams_come_out_in_key_order_and_are_closed() -> None:
             closed.append(name)
 
     streams = [stream("a", ["k1", "k4", "k5"]), stream("b", ["k2", "k3", "k6", "k7"]), stream("c", [])]
-    merged = [item async for item in search._merged(streams)]  # type: ignore[arg-type]
+    merged = [item async for item in listing.merged(streams)]  # type: ignore[arg-type]
     assert [k for k, _ in merged] == ["k1", "k2", "k3", "k4", "k5", "k6", "k7"]
     assert [k for k, candidate in merged if not candidate] == ["k4"]
     assert sorted(closed) == ["a", "b", "c"]
     closed.clear()
-    early = search._merged([stream("a", ["k1", "k3"]), stream("b", ["k2"])])  # type: ignore[list-item]
+    early = listing.merged([stream("a", ["k1", "k3"]), stream("b", ["k2"])])  # type: ignore[list-item]
     assert await anext(early) == ("k1", True)
     await early.aclose()  # type: ignore[attr-defined]
     assert sorted(closed) == ["a", "b"]

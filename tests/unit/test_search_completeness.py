@@ -32,9 +32,9 @@ from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import Grant, Rule, current_grant
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.index import Index
+from pantheon.storage.listing import LISTS_PER_PAGE, before_resume
 from pantheon.storage.object_store import Listing, StoredObject
 from pantheon.storage.page_tokens import KEY_BYTES, PageTokens
-from pantheon.storage.search import LISTS_PER_PAGE, Searcher
 from pantheon.storage.service import StorageServicer
 from pantheon.storage.spans import (
     HOUR_NS,
@@ -222,10 +222,10 @@ def test_a_prefix_is_before_the_resume_key_in_the_order_of_the_keys() -> None:
     ab, ab_c = f"v1/{DATA_TYPE}/ab/{hour}", f"v1/{DATA_TYPE}/ab-c/{hour}"
     in_ab = f"{ab}u2edk/20260310T120100Z_{new_ulid()}.json"
     in_ab_c = f"{ab_c}u2edk/20260310T120100Z_{new_ulid()}.json"
-    assert Searcher._before_resume(ab_c, in_ab, DATA_TYPE)  # "ab-c/" is listed first
-    assert not Searcher._before_resume(ab, in_ab_c, DATA_TYPE)
+    assert before_resume(ab_c, in_ab, DATA_TYPE)  # "ab-c/" is listed first
+    assert not before_resume(ab, in_ab_c, DATA_TYPE)
     older = f"v1/{DATA_TYPE}/ab/2026/03/10/11/"
-    assert Searcher._before_resume(ab_c, f"{older}u2edk/20260310T110100Z_{new_ulid()}.json", DATA_TYPE)
+    assert before_resume(ab_c, f"{older}u2edk/20260310T110100Z_{new_ulid()}.json", DATA_TYPE)
 
 
 # -- record batches by their whole span and box --------------------------------------------------

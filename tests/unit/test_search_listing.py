@@ -22,7 +22,7 @@ import pytest
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.policy import current_grant
-from pantheon.storage import search
+from pantheon.storage import listing as search_listing
 from pantheon.storage.buckets import INDEX_BUCKET
 from pantheon.storage.directory import FRESH_S, SourceDirectory, data_root
 from pantheon.storage.object_store import Listing
@@ -97,20 +97,20 @@ async def test_concurrent_listing_pages_exactly_as_listing_one_prefix_after_anot
     store = Shuffled(seed)
     stored = await _fill(StorageServicer(store, PageTokens(b"k" * KEY_BYTES)))
     # The reference: one LIST at a time, nothing listed ahead.
-    monkeypatch.setattr(search, "LISTS_IN_FLIGHT", 1)
-    monkeypatch.setattr(search, "PREFIXES_AHEAD", 0)
+    monkeypatch.setattr(search_listing, "LISTS_IN_FLIGHT", 1)
+    monkeypatch.setattr(search_listing, "PREFIXES_AHEAD", 0)
     one_by_one = StorageServicer(store, PageTokens(b"k" * KEY_BYTES))
     expected = [(box, await _paged(one_by_one, 1000, bbox=box)) for box in (None, _box(LINZ))]
     assert set(expected[0][1]) == stored
     assert store.most_in_flight == 1
     monkeypatch.undo()
-    for lists in (1, 3, 7, search.LISTS_PER_PAGE):
+    for lists in (1, 3, 7, search_listing.LISTS_PER_PAGE):
         concurrent = StorageServicer(store, PageTokens(b"k" * KEY_BYTES), lists)
         for box, whole in expected:
             for page_size in (1, 2, 3, 7, 1000):
                 assert await _paged(concurrent, page_size, bbox=box) == whole, (lists, page_size, box)
     # It did list concurrently, and never more than the bound at once.
-    assert 1 < store.most_in_flight <= search.LISTS_IN_FLIGHT
+    assert 1 < store.most_in_flight <= search_listing.LISTS_IN_FLIGHT
 
 
 class Recorded(MemoryObjectStore):
