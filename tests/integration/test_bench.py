@@ -8,17 +8,17 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
+def _bench(stack_env: dict[str, str], *args: str) -> Any:
+    """`scripts/bench <args> --json` against the test stack: its JSON result."""
     done = subprocess.run(
-        [str(ROOT / "scripts/bench"), "--quick", "--json"],
+        [str(ROOT / "scripts/bench"), *args, "--json"],
         env={**os.environ, **stack_env},
         capture_output=True,
         text=True,
@@ -26,7 +26,13 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
+    result = _bench(stack_env, "--quick")
     names = {s["name"] for s in result["scenarios"]}
     assert names == {
         "grpc_object_64MiB",
@@ -51,16 +57,7 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_search_bench_reports_every_query_and_finds_the_whole_set(stack_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(ROOT / "scripts/bench"), "--only", "search", "--quick", "--json"],
-        env={**os.environ, **stack_env},
-        capture_output=True,
-        text=True,
-        timeout=280,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {r["query"]: r for r in json.loads(done.stdout)["search"]}
+    rows = {r["query"]: r for r in _bench(stack_env, "--only", "search", "--quick")["search"]}
     assert set(rows) == {"type", "type+source", "type+bbox", "type+time"}
     assert {(r["objects"], r["sources"]) for r in rows.values()} == {(1000, 1)}
     # Every object of the set, once a client has followed every token.

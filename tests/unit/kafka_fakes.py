@@ -18,6 +18,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pantheon_api.events.v1 import events_pb2
 
+from pantheon.events import consumer as consumer_module
+from pantheon.events import dead_letters
 from pantheon.events.cloudevents import headers_for
 
 Report = Callable[[KafkaError | None, Any], None]
@@ -247,3 +249,17 @@ class FakeDeadLetters:
 
     def poll(self, timeout: float) -> int:
         return 0
+
+
+def fake_kafka(monkeypatch: Any) -> list[FakeConsumer]:
+    """Make EventConsumer build FakeConsumers (returned as they are made) and
+    dead-letter FakeDeadLetters producers; `monkeypatch` undoes it."""
+    made: list[FakeConsumer] = []
+
+    def build(config: dict[str, Any]) -> FakeConsumer:
+        made.append(FakeConsumer(config))
+        return made[-1]
+
+    monkeypatch.setattr(consumer_module, "Consumer", build)
+    monkeypatch.setattr(dead_letters, "Producer", FakeDeadLetters)
+    return made

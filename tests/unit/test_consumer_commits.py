@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from pantheon.events import consumer as module
-from pantheon.events import dead_letters, offsets
+from pantheon.events import offsets
 from pantheon.events.consumer import EventConsumer, Received
-from tests.unit.kafka_fakes import Commit, FakeConsumer, FakeDeadLetters, record
+from tests.unit.kafka_fakes import Commit, FakeConsumer, fake_kafka, record
 
 TOPIC = "pantheon.data-stored.v1"
 
@@ -39,15 +38,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
-    made: list[FakeConsumer] = []
-
-    def consumer(config: dict[str, Any]) -> FakeConsumer:
-        made.append(FakeConsumer(config))
-        return made[-1]
-
-    monkeypatch.setattr(module, "Consumer", consumer)
-    monkeypatch.setattr(dead_letters, "Producer", FakeDeadLetters)
-    return made
+    return fake_kafka(monkeypatch)
 
 
 def handled(received: Received) -> None:

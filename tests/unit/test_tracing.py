@@ -22,19 +22,23 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-import pantheon.events.consumer as consumer_module
 from gateway import tracing as gateway_tracing
 from gateway.app import create_app
 from pantheon import tracing
 from pantheon.config import KafkaSettings, S3Settings
 from pantheon.devstack.mesh import GATEWAY
-from pantheon.events import dead_letters
 from pantheon.events.consumer import EventConsumer, Received
 from pantheon.events.producer import KafkaPublisher
 from pantheon.server import Running, create_server
 from pantheon.storage.s3 import S3ObjectStore
 from tests.unit.fakes import MemoryObjectStore
-from tests.unit.kafka_fakes import FakeConsumer, FakeDeadLetters, FakeMessage, FakeProducer, record
+from tests.unit.kafka_fakes import (
+    FakeConsumer,
+    FakeMessage,
+    FakeProducer,
+    fake_kafka,
+    record,
+)
 from tests.unit.mesh import Mesh, make_mesh
 from tests.unit.test_gateway_app import CITY, auth, keys, settings
 
@@ -87,15 +91,7 @@ class RecordingProducer(FakeProducer):
 
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
-    made: list[FakeConsumer] = []
-
-    def consumer(config: dict[str, Any]) -> FakeConsumer:
-        made.append(FakeConsumer(config))
-        return made[-1]
-
-    monkeypatch.setattr(consumer_module, "Consumer", consumer)
-    monkeypatch.setattr(dead_letters, "Producer", FakeDeadLetters)
-    return made
+    return fake_kafka(monkeypatch)
 
 
 def consume(messages: Sequence[FakeMessage], kafka: list[FakeConsumer], handler: Any = None) -> int:
