@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=False,
-        loop="uvloop",  # as the services: less CPU per request than asyncio's loop
+        # asyncio's own loop, not uvloop (which uvicorn would pick by itself):
+        # on uvloop, a request answered before its body was read (413 at the
+        # size limit) still had its whole body read in, instead of the
+        # connection closing on the sender (tests/integration/test_gateway_limits.py).
+        loop="asyncio",
         http=guarded_protocol(settings.header_timeout_s, settings.max_header_bytes),
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout_s,

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # uvloop: measured here, a small ingest costs the services about a
     # quarter less CPU on it than on asyncio's own loop (scripts/bench).
+    # (The gateway stays on asyncio's loop: see gateway/__main__.py.)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve(settings))
     return 0

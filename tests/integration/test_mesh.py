@@ -184,9 +184,21 @@ async def test_a_principal_assertion_from_a_non_gateway_identity_is_refused(
 
 
 async def test_a_put_under_an_existing_id_changes_nothing_readers_see(
-    stack_env: dict[str, str], known_object: pb.IngestObjectResponse, minio_client: Minio
+    stack_env: dict[str, str],
+    known_object: pb.IngestObjectResponse,
+    minio_client: Minio,
+    minio_root_client: Minio,
 ) -> None:
     first = known_object
+    # Once the commit's marker is swept (a moment later): while it is there,
+    # a put under the id is refused outright (FAILED_PRECONDITION id_in_use).
+    marker = f"pending/{first.metadata.id}"
+    for _ in range(100):
+        if marker not in {
+            o.object_name for o in minio_root_client.list_objects("pantheon-index", "pending/")
+        }:
+            break
+        await asyncio.sleep(0.1)
     forged = metadata("attacker-" + unique_source()[5:], classification=md.CLASSIFICATION_PUBLIC)
     forged.id, forged.format = first.metadata.id, md.FORMAT_CSV
 
