@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,7 +190,6 @@ def test_an_oversized_declared_body_is_413_before_it_is_sent(http: httpx.Client,
             sent += len(chunk)
             yield chunk
 
-    started = time.monotonic()
     response = http.post(
         "/v1/objects",
         params=object_params(nothing_kept),
@@ -199,7 +197,7 @@ def test_an_oversized_declared_body_is_413_before_it_is_sent(http: httpx.Client,
         headers={"Content-Type": "text/csv", "Content-Length": str(declared)},
     )
     assert problem(response, 413)["reason"] == "body_too_large"
-    assert time.monotonic() - started < 10
+    # Cut off early: measured in bytes sent, not in seconds (a busy machine is slow).
     assert sent < 256 * 2**20, f"the client had sent {sent} bytes before the answer"
 
 
