@@ -6,7 +6,10 @@ scripts/reliability --records 2000 --only kafka,crash
 scripts/reliability --only keyless-crash,producer-fatal,consumer-dlq-down,lease-takeover --verbose
 
 Exit status 1 if anything acknowledged was lost, duplicated or out of order,
-or a stored object was left unannounced or orphaned.
+or a stored object was left unannounced or orphaned; also if, with the
+services frozen, a 504 came more than 2 s after the gateway's deadline or
+/healthz took more than 0.5 s on average (these times are printed below the
+table; on stderr with --json).
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ HEADINGS = (
     "orphaned",
 )
 
+#: With the services frozen: how much later than the gateway's deadline its 504 may come, and
+#: the longest mean /healthz answer (seconds). The tests check the statuses, this the times.
+LATE_S = 2.0
+HEALTHZ_MEAN_S = 0.5
+
 
 def table(rows: list[scenarios.Row], unavailability: bool = False) -> str:
     """A Markdown table of `rows`; with `unavailability`, the HA scenarios' extra column."""
@@ -67,6 +75,19 @@ def table(rows: list[scenarios.Row], unavailability: bool = False) -> str:
     return "\n".join(lines)
 
 
+def frozen_times(row: scenarios.Row) -> tuple[str, bool]:
+    """The frozen scenario's answer times (scenarios.services_frozen's notes), and whether any was late."""
+    parts, late = [], False
+    for call in ("ingest", "read"):
+        attempts, took, deadline, _ = row.notes[call]
+        late = late or took > deadline + LATE_S
+        parts.append(f"{call} {attempts[-1]} after {took:.2f}s (deadline {deadline:g}s)")
+    health, mean_s = row.notes["healthz"]
+    late = late or mean_s > HEALTHZ_MEAN_S
+    parts.append(f"/healthz {','.join(sorted(set(health)))} in {mean_s:.3f}s on average")
+    return "services frozen: " + ", ".join(parts) + (" -- LATE" if late else ""), late
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": {"requests": args.load},
     }
     rows: list[scenarios.Row] = []
+    times: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="pantheon-reliability-") as tmp:
         stack = PrivateStack.create(Path(tmp) / "stack")
         print(f"starting a private stack in {tmp} ...", file=sys.stderr)
@@ -96,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                 if args.verbose:
                     print(f"  notes: {row.notes}", file=sys.stderr)
                 rows.append(row)
+                if name == "frozen":
+                    times.append(frozen_times(row))
         finally:
             stack.down()
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         print(table(rows))
+    for line, _ in times:  # after the JSON, on stderr: stdout stays one JSON document
+        print(line, file=sys.stderr if args.json else sys.stdout)
     # A scenario whose client errors are the fault itself (keyless crash) acknowledges nothing.
     bad = [
         r
@@ -113,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         or r.orphaned
         or (r.acknowledged != r.sent and not r.notes.get("client_errors_expected"))
     ]
-    return 1 if bad else 0
+    return 1 if bad or any(late for _, late in times) else 0
 
 
 if __name__ == "__main__":

@@ -566,8 +566,15 @@ def crash_between_store_and_publish(stack: PrivateStack) -> Row:
 
 # -- d. the services frozen (SIGSTOP) ----------------------------------------------------------
 
+#: The client's timeout while the services are frozen, as a multiple of the gateway's deadline:
+#: the gateway's own 504 comes well before it, so a client-side timeout means a hang.
+HANG_FACTOR = 4
+
 
 def services_frozen(stack: PrivateStack) -> Row:
+    """While the services are SIGSTOPped, an upload and a read get the gateway's own 504
+    (`deadline_exceeded`) and /healthz answers 200. Notes: `ingest` and `read` are
+    (attempts, seconds, the gateway's deadline, reason); `healthz` is (answers, mean seconds)."""
     data_type = unique_type()
     run = uuid.uuid4().hex[:8]
     params = object_params(data_type)
@@ -584,14 +591,33 @@ def services_frozen(stack: PrivateStack) -> Row:
         try:
             started = time.monotonic()
             frozen = send(
-                http, "POST", "/v1/objects", params=params, headers=headers1, content=b'{"a":2}', retry=False
+                http,
+                "POST",
+                "/v1/objects",
+                params=params,
+                headers=headers1,
+                content=b'{"a":2}',
+                retry=False,
+                timeout=HANG_FACTOR * ingest_deadline,
             )
-            notes["ingest"] = (frozen.attempts, round(time.monotonic() - started, 2), ingest_deadline)
+            took = round(time.monotonic() - started, 2)
+            notes["ingest"] = (frozen.attempts, took, ingest_deadline, _reason(frozen.response))
             started = time.monotonic()
-            read = http.get(f"/v1/objects/{first_id}/metadata")
-            notes["read"] = (read.status_code, round(time.monotonic() - started, 2), read_deadline)
+            read = send(
+                http,
+                "GET",
+                f"/v1/objects/{first_id}/metadata",
+                retry=False,
+                timeout=HANG_FACTOR * read_deadline,
+            )
+            took = round(time.monotonic() - started, 2)
+            notes["read"] = (read.attempts, took, read_deadline, _reason(read.response))
             started = time.monotonic()
-            health = [http.get("/healthz").status_code for _ in range(5)]
+            # /healthz waits on nothing; the read deadline's multiple only catches a hang.
+            health = [
+                send(http, "GET", "/healthz", retry=False, timeout=HANG_FACTOR * read_deadline).attempts[-1]
+                for _ in range(5)
+            ]
             notes["healthz"] = (health, round((time.monotonic() - started) / 5, 3))
         finally:
             stack.signal("services", signal.SIGCONT)

@@ -61,16 +61,17 @@ def test_services_crash_between_store_and_publish_is_repaired_by_the_retry(
 
 
 @pytest.mark.timeout(120)
-def test_frozen_services_give_504_within_the_deadline_and_health_stays_up(
+def test_frozen_services_give_the_gateways_own_504_and_health_stays_up(
     private_stack: PrivateStack,
 ) -> None:
     row = scenarios.services_frozen(private_stack)
-    statuses, took, deadline = row.notes["ingest"]
-    assert statuses == ["504"] and took < deadline + 2, row.notes
-    status, took, deadline = row.notes["read"]
-    assert status == 504 and took < deadline + 2, row.notes
-    health, mean_s = row.notes["healthz"]
-    assert set(health) == {200} and mean_s < 0.5, row.notes
+    # A 504 the gateway made when its deadline expired; a hang would be the client's own
+    # timeout (HANG_FACTOR times the deadline). How long they took is scripts/reliability's.
+    for call in ("ingest", "read"):
+        attempts, _, _, reason = row.notes[call]
+        assert attempts == ["504"] and reason == "deadline_exceeded", row.notes
+    health, _ = row.notes["healthz"]
+    assert set(health) == {"200"}, row.notes
     assert row.notes["read_after"] == 200
     _clean(row)
 
