@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import urllib3
-from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from opentelemetry.trace import SpanKind
@@ -77,7 +76,7 @@ class S3ObjectStore:
                 total=1, connect=1, read=0, status=0, other=0, redirect=0, respect_retry_after_header=False
             ),
         )
-        self._client = Minio(
+        self._client = minio_calls.Client(
             url.netloc,
             access_key=settings.access_key,
             secret_key=settings.secret_key,
@@ -109,6 +108,8 @@ class S3ObjectStore:
                 return await asyncio.shield(running)
             except asyncio.CancelledError:
                 await asyncio.wait({running})
+                if not running.cancelled():
+                    running.exception()  # seen: the caller is gone, and its outcome with it
                 raise
 
     # -- writes -------------------------------------------------------------

@@ -61,6 +61,7 @@ async def upload(
     except Exception as exc:
         raise translate(exc, what) from exc
     uploaded: list[Part] = []
+    started: list[asyncio.Task[Part]] = []
     size = 0
     try:
         # Upload part n while part n+1 streams in: two parts in memory.
@@ -72,6 +73,7 @@ async def upload(
             number += 1
             size += len(block)
             task = asyncio.create_task(_upload_part(run, client, bucket, key, upload_id, number, block))
+            started.append(task)
             if pending is not None:
                 uploaded.append(await pending)
             pending = task
@@ -89,7 +91,7 @@ async def upload(
             bucket=bucket,
         )
     except BaseException as exc:
-        await asyncio.shield(_abort(run, client, bucket, key, upload_id))
+        await asyncio.shield(_abort(run, client, bucket, key, upload_id, started))
         if isinstance(exc, PantheonError | asyncio.CancelledError):
             raise
         if isinstance(exc, Exception):
@@ -128,7 +130,15 @@ def _complete(client: Minio, bucket: str, key: str, upload_id: str, parts: list[
     )
 
 
-async def _abort(run: Run, client: Minio, bucket: str, key: str, upload_id: str) -> None:
+async def _abort(
+    run: Run, client: Minio, bucket: str, key: str, upload_id: str, started: list[asyncio.Task[Part]]
+) -> None:
+    # The part still uploading when another failed is stopped first (it
+    # would only be refused once the upload is gone); its error, if it has
+    # one, goes with the upload's.
+    for task in started:
+        task.cancel()
+    await asyncio.gather(*started, return_exceptions=True)
     try:
         await run(
             minio_calls.abort_multipart_upload,

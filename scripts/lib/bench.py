@@ -46,6 +46,7 @@ from pantheon.metadata.ulid import new_ulid
 from pantheon.server import secure_channel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_share
 import search_bench
 
 MiB = 2**20
@@ -58,6 +59,9 @@ class Scenario:
     throughput: float
     raw_throughput: float
     ratio: float
+    #: Milliseconds of CPU per operation by component (cpu_share), Pantheon's path and the raw one.
+    cpu_ms: dict[str, float] | None = None
+    raw_cpu_ms: dict[str, float] | None = None
 
 
 def tiff(size: int) -> bytes:
@@ -262,10 +266,12 @@ class Bench:
                         time.sleep(float(response.headers.get("Retry-After", "1")))
                     response.raise_for_status()
 
-        started = time.perf_counter()
+        stack = Settings.from_env()
+        before, started = cpu_share.snapshot(stack), time.perf_counter()
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(rest_client, range(clients)))
         rest_s = time.perf_counter() - started
+        rest_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
 
         channel = secure_channel(
             self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
@@ -289,9 +295,10 @@ class Bench:
 
         async with channel:
             stub = pb_grpc.IngestionServiceStub(channel)
-            started = time.perf_counter()
+            before, started = cpu_share.snapshot(stack), time.perf_counter()
             await asyncio.gather(*(grpc_client(stub, c) for c in range(clients)))
             grpc_s = time.perf_counter() - started
+            grpc_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
 
         raw_client = Minio(
             self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
@@ -310,13 +317,14 @@ class Bench:
                     "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
                 )
 
-        started = time.perf_counter()
+        before, started = cpu_share.snapshot(stack), time.perf_counter()
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(raw_client_puts, range(clients)))
         raw = total / (time.perf_counter() - started)
+        raw_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
         return [
-            _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw),
-            _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw),
+            _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw, rest_cpu, raw_cpu),
+            _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw, grpc_cpu, raw_cpu),
         ]
 
     # -- small-object latency at a fixed rate ---------------------------------
@@ -402,8 +410,15 @@ def _ndjson(batch: list[pb.Record]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _scenario(name: str, unit: str, ours: float, raw: float) -> Scenario:
-    return Scenario(name, unit, round(ours, 1), round(raw, 1), round(ours / raw, 3))
+def _scenario(
+    name: str,
+    unit: str,
+    ours: float,
+    raw: float,
+    cpu_ms: dict[str, float] | None = None,
+    raw_cpu_ms: dict[str, float] | None = None,
+) -> Scenario:
+    return Scenario(name, unit, round(ours, 1), round(raw, 1), round(ours / raw, 3), cpu_ms, raw_cpu_ms)
 
 
 def _pid(component: str) -> int:
@@ -486,6 +501,7 @@ def main() -> int:
         print(
             f"{s['name']:<30} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
         )
+    _print_cpu(result["scenarios"])
     for figures in result["latency_ms"]:
         print(
             f"{figures['path']}: p50 {figures['p50']} ms, p99 {figures['p99']} ms, p99.9 {figures['p999']} ms"
@@ -494,6 +510,17 @@ def main() -> int:
     for process, mib in result["peak_rss_mib"].items():
         print(f"peak RSS {process}: {mib} MiB")
     return 0
+
+
+def _print_cpu(scenarios: list[dict[str, Any]]) -> None:
+    """CPU per operation by component, Pantheon's path beside the raw one."""
+    metered = [s for s in scenarios if s["cpu_ms"]]
+    if not metered:
+        return
+    print(f"cpu ms per object{'':<13}" + "".join(f"{c:>10}" for c in (*cpu_share.COMPONENTS, "total")))
+    for s in metered:
+        for label, cpu in ((s["name"], s["cpu_ms"]), ("  raw", s["raw_cpu_ms"])):
+            print(f"{label:<30}" + "".join(f"{v:>10.2f}" for v in (*cpu.values(), sum(cpu.values()))))
 
 
 if __name__ == "__main__":

@@ -45,9 +45,20 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
         "grpc_small_x64",
     }
     for s in result["scenarios"]:
-        assert set(s) == {"name", "unit", "throughput", "raw_throughput", "ratio"}
+        assert set(s) == {"name", "unit", "throughput", "raw_throughput", "ratio", "cpu_ms", "raw_cpu_ms"}
         assert s["throughput"] > 0 and s["raw_throughput"] > 0
         assert s["ratio"] == pytest.approx(s["throughput"] / s["raw_throughput"], rel=0.02)
+        if "_small_" in s["name"]:
+            # Metered from the stack's own processes: the path cost the services and
+            # MinIO CPU (and the gateway, for REST); the raw PUTs cost MinIO only.
+            components = {"services", "gateway", "minio", "kafka", "client"}
+            assert set(s["cpu_ms"]) == set(s["raw_cpu_ms"]) == components
+            assert s["cpu_ms"]["services"] > 0 and s["cpu_ms"]["minio"] > 0
+            if s["name"].startswith("rest_"):
+                assert s["cpu_ms"]["gateway"] > 0
+            assert s["raw_cpu_ms"]["minio"] > 0
+        else:
+            assert s["cpu_ms"] is None and s["raw_cpu_ms"] is None
     assert [figures["path"] for figures in result["latency_ms"]] == ["rest_small_object", "raw_small_put"]
     # The report's shape only: how fast is the bench's business, not the test's.
     for figures in result["latency_ms"]:

@@ -13,10 +13,12 @@ urllib3 PoolManager that records requests and answers from a script.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import inspect
 import io
 import re
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +94,7 @@ class FakeHTTP(urllib3.PoolManager):
 
 
 def client(http: FakeHTTP) -> Minio:
-    return Minio(
+    return minio_calls.Client(
         "s3.test:9000", access_key="a", secret_key="s", secure=True, region="us-east-1", http_client=http
     )
 
@@ -111,6 +113,8 @@ PRIVATE = {
     ),
     "_execute": (["self", "method", "bucket_name", "object_name"], ["body", "headers", "query_params"]),
     "_abort_multipart_upload": (["self", "bucket_name", "object_name", "upload_id"], []),
+    # Overridden by minio_calls.Client (called by minio-py itself, with these).
+    "_build_headers": (["self", "host", "headers", "body", "creds"], []),
 }
 
 
@@ -145,6 +149,23 @@ def test_no_module_but_the_adapter_calls_a_private_minio_method() -> None:
 # -- the requests each adapter function sends ------------------------------------------------
 
 
+def assert_checksummed(sent: Sent) -> None:
+    """The body goes with its CRC32 (which the store verifies), and is not hashed with MD5."""
+    crc = base64.b64encode(zlib.crc32(sent.body).to_bytes(4, "big")).decode()
+    assert sent.headers["x-amz-checksum-crc32"] == crc
+    assert "content-md5" not in sent.headers
+    # Signed like every other header.
+    assert "x-amz-checksum-crc32" in sent.headers["authorization"].split("SignedHeaders=")[1]
+
+
+def test_a_body_without_a_checksum_still_gets_minio_pys_content_md5() -> None:
+    http = FakeHTTP()
+    complete = [Part(1, "p1")]
+    minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", complete)
+    (sent,) = http.sent
+    assert sent.headers["content-md5"] == base64.b64encode(hashlib.md5(sent.body).digest()).decode()
+
+
 def test_put_object_sends_the_conditions_as_headers_not_as_metadata() -> None:
     http = FakeHTTP(
         lambda s: ok({"ETag": '"e1"', "x-amz-version-id": "v1", "x-amz-server-side-encryption": "AES256"})
@@ -165,6 +186,7 @@ def test_put_object_sends_the_conditions_as_headers_not_as_metadata() -> None:
     assert sent.headers["x-amz-server-side-encryption"] == "AES256"
     assert sent.headers["x-amz-meta-sha256"] == "abc"
     assert not [h for h in sent.headers if h.startswith("x-amz-meta-if")]
+    assert_checksummed(sent)
     assert (result.etag, result.version_id) == ("e1", "v1")
     assert result.http_headers["x-amz-server-side-encryption"] == "AES256"
 
@@ -206,6 +228,7 @@ def test_upload_part() -> None:
         b"part two",
     )
     assert "x-amz-server-side-encryption" not in sent.headers  # given once, on create
+    assert_checksummed(sent)
 
 
 def test_complete_multipart_upload_if_absent() -> None:
