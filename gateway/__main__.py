@@ -19,6 +19,7 @@ import uvicorn
 from gateway import tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
+from gateway.memory import tune_malloc
 from gateway.middleware import RequestIdFilter
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_file and logging.getLogger().handlers:
             log.error("configuration: %s", exc)
         return 2
+    if not tune_malloc():
+        log.info("malloc left as the platform or the operator set it")
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(
         app,
