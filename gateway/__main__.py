@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import uvicorn
 
-from gateway import tracing
+from gateway import memory, tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
-from gateway.memory import tune_malloc
 from gateway.middleware import RequestIdFilter
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_file and logging.getLogger().handlers:
             log.error("configuration: %s", exc)
         return 2
-    if not tune_malloc():
-        log.info("malloc left as the platform or the operator set it")
+    if memory.operator_set(os.environ):
+        log.info("malloc thresholds as the operator set them")
+    elif not memory.tune_malloc():
+        log.warning("malloc thresholds left at the platform's defaults (not glibc, or mallopt refused)")
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(
         app,

@@ -7,16 +7,16 @@ more than half of the gateway's CPU was system time, and the gateway spent
 5-6 ms of CPU per MiB. Keeping pieces below `MMAP_THRESHOLD` on the heap and
 up to `TRIM_THRESHOLD` of free heap before trimming halves that (about 3 ms
 per MiB; scripts/bench's REST object scenario), for no rise in peak RSS.
-Settings the operator gives glibc (MALLOC_*_ environment variables or
-GLIBC_TUNABLES) win: then nothing is changed here.
+Thresholds the operator gives glibc (MALLOC_MMAP_THRESHOLD_,
+MALLOC_TRIM_THRESHOLD_, or the same in GLIBC_TUNABLES) win: then nothing is
+changed here.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import os
 import platform
+from collections.abc import Mapping
 
 #: mallopt(3) parameter numbers (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -27,15 +27,24 @@ MMAP_THRESHOLD = 4 * 2**20
 #: Free memory at the top of the heap kept for the next pieces.
 TRIM_THRESHOLD = 16 * 2**20
 
-_OPERATOR_SETTINGS = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+#: The operator's own thresholds, which win.
+_OPERATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_OPERATOR_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
 
 
-def tune_malloc(env: dict[str, str] | None = None) -> bool:
-    """Apply the thresholds; False when not on glibc or the operator set malloc up."""
-    env = dict(os.environ) if env is None else env
-    if platform.libc_ver()[0] != "glibc" or any(name in env for name in _OPERATOR_SETTINGS):
+def operator_set(env: Mapping[str, str]) -> bool:
+    """Whether the operator set either threshold for glibc."""
+    tunables = env.get("GLIBC_TUNABLES", "")
+    return any(name in env for name in _OPERATOR_VARIABLES) or any(t in tunables for t in _OPERATOR_TUNABLES)
+
+
+def tune_malloc() -> bool:
+    """Apply the thresholds; False when not on glibc, or when mallopt refused them."""
+    if platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return False
     # Each returns 1 on success; setting either fixes both (no dynamic threshold).
-    mapped = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    return bool(mapped and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

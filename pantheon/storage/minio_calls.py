@@ -26,11 +26,11 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from minio import Minio
 from minio.credentials import Credentials
-from minio.datatypes import Part
 from minio.error import ServerError
 from minio.helpers import DictType, ObjectWriteResult
 
@@ -39,9 +39,28 @@ from minio.helpers import DictType, ObjectWriteResult
 CHECKSUM = "x-amz-checksum-crc32"
 
 
+#: Declared on CreateMultipartUpload: every part then carries its checksum,
+#: and the completion lists them (S3 refuses a part's checksum otherwise).
+CHECKSUM_ALGORITHM = {"x-amz-checksum-algorithm": "CRC32"}
+
+
+def crc32(data: bytes) -> str:
+    """S3's CRC32 of `data`: base64 of the big-endian value."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
 def checksum(data: bytes) -> dict[str, str]:
     """The `CHECKSUM` header of `data`."""
-    return {CHECKSUM: base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()}
+    return {CHECKSUM: crc32(data)}
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part of a multipart upload, as its completion names it."""
+
+    number: int
+    etag: str
+    crc32: str
 
 
 class Client(Minio):
@@ -65,8 +84,10 @@ class Client(Minio):
         if headers is None or CHECKSUM not in headers or "Content-MD5" in headers:
             return super()._build_headers(host, headers, body, creds)
         headers["Content-MD5"] = "-"
-        built, date = super()._build_headers(host, headers, body, creds)
-        del built["Content-MD5"]
+        try:
+            built, date = super()._build_headers(host, headers, body, creds)
+        finally:
+            headers.pop("Content-MD5", None)
         return built, date
 
 
@@ -86,28 +107,32 @@ def put_object(
 
 
 def create_multipart_upload(client: Minio, bucket: str, key: str, headers: Mapping[str, str]) -> str:
-    """CreateMultipartUpload with `headers` (Content-Type, SSE, user metadata); the upload id."""
+    """CreateMultipartUpload with `headers` (Content-Type, SSE, user metadata)
+    and `CHECKSUM_ALGORITHM`; the upload id."""
     # Why private: minio-py has no public multipart API. Its put_object()
     # runs a whole multipart upload by itself, reading a blocking file-like
     # object in its own threads, and completes it without a condition (see
     # complete_multipart_upload_if_absent). We drive the upload step by step
     # from the incoming gRPC stream instead: part n uploads while part n+1
     # arrives, and the completion is conditional.
-    return client._create_multipart_upload(bucket, key, _copy(headers))
+    return client._create_multipart_upload(bucket, key, _copy({**headers, **CHECKSUM_ALGORITHM}))
 
 
-def upload_part(client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> str:
-    """UploadPart `number` (from 1) of an upload, with the part's `checksum`; the part's ETag."""
+def upload_part(
+    client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
+) -> UploadedPart:
+    """UploadPart `number` (from 1) of an upload, with the part's `checksum`."""
     # Why private: as for create_multipart_upload, UploadPart is public in
     # minio-py only inside put_object(). No other per-part headers: SSE-S3
     # and the metadata were given once, on CreateMultipartUpload (only SSE-C
     # would need them on every part).
-    etag: str = client._upload_part(bucket, key, data, _copy(checksum(data)), upload_id, number)
-    return etag
+    crc = crc32(data)
+    etag: str = client._upload_part(bucket, key, data, _copy({CHECKSUM: crc}), upload_id, number)
+    return UploadedPart(number, etag, crc)
 
 
 def complete_multipart_upload_if_absent(
-    client: Minio, bucket: str, key: str, upload_id: str, parts: Sequence[Part]
+    client: Minio, bucket: str, key: str, upload_id: str, parts: Sequence[UploadedPart]
 ) -> ObjectWriteResult:
     """CompleteMultipartUpload with `If-None-Match: *`: the key is written
     only if no one else wrote it first (S3Error PreconditionFailed if so)."""
@@ -117,7 +142,9 @@ def complete_multipart_upload_if_absent(
     # is the same request (the same XML body; the request layer adds
     # Content-MD5) with that header added.
     body = "".join(
-        f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>' for p in parts
+        f'<Part><PartNumber>{p.number}</PartNumber><ETag>"{p.etag}"</ETag>'
+        f"<ChecksumCRC32>{p.crc32}</ChecksumCRC32></Part>"
+        for p in parts
     )
     data = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
     response = client._execute(

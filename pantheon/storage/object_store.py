@@ -143,6 +143,10 @@ _TRANSIENT_CODES = frozenset(
         "XMinioServerNotInitialized",
         "XMinioReadQuorum",
         "XMinioWriteQuorum",
+        # A body that did not arrive as sent (its checksum failed): sending
+        # it again is the cure.
+        "XAmzContentChecksumMismatch",
+        "BadDigest",
         "XMinioStorageFull",
         "OperationAborted",
     }

@@ -16,6 +16,7 @@ call and whose tests pin them. Multipart uploads are in s3_multipart.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -107,7 +108,10 @@ class S3ObjectStore:
             try:
                 return await asyncio.shield(running)
             except asyncio.CancelledError:
-                await asyncio.wait({running})
+                # Until the thread is done, whatever further cancellations come.
+                while not running.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({running})
                 if not running.cancelled():
                     running.exception()  # seen: the caller is gone, and its outcome with it
                 raise

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from minio import Minio
-from minio.datatypes import Part
 
 from pantheon.errors import PantheonError
 from pantheon.storage import minio_calls
+from pantheon.storage.minio_calls import UploadedPart
 from pantheon.storage.object_store import StoredObject, translate
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,12 @@ async def upload(
         )
     except Exception as exc:
         raise translate(exc, what) from exc
-    uploaded: list[Part] = []
-    started: list[asyncio.Task[Part]] = []
+    uploaded: list[UploadedPart] = []
+    started: list[asyncio.Task[UploadedPart]] = []
     size = 0
     try:
         # Upload part n while part n+1 streams in: two parts in memory.
-        pending: asyncio.Task[Part] | None = None
+        pending: asyncio.Task[UploadedPart] | None = None
         number = 0
         block: bytes | None = first
         nxt: bytes | None = second
@@ -102,8 +102,8 @@ async def upload(
 
 async def _upload_part(
     run: Run, client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
-) -> Part:
-    etag = await run(
+) -> UploadedPart:
+    return await run(
         minio_calls.upload_part,
         client,
         bucket,
@@ -114,10 +114,11 @@ async def _upload_part(
         operation="UploadPart",
         bucket=bucket,
     )
-    return Part(number, etag)
 
 
-def _complete(client: Minio, bucket: str, key: str, upload_id: str, parts: list[Part]) -> StoredObject:
+def _complete(
+    client: Minio, bucket: str, key: str, upload_id: str, parts: list[UploadedPart]
+) -> StoredObject:
     # Conditional (If-None-Match: *), so a concurrent writer of the key loses.
     result = minio_calls.complete_multipart_upload_if_absent(client, bucket, key, upload_id, parts)
     return StoredObject(
@@ -131,11 +132,11 @@ def _complete(client: Minio, bucket: str, key: str, upload_id: str, parts: list[
 
 
 async def _abort(
-    run: Run, client: Minio, bucket: str, key: str, upload_id: str, started: list[asyncio.Task[Part]]
+    run: Run, client: Minio, bucket: str, key: str, upload_id: str, started: list[asyncio.Task[UploadedPart]]
 ) -> None:
-    # The part still uploading when another failed is stopped first (it
-    # would only be refused once the upload is gone); its error, if it has
-    # one, goes with the upload's.
+    # Wait for the parts still uploading when another failed (a thread cannot
+    # be stopped), then abort: no part lands after the upload is gone. Their
+    # own outcomes no longer matter.
     for task in started:
         task.cancel()
     await asyncio.gather(*started, return_exceptions=True)

@@ -271,7 +271,7 @@ class Bench:
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(rest_client, range(clients)))
         rest_s = time.perf_counter() - started
-        rest_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
+        rest_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
 
         channel = secure_channel(
             self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
@@ -298,7 +298,7 @@ class Bench:
             before, started = cpu_share.snapshot(stack), time.perf_counter()
             await asyncio.gather(*(grpc_client(stub, c) for c in range(clients)))
             grpc_s = time.perf_counter() - started
-            grpc_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
+            grpc_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
 
         raw_client = Minio(
             self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
@@ -321,7 +321,7 @@ class Bench:
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(raw_client_puts, range(clients)))
         raw = total / (time.perf_counter() - started)
-        raw_cpu = cpu_share.per_operation(before, cpu_share.snapshot(stack), total)
+        raw_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
         return [
             _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw, rest_cpu, raw_cpu),
             _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw, grpc_cpu, raw_cpu),

@@ -3,8 +3,9 @@
 On a small machine every process competes for the same cores, so a path's
 throughput is bounded by the CPU it costs in *all* processes, not only in
 Pantheon's: the S3 requests it makes cost MinIO CPU, its events cost the
-broker's. This reads user + system time from /proc for every process of
-the dev stack (every node and replica of a component summed) and for the
+broker's. This reads user + system time from /proc for the dev stack's
+Kafka, MinIO, services and gateway processes (every node and replica of a
+component summed; the HA profile's haproxy is not counted) and for the
 benchmark itself (the client), before and after a run, and divides by the
 operations done.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from pathlib import Path
 
 from pantheon.devstack.settings import Settings
@@ -21,6 +23,9 @@ from pantheon.devstack.settings import Settings
 COMPONENTS = ("services", "gateway", "minio", "kafka", "client")
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+#: How long work a run leaves behind (marker sweeps, Kafka flushes) gets to finish
+#: before the run's closing snapshot, so that it is counted in this run, not the next.
+SETTLE_S = 1.0
 
 
 def _component(node: str) -> str:
@@ -49,6 +54,12 @@ def snapshot(settings: Settings) -> dict[str, float]:
             continue  # a node that is down costs nothing
     used["client"] = _own_seconds()
     return used
+
+
+def settled(settings: Settings) -> dict[str, float]:
+    """`snapshot` once the work a run left behind is done."""
+    time.sleep(SETTLE_S)
+    return snapshot(settings)
 
 
 def per_operation(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """The storage service's S3 writes carry a CRC32 of their body, and the real
 MinIO verifies it: a body that does not match its checksum (corrupted on its
 way) is refused and nothing is stored, for a single PUT and for a part of a
-multipart upload. pantheon/storage/minio_calls.py."""
+multipart upload; a multipart upload declares the algorithm and its
+completion lists every part's checksum, as S3 requires.
+pantheon/storage/minio_calls.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from pantheon.config import S3Settings
-from pantheon.errors import PantheonError
+from pantheon.errors import Unavailable
 from pantheon.metadata.ulid import new_ulid
 from pantheon.storage import minio_calls
 from pantheon.storage.s3 import S3ObjectStore
@@ -23,12 +25,12 @@ BUCKET = "pantheon-sensor"
 MiB = 2**20
 
 
-_checksum = minio_calls.checksum
+_crc32 = minio_calls.crc32
 
 
-def _corrupted(data: bytes) -> dict[str, str]:
+def _corrupted(data: bytes) -> str:
     """The checksum of other bytes than those sent: what a flipped bit looks like to the store."""
-    return _checksum(data + b"\x00")
+    return _crc32(data + b"\x00")
 
 
 def _stored(client: Minio, key: str) -> bool:
@@ -61,15 +63,16 @@ async def test_a_body_that_does_not_match_its_checksum_is_refused_and_not_stored
     stack_env: dict[str, str], minio_client: Minio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = S3ObjectStore(S3Settings.from_env(stack_env))
-    monkeypatch.setattr(minio_calls, "checksum", _corrupted)
+    monkeypatch.setattr(minio_calls, "crc32", _corrupted)
     small, large = f"test/checksums/{new_ulid()}", f"test/checksums/{new_ulid()}"
-    with pytest.raises(PantheonError):
+    # Refused by the store (XAmzContentChecksumMismatch): retryable, as a body damaged on its way is.
+    with pytest.raises(Unavailable):
         await store.put_bytes(BUCKET, small, b"a small body", if_absent=True)
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(11):
             yield b"p" * MiB
 
-    with pytest.raises(PantheonError):
+    with pytest.raises(Unavailable):
         await store.put_stream(BUCKET, large, chunks(), "application/octet-stream", {})
     assert not _stored(minio_client, small) and not _stored(minio_client, large)

@@ -76,16 +76,18 @@ def table(rows: list[scenarios.Row], unavailability: bool = False) -> str:
 
 
 def frozen_times(row: scenarios.Row) -> tuple[str, bool]:
-    """The frozen scenario's answer times (scenarios.services_frozen's notes), and whether any was late."""
-    parts, late = [], False
+    """The frozen scenario's answers and their times (scenarios.services_frozen's
+    notes), and whether any was late or not the answer owed (the gateway's
+    own 504, and 200 from /healthz)."""
+    parts, bad = [], False
     for call in ("ingest", "read"):
         attempts, took, deadline, _ = row.notes[call]
-        late = late or took > deadline + LATE_S
+        bad = bad or took > deadline + LATE_S or attempts != ["504"]
         parts.append(f"{call} {attempts[-1]} after {took:.2f}s (deadline {deadline:g}s)")
     health, mean_s = row.notes["healthz"]
-    late = late or mean_s > HEALTHZ_MEAN_S
+    bad = bad or mean_s > HEALTHZ_MEAN_S or set(health) != {"200"}
     parts.append(f"/healthz {','.join(sorted(set(health)))} in {mean_s:.3f}s on average")
-    return "services frozen: " + ", ".join(parts) + (" -- LATE" if late else ""), late
+    return "services frozen: " + ", ".join(parts) + (" -- LATE OR WRONG" if bad else ""), bad
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The gateway's malloc thresholds (gateway/memory.py): set on glibc, left
-alone when the operator configured malloc."""
+alone when the operator set them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ import sys
 
 import pytest
 
-from gateway.memory import tune_malloc
-
-glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+from gateway.memory import operator_set
 
 
-@glibc
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_the_thresholds_are_set_on_glibc() -> None:
     # In a process of its own: the test runner's malloc stays as it was.
     done = subprocess.run(
-        [sys.executable, "-c", "from gateway.memory import tune_malloc; print(tune_malloc({}))"],
+        [sys.executable, "-c", "from gateway.memory import tune_malloc; print(tune_malloc())"],
         capture_output=True,
         text=True,
         check=True,
@@ -26,6 +24,17 @@ def test_the_thresholds_are_set_on_glibc() -> None:
     assert done.stdout.strip() == "True"
 
 
-@pytest.mark.parametrize("name", ["GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
-def test_the_operators_malloc_settings_win(name: str) -> None:
-    assert tune_malloc({name: "1"}) is False
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MALLOC_MMAP_THRESHOLD_": "1"},
+        {"MALLOC_TRIM_THRESHOLD_": "1"},
+        {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=1"},
+    ],
+)
+def test_the_operators_thresholds_win(env: dict[str, str]) -> None:
+    assert operator_set(env)
+
+
+def test_other_settings_do_not_count_as_the_operators_thresholds() -> None:
+    assert not operator_set({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "MALLOC_ARENA_MAX": "2"})

@@ -28,7 +28,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import urllib3
 from minio import Minio
-from minio.datatypes import Part
 from minio.error import S3Error, ServerError
 
 from pantheon.config import S3Settings
@@ -154,13 +153,25 @@ def assert_checksummed(sent: Sent) -> None:
     crc = base64.b64encode(zlib.crc32(sent.body).to_bytes(4, "big")).decode()
     assert sent.headers["x-amz-checksum-crc32"] == crc
     assert "content-md5" not in sent.headers
-    # Signed like every other header.
-    assert "x-amz-checksum-crc32" in sent.headers["authorization"].split("SignedHeaders=")[1]
+    # Signed like every other header; the placeholder that spares the MD5 is gone before signing.
+    signed = sent.headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert "x-amz-checksum-crc32" in signed and "content-md5" not in signed
+
+
+def test_the_checksum_is_s3s_crc32() -> None:
+    # Known values: CRC32 of nothing is 0, of "The quick brown fox..." 0x414FA339.
+    assert minio_calls.crc32(b"") == "AAAAAA=="
+    assert minio_calls.crc32(b"The quick brown fox jumps over the lazy dog") == "QU+jOQ=="
+
+
+def test_the_store_uses_the_checksumming_client() -> None:
+    settings = S3Settings(endpoint="https://127.0.0.1:9", access_key="a", secret_key="s", ca_file=None)
+    assert isinstance(S3ObjectStore(settings)._client, minio_calls.Client)
 
 
 def test_a_body_without_a_checksum_still_gets_minio_pys_content_md5() -> None:
     http = FakeHTTP()
-    complete = [Part(1, "p1")]
+    complete = [minio_calls.UploadedPart(1, "p1", "c1")]
     minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", complete)
     (sent,) = http.sent
     assert sent.headers["content-md5"] == base64.b64encode(hashlib.md5(sent.body).digest()).decode()
@@ -214,12 +225,15 @@ def test_create_multipart_upload() -> None:
     assert sent.headers["content-type"] == "text/csv"
     assert sent.headers["x-amz-server-side-encryption"] == "AES256"
     assert sent.headers["x-amz-meta-a"] == "1"
+    # Parts carry their CRC32, so the upload declares it (S3 refuses them otherwise).
+    assert sent.headers["x-amz-checksum-algorithm"] == "CRC32"
     assert "if-none-match" not in sent.headers
 
 
 def test_upload_part() -> None:
     http = FakeHTTP(lambda s: ok({"ETag": '"p2"'}))
-    assert minio_calls.upload_part(client(http), "b", "k", "U1", 2, b"part two") == "p2"
+    part = minio_calls.upload_part(client(http), "b", "k", "U1", 2, b"part two")
+    assert part == minio_calls.UploadedPart(2, "p2", minio_calls.crc32(b"part two"))
     (sent,) = http.sent
     assert (sent.method, sent.path, sent.query, sent.body) == (
         "PUT",
@@ -235,7 +249,7 @@ def test_complete_multipart_upload_if_absent() -> None:
     http = FakeHTTP(
         lambda s: ok({"ETag": '"e-2"', "x-amz-version-id": "v9", "x-amz-server-side-encryption": "AES256"})
     )
-    parts = [Part(1, "p1"), Part(2, "p2")]
+    parts = [minio_calls.UploadedPart(1, "p1", "c1"), minio_calls.UploadedPart(2, "p2", "c2")]
     result = minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", parts)
     (sent,) = http.sent
     assert (sent.method, sent.path, sent.query) == ("POST", "/b/k", {"uploadId": "U1"})
@@ -243,8 +257,8 @@ def test_complete_multipart_upload_if_absent() -> None:
     assert sent.headers["content-type"] == "application/xml"
     assert sent.body == (
         b"<CompleteMultipartUpload>"
-        b'<Part><PartNumber>1</PartNumber><ETag>"p1"</ETag></Part>'
-        b'<Part><PartNumber>2</PartNumber><ETag>"p2"</ETag></Part>'
+        b'<Part><PartNumber>1</PartNumber><ETag>"p1"</ETag><ChecksumCRC32>c1</ChecksumCRC32></Part>'
+        b'<Part><PartNumber>2</PartNumber><ETag>"p2"</ETag><ChecksumCRC32>c2</ChecksumCRC32></Part>'
         b"</CompleteMultipartUpload>"
     )
     assert (result.etag, result.version_id) == ("e-2", "v9")
@@ -254,7 +268,9 @@ def test_complete_multipart_upload_if_absent() -> None:
 def test_a_completion_that_fails_inside_a_200_is_an_error() -> None:
     http = FakeHTTP(lambda s: ok(XML, b"<Error><Code>InternalError</Code></Error>"))
     with pytest.raises(ServerError):
-        minio_calls.complete_multipart_upload_if_absent(client(http), "b", "k", "U1", [Part(1, "p1")])
+        minio_calls.complete_multipart_upload_if_absent(
+            client(http), "b", "k", "U1", [minio_calls.UploadedPart(1, "p1", "c1")]
+        )
 
 
 def test_abort_multipart_upload() -> None:
