@@ -4,8 +4,8 @@ A keyed call claims its key in the index before anything is stored, renews
 the claim while it runs (a holder that stops renewing is taken over), gives
 the key up if it fails and records its result when it succeeds. Kept apart
 from the pipeline (pantheon.ingest.pipeline), which runs every ingest call
-around these steps. `Digested` compares a replay's or a resumed call's content
-with what the key first stored.
+around these steps. `Content` and `same_content` compare a replay's or a
+resumed call's content with what the key first stored.
 """
 
 from __future__ import annotations
@@ -196,31 +196,36 @@ class Claims:
             raise storage_error(exc, "recording the result") from exc
 
 
-class Digested:
-    """An upload's content that keeps the SHA-256 of what passed through it.
+def same_content(sent_sha256: str, stored_sha256: str) -> None:
+    """Refuse a call whose content is not what its key first stored."""
+    if sent_sha256 != stored_sha256:
+        raise FailedPrecondition(
+            "idempotency key was already used for different content", reason="idempotency_key_reused"
+        )
 
-    The idempotency claim covers the request's header; the content of a
-    replay or a resumed call is compared by this digest of its normalised
-    form, on those rare paths only.
+
+class Content:
+    """An upload's content, sent to storage once, or compared by `same_as`.
+
+    The idempotency claim covers the request's header, not its content. A
+    call that resumes an earlier attempt sends its content to storage, which
+    reports the SHA-256 of what it received (`sent_sha256`), so it is hashed
+    once, there. A replay sends nothing: `same_as` reads it and hashes it here.
     """
 
     def __init__(self, content: AsyncIterator[bytes]) -> None:
-        self._sha = hashlib.sha256()
-        self._pieces = self._digesting(content)
-
-    async def _digesting(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for piece in content:
-            self._sha.update(piece)
-            yield piece
+        self._content = content
+        self._sent = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._pieces
+        self._sent = True
+        return self._content
 
     async def same_as(self, sha256: str) -> None:
-        """Read the rest; refuse content whose digest is not `sha256`."""
-        async for _ in self._pieces:
-            pass
-        if self._sha.hexdigest() != sha256:
-            raise FailedPrecondition(
-                "idempotency key was already used for different content", reason="idempotency_key_reused"
-            )
+        """Read the content; refuse it if its digest is not `sha256`."""
+        if self._sent:
+            raise RuntimeError("content already sent: compare storage's sent_sha256 instead")
+        sha = hashlib.sha256()
+        async for piece in self._content:
+            sha.update(piece)
+        same_content(sha.hexdigest(), sha256)

@@ -27,7 +27,7 @@ from pantheon import context as ctx
 from pantheon.errors import Unavailable
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import announce
-from pantheon.ingest.claims import Claims, Digested, holder, storage_error
+from pantheon.ingest.claims import Claims, Content, holder, same_content, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Call(Generic[R]):
     #: The metadata and content to store under the claimed id (true when the
     #: call resumes an earlier attempt's id), and the announcement the
     #: reconciler rebuilds the events from (see pantheon.ingest.announce).
-    prepare: Callable[[str, bool], Awaitable[tuple[md.Metadata, Digested, any_pb2.Any]]]
+    prepare: Callable[[str, bool], Awaitable[tuple[md.Metadata, Content, any_pb2.Any]]]
     #: Refuses a replay whose content differs from the first call's.
     check_replay: Callable[[R], Awaitable[None]]
     #: The events announcing the object, for its metadata and reference.
@@ -82,7 +82,7 @@ class Pipeline:
             raise Unavailable("event backbone is unavailable, retry later")
 
     async def _store(
-        self, meta: md.Metadata, announcement: any_pb2.Any, content: Digested, deadline_s: float
+        self, meta: md.Metadata, announcement: any_pb2.Any, content: Content, deadline_s: float
     ) -> spb.PutObjectResponse:
         """Stream `content` to storage (stored, not yet visible); an error in
         `content` cancels the upload.
@@ -110,7 +110,13 @@ class Pipeline:
             call.cancel()
             raise
         if response.existed:
-            await content.same_as(response.metadata.sha256)
+            if not response.sent_sha256:
+                # A storage service older than the field cannot say what it received.
+                raise Unavailable(
+                    "storage cannot confirm the content of a resumed upload yet, retry later",
+                    reason="storage_outdated",
+                )
+            same_content(response.sent_sha256, response.metadata.sha256)
         return response
 
     async def _commit(self, stored: spb.PutObjectResponse) -> None:

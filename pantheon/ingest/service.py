@@ -33,7 +33,7 @@ from pantheon.errors import InvalidArgument, NotFound
 from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
-from pantheon.ingest.claims import Digested, digest, storage_error
+from pantheon.ingest.claims import Content, digest, storage_error
 from pantheon.ingest.normalise import open_normaliser
 from pantheon.ingest.pipeline import CHUNK, Call, Pipeline
 from pantheon.ingest.reconciler import Reconciler
@@ -109,9 +109,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             if out := await workers.finish(normaliser):
                 yield out
 
-        content = Digested(normalised())
+        content = Content(normalised())
 
-        async def prepare(object_id: str, resumed: bool) -> tuple[md.Metadata, Digested, any_pb2.Any]:
+        async def prepare(object_id: str, resumed: bool) -> tuple[md.Metadata, Content, any_pb2.Any]:
             meta.id = object_id
             return meta, content, any_pb2.Any()  # an object's events need nothing more
 
@@ -153,14 +153,14 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             )
         csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
 
-        async def prepare(batch_id: str, resumed: bool) -> tuple[md.Metadata, Digested, any_pb2.Any]:
+        async def prepare(batch_id: str, resumed: bool) -> tuple[md.Metadata, Content, any_pb2.Any]:
             nonlocal accepted, rejected
             if resumed and (earlier := await self._earlier_decision(batch_id)) is not None:
                 accepted, rejected = earlier  # the batch the first attempt stored
             accepted = batch.identify(batch_id, accepted)
             content = await self._encode(request, accepted, csv_batch)
             meta = batch.batch_metadata(request, batch_id, accepted)
-            return meta, Digested(pieces(content, CHUNK)), await announce.of_batch(request, rejected)
+            return meta, Content(pieces(content, CHUNK)), await announce.of_batch(request, rejected)
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request

@@ -44,6 +44,16 @@ class PreconditionFailed(Aborted):
     reason = "precondition_failed"
 
 
+class ExistingObject(AlreadyExists):
+    """`put_stream` found the key written: nothing was written, and
+    `sent_sha256` is the SHA-256 of the chunks it was given (read to the end),
+    so that the caller can tell a retry of the same content from other content."""
+
+    def __init__(self, message: str, sent_sha256: str) -> None:
+        super().__init__(message)
+        self.sent_sha256 = sent_sha256
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """What the store reports about a written or existing object."""
@@ -81,7 +91,7 @@ class ObjectStore(Protocol):
         content_type: str,
         user_metadata: Mapping[str, str],
     ) -> StoredObject:
-        """Write `chunks` to `key` unless it exists (AlreadyExists then)."""
+        """Write `chunks` to `key` unless it exists (ExistingObject then)."""
         ...
 
     async def put_bytes(

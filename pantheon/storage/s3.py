@@ -41,9 +41,9 @@ from tenacity import (
 
 from pantheon import tracing
 from pantheon.config import S3Settings
-from pantheon.errors import Internal
+from pantheon.errors import AlreadyExists, Internal
 from pantheon.storage import minio_calls, s3_multipart
-from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject, translate
+from pantheon.storage.object_store import ExistingObject, Listing, PreconditionFailed, StoredObject, translate
 from pantheon.storage.quorum import WriteQuorum, cluster_health
 
 #: SSE-S3 on every write, even where a bucket lacks default encryption.
@@ -135,13 +135,19 @@ class S3ObjectStore:
         if first is None:
             raise Internal("refusing to store an empty object")
         second = await anext(parts, None)
-        if second is None:
-            # Small object: one conditional PUT.
-            result = await self._put(bucket, key, first, headers, if_absent=True)
-            return s3_multipart.with_digest(result, sha256=digest.hexdigest(), size=len(first))
-        return await s3_multipart.upload(
-            self._run, self._client, bucket, key, headers, first, second, parts, digest
-        )
+        try:
+            if second is None:
+                # Small object: one conditional PUT.
+                result = await self._put(bucket, key, first, headers, if_absent=True)
+                return s3_multipart.with_digest(result, sha256=digest.hexdigest(), size=len(first))
+            return await s3_multipart.upload(
+                self._run, self._client, bucket, key, headers, first, second, parts, digest
+            )
+        except AlreadyExists as exc:
+            # Create-only writes are decided at the last part: all was read.
+            async for _ in parts:
+                pass
+            raise ExistingObject(exc.message, sent_sha256=digest.hexdigest()) from exc
 
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""

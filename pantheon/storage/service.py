@@ -36,7 +36,6 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
 
 from pantheon import metrics
 from pantheon.errors import (
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -50,7 +49,7 @@ from pantheon.policy import current_grant
 from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
 from pantheon.storage.listing import LISTS_PER_PAGE
-from pantheon.storage.object_store import ObjectStore
+from pantheon.storage.object_store import ExistingObject, ObjectStore
 from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.search import Searcher
 from pantheon.streams import prepend, split_announced_upload
@@ -156,10 +155,14 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             stored = await self.store.put_stream(
                 bucket, key, prepend(head, content), meta.media_type, user_metadata(meta)
             )
-        except AlreadyExists:
+        except ExistingObject as exc:
             first = await self._stored_info(bucket, key, meta)
             return pb.PutObjectResponse(
-                object=first.object, metadata=first.metadata, encryption=first.encryption, existed=True
+                object=first.object,
+                metadata=first.metadata,
+                encryption=first.encryption,
+                existed=True,
+                sent_sha256=exc.sent_sha256,
             )
         except BaseException:
             await asyncio.shield(self._forget_unstored(meta.id, bucket, key))
@@ -176,7 +179,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         )
         metrics.STORED_BYTES.labels(bucket).inc(stored.size)
         log.debug("stored %s/%s (%d bytes), not yet visible", bucket, key, stored.size)
-        return pb.PutObjectResponse(object=ref, metadata=meta, encryption=stored.encryption)
+        return pb.PutObjectResponse(
+            object=ref, metadata=meta, encryption=stored.encryption, sent_sha256=stored.sha256
+        )
 
     async def _forget_unstored(self, object_id: str, bucket: str, key: str) -> None:
         """Drop the marker of a failed upload, if nothing was stored after all.

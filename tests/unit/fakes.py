@@ -16,7 +16,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon.errors import AlreadyExists, NotFound, PantheonError
 from pantheon.events.producer import Event
 from pantheon.policy import INTERNAL_GRANT, current_grant
-from pantheon.storage.object_store import Listing, PreconditionFailed, StoredObject
+from pantheon.storage.object_store import ExistingObject, Listing, PreconditionFailed, StoredObject
 from pantheon.storage.service import StorageServicer
 
 
@@ -50,7 +50,11 @@ class MemoryObjectStore:
         except BaseException:
             self.aborted_uploads += 1
             raise
-        return await self.put_bytes(bucket, key, b"".join(parts), if_absent=True)
+        data = b"".join(parts)
+        try:
+            return await self.put_bytes(bucket, key, data, if_absent=True)
+        except AlreadyExists as exc:
+            raise ExistingObject(exc.message, sent_sha256=hashlib.sha256(data).hexdigest()) from exc
 
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, *, if_absent: bool, if_match: str = ""

@@ -3,8 +3,10 @@ publisher: the branches that are hard to reach against real backends."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -13,12 +15,15 @@ from grpc_status import rpc_status
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
+from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from prometheus_client import REGISTRY
 
 from pantheon.devstack.mesh import DEV_CLIENT, INGEST
 from pantheon.errors import Unavailable
 from pantheon.ingest.records import MAX_RECORD_BYTES
+from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.server import Running, create_server, secure_channel
+from pantheon.storage.service import StorageServicer
 from tests.integration.support import metadata, object_requests
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
 from tests.unit.mesh import Mesh, make_mesh
@@ -228,6 +233,57 @@ async def test_a_resumed_call_with_other_content_is_refused_and_learns_nothing(s
     assert _reason(caught.value) == "idempotency_key_reused"
     assert first_key not in (caught.value.details() or "")
     assert store.stored() == [first_key] and publisher.events == []
+
+
+async def test_storage_reports_the_digest_of_the_content_it_received(served: tuple) -> None:  # type: ignore[type-arg]
+    running, _, _, _ = served
+    storage = running.storage
+    meta = metadata("src-a")
+    meta.id, meta.format = "01JB3ZQ5X4Y8W9V6T2R1P0N7M5", md.FORMAT_CSV
+    first = await _put(storage, meta, CSV)
+    assert not first.existed and first.sent_sha256 == first.metadata.sha256 == hashlib.sha256(CSV).hexdigest()
+    other = b"entity_id,temp\nother,1.0\n"
+    again = await _put(storage, meta, other)
+    # The first object is kept and described; what this call sent is told apart by its digest.
+    assert again.existed and again.metadata.sha256 == first.metadata.sha256
+    assert again.sent_sha256 == hashlib.sha256(other).hexdigest()
+
+
+async def _put(storage: StorageServicer, meta: md.Metadata, data: bytes) -> spb.PutObjectResponse:
+    async def requests() -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield spb.PutObjectRequest(chunk=data)
+
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        return await storage.PutObject(requests(), None)  # type: ignore[arg-type]
+    finally:
+        current_grant.reset(token)
+
+
+async def test_a_resumed_call_is_refused_while_storage_cannot_say_what_it_received(
+    served: tuple,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, stub, store, publisher = served
+    meta = metadata("src-a", idempotency_key="old-storage")
+    publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    publisher.fail = None
+    put = StorageServicer.PutObject
+
+    async def older(self: StorageServicer, *args: Any) -> spb.PutObjectResponse:
+        response = await put(self, *args)
+        response.ClearField("sent_sha256")  # as a storage service older than the field answers
+        return response
+
+    monkeypatch.setattr(StorageServicer, "PutObject", older)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestObject(object_requests(meta, CSV, "text/csv"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert _reason(caught.value) == "storage_outdated"
+    assert len(store.stored()) == 1 and publisher.events == []
 
 
 async def test_a_record_over_the_event_budget_is_rejected_alone(served: tuple) -> None:  # type: ignore[type-arg]

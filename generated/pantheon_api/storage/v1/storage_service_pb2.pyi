@@ -139,11 +139,18 @@ class PutObjectResponse(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     ENCRYPTION_FIELD_NUMBER: _builtins.int
     EXISTED_FIELD_NUMBER: _builtins.int
+    SENT_SHA256_FIELD_NUMBER: _builtins.int
     encryption: _builtins.str
     """Server-side encryption applied (for example `aws:kms`)."""
     existed: _builtins.bool
     """True when the id was already stored: this is the first object, and the
     content of this call was discarded.
+    """
+    sent_sha256: _builtins.str
+    """SHA-256 (hex) of the content this call sent, as storage received it: the
+    stored object's own with `existed` false; with `existed`, a different
+    value means the call sent other content than the stored object's. Empty
+    from storage services older than the field.
     """
     @_builtins.property
     def object(self) -> _metadata_pb2.ObjectRef:
@@ -160,10 +167,11 @@ class PutObjectResponse(_message.Message):
         metadata: _metadata_pb2.Metadata | None = ...,
         encryption: _builtins.str = ...,
         existed: _builtins.bool = ...,
+        sent_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption", b"encryption", "existed", b"existed", "metadata", b"metadata", "object", b"object"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption", b"encryption", "existed", b"existed", "metadata", b"metadata", "object", b"object", "sent_sha256", b"sent_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

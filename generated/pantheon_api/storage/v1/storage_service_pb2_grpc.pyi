@@ -63,7 +63,8 @@ class StorageServiceStub:
 
     Returns OK with the object's reference; OK with `existed` when an object
     with the same id is already stored (nothing is overwritten: that object
-    is returned, the content sent is discarded); INVALID_ARGUMENT for
+    is returned, the content sent is discarded, and `sent_sha256` tells the
+    caller whether it was the same content); INVALID_ARGUMENT for
     invalid metadata, a missing header, an oversize announcement or an empty
     body; FAILED_PRECONDITION when a pending marker for the id names
     another object; UNAVAILABLE when the object store cannot be reached;
@@ -186,7 +187,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
 
     Returns OK with the object's reference; OK with `existed` when an object
     with the same id is already stored (nothing is overwritten: that object
-    is returned, the content sent is discarded); INVALID_ARGUMENT for
+    is returned, the content sent is discarded, and `sent_sha256` tells the
+    caller whether it was the same content); INVALID_ARGUMENT for
     invalid metadata, a missing header, an oversize announcement or an empty
     body; FAILED_PRECONDITION when a pending marker for the id names
     another object; UNAVAILABLE when the object store cannot be reached;
@@ -312,7 +314,8 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns OK with the object's reference; OK with `existed` when an object
         with the same id is already stored (nothing is overwritten: that object
-        is returned, the content sent is discarded); INVALID_ARGUMENT for
+        is returned, the content sent is discarded, and `sent_sha256` tells the
+        caller whether it was the same content); INVALID_ARGUMENT for
         invalid metadata, a missing header, an oversize announcement or an empty
         body; FAILED_PRECONDITION when a pending marker for the id names
         another object; UNAVAILABLE when the object store cannot be reached;

@@ -262,7 +262,12 @@ type PutObjectResponse struct {
 	Encryption string `protobuf:"bytes,3,opt,name=encryption,proto3" json:"encryption,omitempty"`
 	// True when the id was already stored: this is the first object, and the
 	// content of this call was discarded.
-	Existed       bool `protobuf:"varint,4,opt,name=existed,proto3" json:"existed,omitempty"`
+	Existed bool `protobuf:"varint,4,opt,name=existed,proto3" json:"existed,omitempty"`
+	// SHA-256 (hex) of the content this call sent, as storage received it: the
+	// stored object's own with `existed` false; with `existed`, a different
+	// value means the call sent other content than the stored object's. Empty
+	// from storage services older than the field.
+	SentSha256    string `protobuf:"bytes,5,opt,name=sent_sha256,json=sentSha256,proto3" json:"sent_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +328,13 @@ func (x *PutObjectResponse) GetExisted() bool {
 		return x.Existed
 	}
 	return false
+}
+
+func (x *PutObjectResponse) GetSentSha256() string {
+	if x != nil {
+		return x.SentSha256
+	}
+	return ""
 }
 
 // GetObjectRequest names an object and an optional byte range.
@@ -1880,14 +1892,16 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\xbaH\az\x05\x18\x80\x80\x80\x02H\x00R\fannouncementB\r\n" +
 	"\x04part\x12\x05\xbaH\x02\b\x01\"Y\n" +
 	"\x0fPutObjectHeader\x12F\n" +
-	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01R\bmetadata\"\xca\x01\n" +
+	"\bmetadata\x18\x01 \x01(\v2\".pantheon_api.metadata.v1.MetadataB\x06\xbaH\x03\xc8\x01\x01R\bmetadata\"\xeb\x01\n" +
 	"\x11PutObjectResponse\x12;\n" +
 	"\x06object\x18\x01 \x01(\v2#.pantheon_api.metadata.v1.ObjectRefR\x06object\x12>\n" +
 	"\bmetadata\x18\x02 \x01(\v2\".pantheon_api.metadata.v1.MetadataR\bmetadata\x12\x1e\n" +
 	"\n" +
 	"encryption\x18\x03 \x01(\tR\n" +
 	"encryption\x12\x18\n" +
-	"\aexisted\x18\x04 \x01(\bR\aexisted\"s\n" +
+	"\aexisted\x18\x04 \x01(\bR\aexisted\x12\x1f\n" +
+	"\vsent_sha256\x18\x05 \x01(\tR\n" +
+	"sentSha256\"s\n" +
 	"\x10GetObjectRequest\x12/\n" +
 	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +

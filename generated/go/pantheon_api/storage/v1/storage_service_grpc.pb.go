@@ -68,7 +68,8 @@ type StorageServiceClient interface {
 	//
 	// Returns OK with the object's reference; OK with `existed` when an object
 	// with the same id is already stored (nothing is overwritten: that object
-	// is returned, the content sent is discarded); INVALID_ARGUMENT for
+	// is returned, the content sent is discarded, and `sent_sha256` tells the
+	// caller whether it was the same content); INVALID_ARGUMENT for
 	// invalid metadata, a missing header, an oversize announcement or an empty
 	// body; FAILED_PRECONDITION when a pending marker for the id names
 	// another object; UNAVAILABLE when the object store cannot be reached;
@@ -320,7 +321,8 @@ type StorageServiceServer interface {
 	//
 	// Returns OK with the object's reference; OK with `existed` when an object
 	// with the same id is already stored (nothing is overwritten: that object
-	// is returned, the content sent is discarded); INVALID_ARGUMENT for
+	// is returned, the content sent is discarded, and `sent_sha256` tells the
+	// caller whether it was the same content); INVALID_ARGUMENT for
 	// invalid metadata, a missing header, an oversize announcement or an empty
 	// body; FAILED_PRECONDITION when a pending marker for the id names
 	// another object; UNAVAILABLE when the object store cannot be reached;
