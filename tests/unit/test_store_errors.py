@@ -34,3 +34,8 @@ def test_a_degraded_cluster_is_unavailable_so_callers_retry(code: str) -> None:
 def test_an_unknown_code_is_internal_and_a_missing_key_not_found() -> None:
     assert isinstance(translate(s3_error("SomethingNew", 500), "write x"), Internal)
     assert isinstance(translate(s3_error("NoSuchKey", 404), "read x"), NotFound)
+
+
+@pytest.mark.parametrize("code", ["XAmzContentChecksumMismatch", "BadDigest"])
+def test_a_body_damaged_on_its_way_is_unavailable_so_callers_send_it_again(code: str) -> None:
+    assert isinstance(translate(s3_error(code, 400), "write x"), Unavailable)
