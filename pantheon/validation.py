@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import protovalidate
+from buf.validate import validate_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 
@@ -72,8 +75,18 @@ _VALUE = "google.protobuf.Value"
 _BAD_VALUE = ("value.well_formed", "must be a valid timestamp (years 1-9999) or a finite number")
 
 
+@cache
+def _checked_alone(field: FieldDescriptor) -> bool:
+    """Whether the proto leaves `field`'s items to be checked one by one
+    (`repeated.items.ignore = IGNORE_ALWAYS`, as a batch's records are): a bad
+    item is then its own rejection, never its whole message's."""
+    rules = field.GetOptions().Extensions[validate_pb2.field]
+    return bool(rules.repeated.items.ignore == validate_pb2.IGNORE_ALWAYS)
+
+
 def _bad_values(message: Message, path: str = "") -> list[str]:
-    """Paths of set Timestamps out of range and non-finite numbers in Structs."""
+    """Paths of set Timestamps out of range and non-finite numbers in Structs,
+    outside the fields whose items are checked one by one."""
     found: list[str] = []
     name = message.DESCRIPTOR.full_name
     if name == _TIMESTAMP:
@@ -86,7 +99,7 @@ def _bad_values(message: Message, path: str = "") -> list[str]:
             found.append(path)
         return found
     for field, value in message.ListFields():
-        if field.message_type is None:
+        if field.message_type is None or _checked_alone(field):
             continue
         here = f"{path}.{field.name}" if path else field.name
         if field.message_type.GetOptions().map_entry:

@@ -308,6 +308,34 @@ async def test_a_record_over_the_event_budget_is_rejected_alone(served: tuple) -
     assert len(letters) == 1 and all(len(e.payload.SerializeToString()) < 1_000_000 for e in publisher.events)
 
 
+async def test_a_record_with_a_non_finite_value_is_rejected_alone(served: tuple) -> None:  # type: ignore[type-arg]
+    # The request-level check leaves records to their own checks: a NaN in
+    # one record's payload refuses that record, not its batch.
+    _, stub, store, publisher = served
+
+    def record(entity: str, value: float) -> pb.Record:
+        r = pb.Record(entity_id=entity, location=md.GeoPoint(latitude=48.2, longitude=16.3))
+        r.observed_at.GetCurrentTime()
+        r.payload.update({"pm10": value})
+        return r
+
+    request = pb.IngestRecordsRequest(
+        data_type="sensor.temperature",
+        source="src-a",
+        records=[record("ok-1", 1.0), record("nan", float("nan")), record("ok-2", 2.0)],
+    )
+    result = await stub.IngestRecords(request)
+    assert (result.accepted_count, result.rejected_count) == (2, 1)
+    assert [r.status.code for r in result.results] == [0, 3, 0]
+    bad = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad) for detail in result.results[1].status.details)
+    assert [(v.field, v.reason) for v in bad.field_violations] == [
+        ("records[1].payload.fields['pm10']", "value.well_formed")
+    ]
+    assert len(store.stored()) == 1
+    assert len([e for e in publisher.events if e.topic.endswith("dead-letter.v1")]) == 1
+
+
 async def test_a_large_batch_is_checked_and_encoded_off_the_loop_alike(served: tuple) -> None:  # type: ignore[type-arg]
     from pantheon.ingest import records as batch
 
