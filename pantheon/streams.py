@@ -7,7 +7,7 @@ announcement pieces between the header and the first chunk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from pantheon.errors import InvalidArgument
@@ -74,7 +74,9 @@ async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
         yield piece
 
 
-async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
-    """`data` in pieces of at most `size` bytes."""
+async def pieces(data: bytes | Awaitable[bytes], size: int) -> AsyncIterator[bytes]:
+    """`data` (once it is there) in pieces of at most `size` bytes."""
+    if not isinstance(data, bytes):
+        data = await data
     for start in range(0, len(data), size):
         yield data[start : start + size]

@@ -4,11 +4,13 @@ The bookkeeping under pantheon.events.producer's KafkaPublisher, kept apart
 from its publishing and from its producer replacement
 (pantheon.events.replacement): what it uses of a librdkafka
 producer (`KafkaProducer`), an event encoded for the local queue with the
-bytes it takes there (`Queued`), a call waiting on one delivery
-(`Waiting`), one underlying producer and the deliveries still owed on it
-(`Generation`), which delivery errors mean "not acknowledged, retry", the
-UNAVAILABLE errors calls fail with, and settling a call's future from the
-delivery thread.
+bytes it takes there (`Queued`), a call waiting on the deliveries of its
+events (`Waiting`) and each event it is owed (`Owed`), one underlying
+producer and the deliveries still owed on it (`Generation`), which delivery
+errors mean "not acknowledged, retry", the UNAVAILABLE errors calls fail
+with, and settling a call's future from the delivery thread: once, when the
+last of its events is reported, so a batch of a thousand events wakes the
+event loop once, not a thousand times.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
@@ -70,12 +73,23 @@ class Queued:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class Waiting:
-    """A call's future for one queued event, until its delivery is reported."""
+    """A call's future, settled when the delivery of each of its events is reported."""
 
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
+    #: Events whose delivery is not reported yet.
+    left: int
+    #: The first delivery error reported, which the call fails with.
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One queued event: the call waiting for it, and the bytes it takes in the queue."""
+
+    waiting: Waiting
     size: int
 
 
@@ -89,7 +103,8 @@ class Generation:
     fatal: KafkaError | None = None
     #: Retired: nothing more is produced on it; its waiting calls have failed.
     retired: bool = False
-    waiting: dict[int, Waiting] = field(default_factory=dict)
+    #: By the token each event was produced with.
+    waiting: dict[int, Owed] = field(default_factory=dict)
 
 
 #: Delivery errors that mean "not acknowledged, retry": timeouts, transport,
@@ -114,16 +129,25 @@ def kafka_error(exc: KafkaException) -> KafkaError | None:
     return error if isinstance(error, KafkaError) else None
 
 
-def prepare(event: Event) -> Queued:
-    # The current span is the publish call's PRODUCER span (KafkaPublisher.publish).
-    extensions = {"ce_requestid": ctx.request_id.get(), tracing.TRACEPARENT: tracing.traceparent()}
-    extensions.update(event.extra_headers)
+def prepare(events: Sequence[Event]) -> list[Queued]:
+    """The events of one publish call, encoded for the local queue.
+
+    They share the call's request id, its trace (the current span is the
+    call's PRODUCER span, KafkaPublisher.publish) and their time, read once.
+    """
+    shared = {"ce_requestid": ctx.request_id.get(), tracing.TRACEPARENT: tracing.traceparent()}
+    now = datetime.now(UTC)
+    return [_queued(event, shared, now) for event in events]
+
+
+def _queued(event: Event, shared: dict[str, str], now: datetime) -> Queued:
     headers = headers_for(
         event.payload,
         event_id=event.event_id,
         source=event.source,
         subject=event.subject,
-        extensions=extensions,
+        extensions={**shared, **dict(event.extra_headers)} if event.extra_headers else shared,
+        time=now,
     )
     value = event.payload.SerializeToString()
     key = event.key.encode()
@@ -146,17 +170,24 @@ def unacknowledged() -> Unavailable:
     return Unavailable("event backbone did not acknowledge, retry later")
 
 
-def retrieve(future: asyncio.Future[None]) -> None:
+def retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a settled future's exception as seen (its caller has gone)."""
     if not future.cancelled():
         future.exception()
 
 
-def notify(waiting: Waiting, error: BaseException | None) -> None:
-    """Settle a call's future from any thread."""
-    # RuntimeError: its event loop is closed, so nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        waiting.loop.call_soon_threadsafe(_settle, waiting.future, error)
+def reported(owed: Owed, error: BaseException | None) -> None:
+    """One event's delivery is reported (`error` None: acknowledged); its call
+    is settled with the first error once every event is. The caller holds the
+    publisher's lock."""
+    waiting = owed.waiting
+    if error is not None and waiting.error is None:
+        waiting.error = error
+    waiting.left -= 1
+    if waiting.left == 0:
+        # RuntimeError: its event loop is closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            waiting.loop.call_soon_threadsafe(_settle, waiting.future, waiting.error)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

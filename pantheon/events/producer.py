@@ -47,15 +47,16 @@ from pantheon.events.delivery import (
     ErrorCallback,
     Generation,
     KafkaProducer,
+    Owed,
     ProducerFactory,
     Queued,
     Waiting,
     is_fatal,
     kafka_error,
-    notify,
     prepare,
     queue_full,
     replacing,
+    reported,
     retrieve,
     unacknowledged,
 )
@@ -195,28 +196,27 @@ class KafkaPublisher(ProducerReplacement):
         # whether one is back, instead of queueing into the void.
         if self._brokers_down and not await self.probe():
             raise Unavailable("event backbone is unavailable, retry later")
+        if not events:
+            return
         loop = asyncio.get_running_loop()
-        batch = [prepare(event) for event in events]
+        batch = prepare(events)
         deadline = loop.time() + self._queue_wait_s
         await self._wait_for_room(batch, deadline)
         # The whole batch goes to one producer: the one current now.
         gen = self._gen
-        futures: list[asyncio.Future[None]] = []
+        # Settled once every event's delivery is reported, with the first error.
+        waiting = Waiting(loop, loop.create_future(), left=len(batch))
         try:
             for item in batch:
-                future: asyncio.Future[None] = loop.create_future()
                 # With room for the batch this never awaits: nothing else
                 # produces between the check and the last event.
-                await self._produce(gen, item, Waiting(loop, future, item.size), deadline)
-                futures.append(future)
+                await self._produce(gen, item, waiting, deadline)
         except BaseException:
-            for queued in futures:  # their outcome no longer matters to anyone
-                queued.add_done_callback(retrieve)
+            # Not every event was queued, so the future is never settled; if
+            # it is, nobody waits for its outcome any more.
+            waiting.future.add_done_callback(retrieve)
             raise
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
+        await waiting.future
 
     def _has_room(self, count: int, size: int) -> bool:
         return (
@@ -244,23 +244,26 @@ class KafkaPublisher(ProducerReplacement):
         def report(error: KafkaError | None, _message: Any) -> None:
             if error is not None and is_fatal(error):
                 self._kill(gen, error)
+            failure: BaseException | None
+            if error is None:
+                failure = None
+            elif gen.fatal is not None or error.code() in UNACKNOWLEDGED or error.retriable():
+                # Not acknowledged: the client's retry keeps the event's id.
+                failure = unacknowledged()
+            else:
+                log.error("kafka refused an event: %s", error.name())
+                failure = Internal("event backbone refused the event")
             with self._lock:
-                waiting = gen.waiting.pop(token, None)
-                if waiting is None:
+                owed = gen.waiting.pop(token, None)
+                if owed is None:
                     return  # the call already failed with its retired producer
-                self._queued_bytes -= waiting.size
+                self._queued_bytes -= owed.size
+                reported(owed, failure)
             if error is None:
                 if gen is self._gen:
                     self._brokers_down = False
                 metrics.EVENTS.labels(topic).inc()
                 metrics.DELIVERY_SECONDS.observe(time.perf_counter() - produced)
-                notify(waiting, None)
-            elif gen.fatal is not None or error.code() in UNACKNOWLEDGED or error.retriable():
-                # Not acknowledged: the client's retry keeps the event's id.
-                notify(waiting, unacknowledged())
-            else:
-                log.error("kafka refused an event: %s", error.name())
-                notify(waiting, Internal("event backbone refused the event"))
 
         return report
 
@@ -291,7 +294,7 @@ class KafkaPublisher(ProducerReplacement):
                 else:
                     # Delivery reports are served by poll() on the delivery
                     # thread, which takes this lock first: none is missed.
-                    gen.waiting[token] = waiting
+                    gen.waiting[token] = Owed(waiting, item.size)
                     self._queued_bytes += item.size
                     return
             if fatal is not None:

@@ -31,7 +31,7 @@ from pantheon.events.delivery import (
     KafkaProducer,
     ProducerFactory,
     is_fatal,
-    notify,
+    reported,
     unacknowledged,
 )
 
@@ -154,8 +154,8 @@ class ProducerReplacement:
             gen.retired = True
             unreported = list(gen.waiting.values())
             gen.waiting.clear()
-            self._queued_bytes -= sum(waiting.size for waiting in unreported)
-        for waiting in unreported:
-            notify(waiting, unacknowledged())
+            self._queued_bytes -= sum(owed.size for owed in unreported)
+            for owed in unreported:
+                reported(owed, unacknowledged())
         if unreported:
             log.warning("kafka producer: %d events of the dead producer failed unreported", len(unreported))

@@ -13,6 +13,7 @@ completion and release are in pantheon.ingest.claims.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -30,6 +31,7 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 from pantheon import context as ctx
 from pantheon.config import KafkaSettings
 from pantheon.errors import InvalidArgument, NotFound
+from pantheon.events.delivery import retrieve
 from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
@@ -158,9 +160,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             if resumed and (earlier := await self._earlier_decision(batch_id)) is not None:
                 accepted, rejected = earlier  # the batch the first attempt stored
             accepted = batch.identify(batch_id, accepted)
-            content = await self._encode(request, accepted, csv_batch)
+            # Encoded (a large batch in a worker process) while the pipeline
+            # builds the events; storing awaits it. A call that fails before
+            # storing leaves the encoding to finish unread.
+            encoding = asyncio.ensure_future(self._encode(request, accepted, csv_batch))
+            encoding.add_done_callback(retrieve)
             meta = batch.batch_metadata(request, batch_id, accepted)
-            return meta, Content(pieces(content, CHUNK)), await announce.of_batch(request, rejected)
+            return meta, Content(pieces(encoding, CHUNK)), await announce.of_batch(request, rejected)
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 from pantheon_api.events.v1 import events_pb2
 
 from pantheon.config import KafkaSettings
@@ -173,3 +174,25 @@ async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -
         assert not task.done()  # queued is not acknowledged
         fake.deliver()
         await task
+
+
+
+async def test_a_batch_fails_with_its_first_error_once_every_event_is_reported() -> None:
+    # One future per call: settled by the last report, with the first error.
+    fake = FakeProducer(capacity=3)
+    async with publisher(fake, deadline_ms=1000) as p:
+        task = asyncio.create_task(p.publish([event("e1"), event("e2"), event("e3")]))
+        for _ in range(200):
+            if fake.produced:
+                break
+            await asyncio.sleep(0.005)
+        (_, first), (_, second), (_, third) = fake.queue
+        first(None, None)  # acknowledged
+        second(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # not
+        await asyncio.sleep(0.02)
+        assert not task.done()  # the third is still owed a report
+        third(None, None)
+        with pytest.raises(Unavailable) as caught:
+            await task
+        assert "did not acknowledge" in str(caught.value)
+        assert p._queued_bytes == 0 and p._gen.waiting == {}
