@@ -15,7 +15,7 @@ from typing import Any
 
 import protovalidate
 from buf.validate import validate_pb2
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 
@@ -72,6 +72,7 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 #: Struct values are free-form, but JSON (stored batches, consumers) has no
 #: NaN or Infinity.
 _VALUE = "google.protobuf.Value"
+_STRUCT = "google.protobuf.Struct"
 _BAD_VALUE = ("value.well_formed", "must be a valid timestamp (years 1-9999) or a finite number")
 
 
@@ -84,29 +85,91 @@ def _checked_alone(field: FieldDescriptor) -> bool:
     return bool(rules.repeated.items.ignore == validate_pb2.IGNORE_ALWAYS)
 
 
-def _bad_values(message: Message, path: str = "") -> list[str]:
+@cache
+def _may_hold(descriptor: Descriptor) -> bool:
+    """Whether a message of this type can hold a Timestamp or a Struct value,
+    at any depth (outside fields checked one by one)."""
+    seen: set[str] = set()
+    todo = [descriptor]
+    while todo:
+        found = todo.pop()
+        if found.full_name in (_TIMESTAMP, _VALUE):
+            return True
+        if found.full_name not in seen:
+            seen.add(found.full_name)
+            todo += [f.message_type for f in found.fields if f.message_type and not _checked_alone(f)]
+    return False
+
+
+@cache
+def _walk(field: FieldDescriptor) -> str:
+    """How `_bad_values` walks a field: "" (not at all: it cannot hold a
+    bad value), "map", "repeated" or "single"."""
+    held = field.message_type
+    if held is None or _checked_alone(field) or not _may_hold(held):
+        return ""
+    if held.GetOptions().map_entry:
+        value = held.fields_by_name["value"].message_type
+        return "map" if value is not None and _may_hold(value) else ""
+    return "repeated" if field.is_repeated else "single"
+
+
+#: A field path as `_bad_values` walks it: field names (str), map keys (in a
+#: 1-tuple) and indices (int); made readable (`_render`) only for a bad value.
+Path = tuple[str | tuple[Any] | int, ...]
+
+
+def _render(path: Path) -> str:
+    out = ""
+    for step in path:
+        if isinstance(step, str):
+            out = f"{out}.{step}" if out else step
+        else:
+            out += f"[{step[0]!r}]" if isinstance(step, tuple) else f"[{step}]"
+    return out
+
+
+def _bad_values(message: Message) -> list[str]:
     """Paths of set Timestamps out of range and non-finite numbers in Structs,
     outside the fields whose items are checked one by one."""
-    found: list[str] = []
+    found: list[Path] = []
+    _collect_bad(message, (), found)
+    return [_render(path) for path in found]
+
+
+def _collect_bad(message: Message, path: Path, found: list[Path]) -> None:
+    # Only the subtrees that can hold a bad value are walked (`_walk`), and
+    # a path is rendered only when bad: a batch's thousands of values are
+    # checked at the cost of reading them.
     name = message.DESCRIPTOR.full_name
     if name == _TIMESTAMP:
         seconds, nanos = message.seconds, message.nanos  # type: ignore[attr-defined]
         if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
             found.append(path)
-        return found
+        return
     if name == _VALUE and message.WhichOneof("kind") == "number_value":
         if not math.isfinite(message.number_value):  # type: ignore[attr-defined]
             found.append(path)
-        return found
+        return
+    if name == _STRUCT:  # the bulk of a record: its payload's numbers, read directly
+        for key, value in message.fields.items():  # type: ignore[attr-defined]
+            kind = value.WhichOneof("kind")
+            if kind == "number_value":
+                if not math.isfinite(value.number_value):
+                    found.append((*path, "fields", (key,)))
+            elif kind in ("struct_value", "list_value"):
+                _collect_bad(value, (*path, "fields", (key,)), found)
+        return
     for field, value in message.ListFields():
-        if field.message_type is None or _checked_alone(field):
+        walk = _walk(field)
+        if not walk:
             continue
-        here = f"{path}.{field.name}" if path else field.name
-        if field.message_type.GetOptions().map_entry:
-            if field.message_type.fields_by_name["value"].message_type is not None:
-                found += [p for k, v in value.items() for p in _bad_values(v, f"{here}[{k!r}]")]
-        elif field.is_repeated:
-            found += [p for i, v in enumerate(value) for p in _bad_values(v, f"{here}[{i}]")]
+        here = (*path, field.name)
+        if walk == "map":
+            for k, v in value.items():
+                _collect_bad(v, (*here, (k,)), found)
+        elif walk == "repeated":
+            for i, v in enumerate(value):
+                _collect_bad(v, (*here, i), found)
         else:
-            found += _bad_values(value, here)
-    return found
+            _collect_bad(value, here, found)

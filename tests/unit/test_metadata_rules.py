@@ -168,6 +168,24 @@ def test_record_batch_items_are_validated_one_by_one() -> None:
     assert fields == {"records[0].entity_id", "records[0].observed_at", "records[0].location"}
 
 
+def test_record_batch_items_with_non_finite_values_are_validated_one_by_one() -> None:
+    """The same for values no proto rule can state (NaN, out-of-range times):
+    the batch message passes, each record reports its own, at any depth."""
+    bad = ingest.Record(entity_id="e-1", location=md.GeoPoint(latitude=48.2, longitude=16.3))
+    bad.observed_at.seconds = 253402300800  # year 10000
+    bad.payload.update({"ok": 1.5, "pm10": float("nan"), "deep": {"list": [1, float("-inf")]}})
+    batch = ingest.IngestRecordsRequest(
+        data_type="sensor.temperature", source="vienna-sensors", records=[bad]
+    )
+    assert violations(batch) == []
+    found = {(v.field, v.rule_id) for v in violations(bad, "records[0]")}
+    assert {f for f, rule in found if rule == "value.well_formed"} == {
+        "records[0].observed_at",
+        "records[0].payload.fields['pm10']",
+        "records[0].payload.fields['deep'].struct_value.fields['list'].list_value.values[1]",
+    }
+
+
 def test_batch_limits() -> None:
     empty = ingest.IngestRecordsRequest(data_type="sensor.temperature", source="vienna-sensors")
     assert [(v.field, v.rule_id) for v in violations(empty)] == [("records", "repeated.min_items")]
