@@ -23,6 +23,7 @@ from gateway.auth import KeyFileError
 from gateway.middleware import RequestIdFilter
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
+from pantheon import heap
 from pantheon.envconfig import LogSettings, configure_logging
 
 log = logging.getLogger("gateway")
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("malloc thresholds as the operator set them")
     elif not memory.tune_malloc():
         log.warning("malloc thresholds left at the platform's defaults (not glibc, or mallopt refused)")
+    heap.freeze_startup_objects()
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(
         app,

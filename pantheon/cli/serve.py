@@ -12,7 +12,7 @@ from typing import Any
 
 import uvloop
 
-from pantheon import logs, metrics, tracing
+from pantheon import heap, logs, metrics, tracing
 from pantheon.config import ConfigError, ServiceSettings
 from pantheon.ingest import workers
 from pantheon.policy import Policy, PolicyError
@@ -38,6 +38,7 @@ async def _serve(settings: ServiceSettings) -> None:
     running = await create_server(settings)
     # Start the parsing processes now, so the first large document does not wait for one.
     workers.pool().warm()
+    heap.freeze_startup_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
