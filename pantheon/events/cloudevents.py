@@ -61,6 +61,36 @@ class Attributes:
     extensions: Mapping[str, str] = field(default_factory=dict)
 
 
+class HeaderEncoder:
+    """Kafka headers, in CloudEvents binary mode, of events that share their
+    time and extensions (one publish call's): what the events of one payload
+    type and source have in common is encoded once."""
+
+    def __init__(self, *, time: datetime | None = None, extensions: Mapping[str, str] | None = None) -> None:
+        at = (time or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self._time = at.encode()
+        self._extensions = [(key, value.encode()) for key, value in (extensions or {}).items() if value]
+        self._shared: dict[tuple[str, str], Headers] = {}
+
+    def headers(self, payload: Message, *, event_id: str, source: str, subject: str = "") -> Headers:
+        name = payload.DESCRIPTOR.full_name
+        shared = self._shared.get((name, source))
+        if shared is None:
+            shared = self._shared[(name, source)] = [
+                ("ce_specversion", SPEC_VERSION.encode()),
+                ("ce_type", EVENT_TYPES[name].encode()),
+                ("ce_source", f"/pantheon/{source}".encode()),
+                ("ce_time", self._time),
+                ("ce_dataschema", (SCHEMA_PREFIX + name).encode()),
+                ("content-type", CONTENT_TYPE.encode()),
+                *self._extensions,
+            ]
+        own: Headers = [("ce_id", event_id.encode())]
+        if subject:
+            own.append(("ce_subject", subject.encode()))
+        return own + shared
+
+
 def headers_for(
     payload: Message,
     *,
@@ -71,23 +101,8 @@ def headers_for(
     time: datetime | None = None,
 ) -> Headers:
     """Kafka headers for `payload` in CloudEvents binary mode."""
-    name = payload.DESCRIPTOR.full_name
-    found = [
-        ("ce_specversion", SPEC_VERSION),
-        ("ce_id", event_id),
-        ("ce_type", EVENT_TYPES[name]),
-        ("ce_source", f"/pantheon/{source}"),
-        ("ce_time", (time or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")),
-        ("ce_dataschema", SCHEMA_PREFIX + name),
-        ("content-type", CONTENT_TYPE),
-    ]
-    if subject:
-        found.append(("ce_subject", subject))
-    for key, value in (extensions or {}).items():
-        if value:
-            found.append((key, value))
-    encoded: Headers = [(k, v.encode()) for k, v in found]
-    return encoded
+    encoder = HeaderEncoder(time=time, extensions=extensions)
+    return encoder.headers(payload, event_id=event_id, source=source, subject=subject)
 
 
 def parse_headers(

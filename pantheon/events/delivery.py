@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 from pantheon import context as ctx
 from pantheon import tracing
 from pantheon.errors import Unavailable
-from pantheon.events.cloudevents import Headers, headers_for
+from pantheon.events.cloudevents import HeaderEncoder, Headers, headers_for
 
 if TYPE_CHECKING:
     from pantheon.events.producer import Event
@@ -137,18 +137,24 @@ def prepare(events: Sequence[Event]) -> list[Queued]:
     """
     shared = {"ce_requestid": ctx.request_id.get(), tracing.TRACEPARENT: tracing.traceparent()}
     now = datetime.now(UTC)
-    return [_queued(event, shared, now) for event in events]
+    encoder = HeaderEncoder(time=now, extensions=shared)
+    return [_queued(event, encoder, shared, now) for event in events]
 
 
-def _queued(event: Event, shared: dict[str, str], now: datetime) -> Queued:
-    headers = headers_for(
-        event.payload,
-        event_id=event.event_id,
-        source=event.source,
-        subject=event.subject,
-        extensions={**shared, **dict(event.extra_headers)} if event.extra_headers else shared,
-        time=now,
-    )
+def _queued(event: Event, encoder: HeaderEncoder, shared: dict[str, str], now: datetime) -> Queued:
+    if event.extra_headers:  # a header of its own may replace a shared one
+        headers = headers_for(
+            event.payload,
+            event_id=event.event_id,
+            source=event.source,
+            subject=event.subject,
+            extensions={**shared, **dict(event.extra_headers)},
+            time=now,
+        )
+    else:
+        headers = encoder.headers(
+            event.payload, event_id=event.event_id, source=event.source, subject=event.subject
+        )
     value = event.payload.SerializeToString()
     key = event.key.encode()
     size = len(value) + len(key) + sum(len(name) + len(data or b"") for name, data in headers)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -127,7 +127,11 @@ def encode_ids(request_bytes: bytes, ids: list[tuple[int, str]], csv_batch: bool
 def identify(batch_id: str, accepted: list[Accepted]) -> list[Accepted]:
     """Give each record its id: time-sortable by observation, stable per batch."""
     return [
-        replace(a, id=ulid_from_key(a.record.observed_at.ToMilliseconds(), f"{batch_id}/{a.index}".encode()))
+        Accepted(
+            a.index,
+            ulid_from_key(a.record.observed_at.ToMilliseconds(), f"{batch_id}/{a.index}".encode()),
+            a.record,
+        )
         for a in accepted
     ]
 
