@@ -23,8 +23,7 @@ from gateway.auth import KeyFileError
 from gateway.middleware import RequestIdFilter
 from gateway.settings import ConfigError, GatewaySettings
 from gateway.slow_clients import guarded_protocol
-from pantheon import heap
-from pantheon.envconfig import LogSettings, configure_logging
+from pantheon.envconfig import LogSettings, configure_logging, heap
 
 log = logging.getLogger("gateway")
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import uvloop
 
-from pantheon import heap, logs, metrics, tracing
+from pantheon import logs, metrics, tracing
 from pantheon.config import ConfigError, ServiceSettings
+from pantheon.envconfig import heap
 from pantheon.ingest import workers
 from pantheon.policy import Policy, PolicyError
 from pantheon.server import create_server

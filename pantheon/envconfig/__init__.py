@@ -1,4 +1,5 @@
-"""Configuration of a process from its environment: typed settings and log set-up.
+"""Configuration of a process from its environment: typed settings, log set-up,
+and the garbage collector of a long-running server (`heap`).
 
 The services (`pantheon/config.py`), the gateway (`gateway/settings.py`) and
 the CLI (`pantheon/cli/settings.py`) each read one typed object with this

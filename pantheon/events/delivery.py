@@ -176,18 +176,14 @@ def unacknowledged() -> Unavailable:
     return Unavailable("event backbone did not acknowledge, retry later")
 
 
-def retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a settled future's exception as seen (its caller has gone)."""
-    if not future.cancelled():
-        future.exception()
-
-
 def reported(owed: Owed, error: BaseException | None) -> None:
     """One event's delivery is reported (`error` None: acknowledged); its call
-    is settled with the first error once every event is. The caller holds the
-    publisher's lock."""
+    is settled once every event is, with the first error, or the first that a
+    retry cannot cure (a refusal outranks "not acknowledged", whatever order
+    the reports came in). The caller holds the publisher's lock."""
     waiting = owed.waiting
-    if error is not None and waiting.error is None:
+    worse = isinstance(waiting.error, Unavailable) and not isinstance(error, Unavailable)
+    if error is not None and (waiting.error is None or worse):
         waiting.error = error
     waiting.left -= 1
     if waiting.left == 0:

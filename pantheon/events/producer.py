@@ -57,7 +57,6 @@ from pantheon.events.delivery import (
     queue_full,
     replacing,
     reported,
-    retrieve,
     unacknowledged,
 )
 from pantheon.events.replacement import ProducerReplacement
@@ -205,17 +204,12 @@ class KafkaPublisher(ProducerReplacement):
         # The whole batch goes to one producer: the one current now.
         gen = self._gen
         # Settled once every event's delivery is reported, with the first error.
+        # (A batch that fails part-way leaves it unsettled, and nobody waiting.)
         waiting = Waiting(loop, loop.create_future(), left=len(batch))
-        try:
-            for item in batch:
-                # With room for the batch this never awaits: nothing else
-                # produces between the check and the last event.
-                await self._produce(gen, item, waiting, deadline)
-        except BaseException:
-            # Not every event was queued, so the future is never settled; if
-            # it is, nobody waits for its outcome any more.
-            waiting.future.add_done_callback(retrieve)
-            raise
+        for item in batch:
+            # With room for the batch this never awaits: nothing else
+            # produces between the check and the last event.
+            await self._produce(gen, item, waiting, deadline)
         await waiting.future
 
     def _has_room(self, count: int, size: int) -> bool:

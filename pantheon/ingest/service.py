@@ -31,7 +31,6 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 from pantheon import context as ctx
 from pantheon.config import KafkaSettings
 from pantheon.errors import InvalidArgument, NotFound
-from pantheon.events.delivery import retrieve
 from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce, record_document, workers
 from pantheon.ingest import records as batch
@@ -160,13 +159,19 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             if resumed and (earlier := await self._earlier_decision(batch_id)) is not None:
                 accepted, rejected = earlier  # the batch the first attempt stored
             accepted = batch.identify(batch_id, accepted)
-            # Encoded (a large batch in a worker process) while the pipeline
-            # builds the events; storing awaits it. A call that fails before
-            # storing leaves the encoding to finish unread.
-            encoding = asyncio.ensure_future(self._encode(request, accepted, csv_batch))
-            encoding.add_done_callback(retrieve)
             meta = batch.batch_metadata(request, batch_id, accepted)
-            return meta, Content(pieces(encoding, CHUNK)), await announce.of_batch(request, rejected)
+            announcement = await announce.of_batch(request, rejected)
+            # Encoded (a large batch in a worker process) while the pipeline
+            # builds the events; the pipeline awaits it before storing, and
+            # cancels it if the call fails first.
+            encoding = asyncio.ensure_future(self._encode(request, accepted, csv_batch))
+            content = Content(pieces(encoding, CHUNK), preparing=encoding)
+            try:
+                await asyncio.sleep(0)  # the encoding starts (is handed to its worker) now
+            except BaseException:
+                content.drop()
+                raise
+            return meta, content, announcement
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request

@@ -1,4 +1,4 @@
-"""The servers' garbage-collector setting (pantheon/heap.py)."""
+"""The servers' garbage-collector setting (pantheon/envconfig/heap.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pantheon import heap
+from pantheon.envconfig import heap
 
 
 @pytest.fixture

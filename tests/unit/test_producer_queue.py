@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError
 from pantheon_api.events.v1 import events_pb2
 
 from pantheon.config import KafkaSettings
-from pantheon.errors import Unavailable
+from pantheon.errors import Internal, Unavailable
 from pantheon.events.producer import Event, KafkaPublisher
 
 
@@ -176,7 +176,6 @@ async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -
         await task
 
 
-
 async def test_a_batch_fails_with_its_first_error_once_every_event_is_reported() -> None:
     # One future per call: settled by the last report, with the first error.
     fake = FakeProducer(capacity=3)
@@ -196,3 +195,19 @@ async def test_a_batch_fails_with_its_first_error_once_every_event_is_reported()
             await task
         assert "did not acknowledge" in str(caught.value)
         assert p._queued_bytes == 0 and p._gen.waiting == {}
+
+
+async def test_a_refusal_outranks_a_missing_acknowledgement_whatever_their_order() -> None:
+    # A retry cures "not acknowledged", never a refusal: the call says so.
+    fake = FakeProducer(capacity=2)
+    async with publisher(fake, deadline_ms=1000) as p:
+        task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
+        for _ in range(200):
+            if fake.produced:
+                break
+            await asyncio.sleep(0.005)
+        (_, first), (_, second) = fake.queue
+        first(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        second(KafkaError(KafkaError.INVALID_MSG), None)
+        with pytest.raises(Internal):
+            await task
