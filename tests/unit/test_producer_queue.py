@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,6 +88,14 @@ def blocker(n: int) -> Any:
     return [(f"old-{i}", None) for i in range(n)]
 
 
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (up to a second) for the delivery thread or the call to get there."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+
+
 @asynccontextmanager
 async def publisher(fake: FakeProducer, deadline_ms: int) -> AsyncIterator[KafkaPublisher]:
     p = KafkaPublisher(settings(deadline_ms, fake.capacity), producer=fake)
@@ -136,16 +144,10 @@ async def test_the_call_proceeds_once_the_queue_has_room(fake: FakeProducer) -> 
     fake.queue = blocker(2)
     async with publisher(fake, deadline_ms=10_000) as p:
         task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
-        for _ in range(200):
-            if fake.length_checks:
-                break
-            await asyncio.sleep(0.005)
+        await until(lambda: fake.length_checks)
         assert fake.produced == []
         fake.queue = []  # the old messages were delivered
-        for _ in range(200):
-            if fake.produced:
-                break
-            await asyncio.sleep(0.005)
+        await until(lambda: fake.produced)
         assert fake.produced == ["e1", "e2"]  # both at once
         fake.deliver()
         await task
@@ -167,10 +169,7 @@ async def test_a_batch_larger_than_the_queue_is_queued_as_room_allows() -> None:
 async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -> None:
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1")]))
-        for _ in range(200):
-            if fake.produced:
-                break
-            await asyncio.sleep(0.005)
+        await until(lambda: fake.produced)
         assert not task.done()  # queued is not acknowledged
         fake.deliver()
         await task
@@ -181,10 +180,7 @@ async def test_a_batch_fails_with_its_first_error_once_every_event_is_reported()
     fake = FakeProducer(capacity=3)
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1"), event("e2"), event("e3")]))
-        for _ in range(200):
-            if fake.produced:
-                break
-            await asyncio.sleep(0.005)
+        await until(lambda: fake.produced)
         (_, first), (_, second), (_, third) = fake.queue
         first(None, None)  # acknowledged
         second(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # not
@@ -202,10 +198,7 @@ async def test_a_refusal_outranks_a_missing_acknowledgement_whatever_their_order
     fake = FakeProducer(capacity=2)
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
-        for _ in range(200):
-            if fake.produced:
-                break
-            await asyncio.sleep(0.005)
+        await until(lambda: fake.produced)
         (_, first), (_, second) = fake.queue
         first(KafkaError(KafkaError._MSG_TIMED_OUT), None)
         second(KafkaError(KafkaError.INVALID_MSG), None)
