@@ -1,8 +1,10 @@
 """Benchmarks of the Pantheon paths against the raw backends, in one run.
 
 Each scenario measures Pantheon's path and the raw backend doing the same
-work on the same machine, back to back, and reports the ratio: absolute
-numbers drift on a shared machine, ratios much less. Paths: the gRPC
+work on the same machine, and reports the ratio: absolute numbers drift on a
+shared machine, ratios much less. The raw run brackets Pantheon's (once
+before, once after; the ratio is against their mean, both are in
+`raw_runs`), so a drift during the scenario weighs on both sides alike. Paths: the gRPC
 services and the REST gateway, against one minio-py PUT (objects) and raw
 confluent-kafka produce plus one PUT per batch (records); small objects from
 16 and 64 concurrent clients (REST and gRPC) against as many threads of raw
@@ -62,6 +64,8 @@ class Scenario:
     #: Milliseconds of CPU per operation by component (cpu_share), Pantheon's path and the raw one.
     cpu_ms: dict[str, float] | None = None
     raw_cpu_ms: dict[str, float] | None = None
+    #: The raw throughput before and after Pantheon's runs (`raw_throughput` is their mean).
+    raw_runs: tuple[float, float] = (0.0, 0.0)
 
 
 def tiff(size: int) -> bytes:
@@ -133,6 +137,18 @@ class Bench:
             for start in range(0, len(data), MiB):
                 yield pb.IngestObjectRequest(chunk=bytes(view[start : start + MiB]))
 
+        def raw_put() -> float:
+            started = time.perf_counter()
+            self.minio.put_object(
+                "pantheon-imagery",
+                f"bench/raw/{new_ulid()}.tif",
+                io.BytesIO(data),
+                len(data),
+                content_type="image/tiff",
+            )
+            return _mib_per_s(size, time.perf_counter() - started)
+
+        raw_before = await asyncio.to_thread(raw_put)
         channel = secure_channel(
             self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
         )
@@ -161,16 +177,7 @@ class Bench:
             rest_s = time.perf_counter() - started
             response.raise_for_status()
 
-        started = time.perf_counter()
-        await asyncio.to_thread(
-            self.minio.put_object,
-            "pantheon-imagery",
-            f"bench/raw/{new_ulid()}.tif",
-            io.BytesIO(data),
-            len(data),
-            content_type="image/tiff",
-        )
-        raw = _mib_per_s(size, time.perf_counter() - started)
+        raw = (raw_before, await asyncio.to_thread(raw_put))
         name = f"object_{size // MiB}MiB"
         return [
             _scenario(f"grpc_{name}", "MiB/s", _mib_per_s(size, grpc_s), raw),
@@ -185,6 +192,8 @@ class Bench:
             self.env["PANTHEON_GRPC_TARGET"], self.env["PANTHEON_CA_FILE"], ClientIdentity.from_env(self.env)
         )
         prepared = [records(size, b) for b in range(batches)]
+        total = batches * size
+        raw_before = total / await asyncio.to_thread(self._raw_batches, prepared)
         async with channel:
             stub = pb_grpc.IngestionServiceStub(channel)
             started = time.perf_counter()
@@ -210,12 +219,11 @@ class Bench:
                 response.raise_for_status()
             rest_s = time.perf_counter() - started
 
-        raw_s = await asyncio.to_thread(self._raw_batches, prepared)
-        total = batches * size
+        raw = (raw_before, total / await asyncio.to_thread(self._raw_batches, prepared))
         name = f"records_{size}_per_batch"
         return [
-            _scenario(f"grpc_{name}", "records/s", total / grpc_s, total / raw_s),
-            _scenario(f"rest_{name}", "records/s", total / rest_s, total / raw_s),
+            _scenario(f"grpc_{name}", "records/s", total / grpc_s, raw),
+            _scenario(f"rest_{name}", "records/s", total / rest_s, raw),
         ]
 
     def _raw_batches(self, prepared: list[list[pb.Record]]) -> float:
@@ -266,7 +274,32 @@ class Bench:
                         time.sleep(float(response.headers.get("Retry-After", "1")))
                     response.raise_for_status()
 
+        raw_client = Minio(
+            self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
+            access_key=self.env["PANTHEON_S3_ACCESS_KEY"],
+            secret_key=self.env["PANTHEON_S3_SECRET_KEY"],
+            secure=True,
+            http_client=urllib3.PoolManager(
+                ssl_context=ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"]), maxsize=clients
+            ),
+        )
+
+        def raw_client_puts(c: int) -> None:
+            for i in range(per_client):
+                data = b'{"pm10": %d}' % i
+                raw_client.put_object(
+                    "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
+                )
+
+        def raw_run() -> tuple[float, dict[str, float]]:
+            before, started = cpu_share.snapshot(stack), time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                list(pool.map(raw_client_puts, range(clients)))
+            seconds = time.perf_counter() - started
+            return total / seconds, cpu_share.per_operation(before, cpu_share.settled(stack), total)
+
         stack = Settings.from_env()
+        raw_before, raw_cpu_before = raw_run()
         before, started = cpu_share.snapshot(stack), time.perf_counter()
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(rest_client, range(clients)))
@@ -300,28 +333,8 @@ class Bench:
             grpc_s = time.perf_counter() - started
             grpc_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
 
-        raw_client = Minio(
-            self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
-            access_key=self.env["PANTHEON_S3_ACCESS_KEY"],
-            secret_key=self.env["PANTHEON_S3_SECRET_KEY"],
-            secure=True,
-            http_client=urllib3.PoolManager(
-                ssl_context=ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"]), maxsize=clients
-            ),
-        )
-
-        def raw_client_puts(c: int) -> None:
-            for i in range(per_client):
-                data = b'{"pm10": %d}' % i
-                raw_client.put_object(
-                    "pantheon-sensor", f"bench/raw/{new_ulid()}.json", io.BytesIO(data), len(data)
-                )
-
-        before, started = cpu_share.snapshot(stack), time.perf_counter()
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            list(pool.map(raw_client_puts, range(clients)))
-        raw = total / (time.perf_counter() - started)
-        raw_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
+        raw_after, raw_cpu_after = raw_run()
+        raw, raw_cpu = (raw_before, raw_after), cpu_share.mean(raw_cpu_before, raw_cpu_after)
         return [
             _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw, rest_cpu, raw_cpu),
             _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw, grpc_cpu, raw_cpu),
@@ -414,11 +427,14 @@ def _scenario(
     name: str,
     unit: str,
     ours: float,
-    raw: float,
+    raw_runs: tuple[float, float],
     cpu_ms: dict[str, float] | None = None,
     raw_cpu_ms: dict[str, float] | None = None,
 ) -> Scenario:
-    return Scenario(name, unit, round(ours, 1), round(raw, 1), round(ours / raw, 3), cpu_ms, raw_cpu_ms)
+    """`ours` against the mean of the raw runs before and after it."""
+    raw = sum(raw_runs) / len(raw_runs)
+    runs = (round(raw_runs[0], 1), round(raw_runs[1], 1))
+    return Scenario(name, unit, round(ours, 1), round(raw, 1), round(ours / raw, 3), cpu_ms, raw_cpu_ms, runs)
 
 
 def _pid(component: str) -> int:
@@ -496,10 +512,11 @@ def main() -> int:
     if "search" in result:
         search_bench.print_table(result["search"])
         return 0
-    print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}")
+    print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}   raw before / after")
     for s in result["scenarios"]:
         print(
             f"{s['name']:<30} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"
+            f"   {s['raw_runs'][0]} / {s['raw_runs'][1]}"
         )
     _print_cpu(result["scenarios"])
     for figures in result["latency_ms"]:

@@ -65,3 +65,8 @@ def settled(settings: Settings) -> dict[str, float]:
 def per_operation(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
     """Milliseconds of CPU per operation by component, between two snapshots."""
     return {c: round(1000 * (after[c] - before[c]) / max(count, 1), 2) for c in COMPONENTS}
+
+
+def mean(*runs: dict[str, float]) -> dict[str, float]:
+    """Per component, the mean of several runs' `per_operation`."""
+    return {c: round(sum(run[c] for run in runs) / len(runs), 2) for c in COMPONENTS}
