@@ -109,8 +109,7 @@ def _walk(field: FieldDescriptor) -> str:
     if held is None or _checked_alone(field) or not _may_hold(held):
         return ""
     if held.GetOptions().map_entry:
-        value = held.fields_by_name["value"].message_type
-        return "map" if value is not None and _may_hold(value) else ""
+        return "map"  # the entry can hold one, so its value can (keys are scalars)
     return "repeated" if field.is_repeated else "single"
 
 

@@ -21,7 +21,6 @@ _VALUES = {c: i for i, c in enumerate(_ALPHABET)}
 # 26 characters hold 130 bits; the first character carries only the top three
 # bits of the 128-bit value, so anything above '7' would overflow.
 _PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
-_LENGTH = 26
 _RANDOM_BYTES = 10
 
 #: The largest timestamp a ULID can hold (the year 10889).
