@@ -17,7 +17,7 @@ import sys
 
 import uvicorn
 
-from gateway import memory, tracing
+from gateway import tracing
 from gateway.app import create_app
 from gateway.auth import KeyFileError
 from gateway.middleware import RequestIdFilter
@@ -54,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_file and logging.getLogger().handlers:
             log.error("configuration: %s", exc)
         return 2
-    if memory.operator_set(os.environ):
-        log.info("malloc thresholds as the operator set them")
-    elif not memory.tune_malloc():
-        log.warning("malloc thresholds left at the platform's defaults (not glibc, or mallopt refused)")
+    heap.tune_malloc(os.environ, thresholds=True)
     heap.freeze_startup_objects()
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(

@@ -3,14 +3,24 @@
 `IngestObject` and `PutObject` share this shape (a `part` oneof of `header`
 and `chunk`); both services read it the same way. `PutObject` may also send
 announcement pieces between the header and the first chunk.
+
+A chunk's size cap (the proto's `bytes.max_len` on `chunk`) is checked here,
+where the chunk is read, not with the other rules in the interceptor: every
+read of a protobuf bytes field copies it, so each chunk is read exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
+from functools import cache
 from typing import Any
 
+from buf.validate import validate_pb2
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
+
 from pantheon.errors import InvalidArgument
+from pantheon.validation import FieldViolation
 
 
 async def split_upload(requests: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[bytes]]:
@@ -62,8 +72,30 @@ async def _chunks(first: Any, stream: AsyncIterator[Any]) -> AsyncIterator[bytes
             raise InvalidArgument(
                 "announcement pieces must come before the content", reason="misplaced_announcement"
             )
-        if message.chunk:
-            yield message.chunk
+        chunk = message.chunk
+        limit = _chunk_cap(message.DESCRIPTOR)
+        if limit is not None and len(chunk) > limit:
+            raise InvalidArgument.from_violations(
+                [FieldViolation("chunk", "bytes.max_len", f"must be at most {limit} bytes")]
+            )
+        if chunk:
+            yield chunk
+
+
+@cache
+def _chunk_cap(descriptor: Descriptor) -> int | None:
+    """The proto's size cap of an upload stream message's `chunk`, if it has
+    one (cached per message type: it is read for every chunk)."""
+    if "part" not in descriptor.oneofs_by_name or "chunk" not in descriptor.fields_by_name:
+        return None
+    options = descriptor.fields_by_name["chunk"].GetOptions()
+    return int(options.Extensions[validate_pb2.field].bytes.max_len) or None
+
+
+def is_chunk(message: Message) -> bool:
+    """Whether `message` is a content chunk of an upload stream (whose cap
+    the stream's reader checks)."""
+    return _chunk_cap(message.DESCRIPTOR) is not None and message.WhichOneof("part") == "chunk"
 
 
 async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

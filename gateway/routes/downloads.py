@@ -192,8 +192,9 @@ async def _content(call: Any, expected: int) -> AsyncIterator[bytes]:
             message = await call.read()
             if message is grpc.aio.EOF:
                 break
-            sent += len(message.chunk)
-            yield message.chunk
+            chunk = message.chunk  # each read of a bytes field is a copy
+            sent += len(chunk)
+            yield chunk
         if sent != expected:
             raise RuntimeError(f"object stream ended after {sent} of {expected} bytes")
     finally:

@@ -26,10 +26,7 @@ def start(paths: StackPaths, replica: Replica, env: Mapping[str, str]) -> int:
         pidfile=replica.pidfile,
         # The services' own output (tracebacks at start-up) lands beside the log.
         log_file=replica.stdout,
-        # Two malloc arenas instead of one per thread: large uploads pass
-        # through worker threads, and per-thread arenas keep their peaks.
         env={
-            "MALLOC_ARENA_MAX": "2",
             **env,
             "PANTHEON_GRPC_LISTEN": replica.listen,
             "PANTHEON_METRICS_LISTEN": replica.metrics_listen,

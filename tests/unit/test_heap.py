@@ -1,9 +1,14 @@
-"""The servers' garbage-collector setting (pantheon/envconfig/heap.py)."""
+"""The servers' heap settings (pantheon/envconfig/heap.py): malloc, set on
+glibc except what the operator set; and the garbage collector."""
 
 from __future__ import annotations
 
 import gc
+import platform
+import subprocess
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +32,82 @@ def test_startup_objects_leave_the_collectors_sight_and_new_ones_do_not(unfrozen
     del cycle
     assert gc.collect() >= 1  # ...is still collected
     assert gc.get_freeze_count() == frozen
+
+
+def test_malloc_is_tuned_on_glibc_and_only_there() -> None:
+    # In a process of its own: the test runner's malloc stays as it was.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pantheon.envconfig import heap; print(heap.tune_malloc({}, thresholds=True))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
+
+
+class _Mallopt:
+    """Records mallopt(3) calls instead of making them."""
+
+    def __init__(self, answer: int = 1) -> None:
+        self.calls: dict[int, int] = {}
+        self.answer = answer
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls[param] = value
+        return self.answer
+
+
+@pytest.fixture
+def mallopt(monkeypatch: pytest.MonkeyPatch) -> _Mallopt:
+    fake = _Mallopt()
+    monkeypatch.setattr(heap.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda _: fake)
+    return fake
+
+
+ALL = {
+    heap.M_ARENA_MAX: heap.ARENAS,
+    heap.M_MMAP_THRESHOLD: heap.MMAP_THRESHOLD,
+    heap.M_TRIM_THRESHOLD: heap.TRIM_THRESHOLD,
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "kept"),
+    [
+        ({}, set()),
+        ({"MALLOC_ARENA_MAX": "4"}, {heap.M_ARENA_MAX}),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, {heap.M_ARENA_MAX}),
+        # Either threshold keeps both: setting one fixes the other in glibc.
+        ({"MALLOC_MMAP_THRESHOLD_": "1"}, {heap.M_MMAP_THRESHOLD, heap.M_TRIM_THRESHOLD}),
+        ({"MALLOC_TRIM_THRESHOLD_": "1"}, {heap.M_MMAP_THRESHOLD, heap.M_TRIM_THRESHOLD}),
+        (
+            {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=1"},
+            set(ALL),
+        ),
+    ],
+)
+def test_what_the_operator_set_is_left_as_set(mallopt: _Mallopt, env: dict[str, str], kept: set[int]) -> None:
+    assert heap.tune_malloc(env, thresholds=True)
+    assert mallopt.calls == {p: v for p, v in ALL.items() if p not in kept}
+
+
+def test_the_services_keep_glibcs_own_thresholds(mallopt: _Mallopt) -> None:
+    assert heap.tune_malloc({}, thresholds=False)
+    assert mallopt.calls == {heap.M_ARENA_MAX: heap.ARENAS}
+
+
+def test_a_refused_setting_is_reported(mallopt: _Mallopt, caplog: Any) -> None:
+    mallopt.answer = 0
+    assert not heap.tune_malloc({}, thresholds=True)
+    assert "malloc left at the platform's defaults" in caplog.text
+
+
+def test_nothing_is_changed_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda _: pytest.fail("mallopt called off glibc"))
+    assert not heap.tune_malloc({}, thresholds=True)
