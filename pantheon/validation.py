@@ -151,7 +151,9 @@ def _collect_bad(message: Message, path: Path, found: list[Path]) -> None:
             found.append(path)
         return
     if name == _STRUCT:  # the bulk of a record: its payload's numbers, read directly
-        for key, value in message.fields.items():  # type: ignore[attr-defined]
+        fields = message.fields  # type: ignore[attr-defined]
+        for key in fields:  # (a map's items() view costs half as much again)
+            value = fields[key]
             kind = value.WhichOneof("kind")
             if kind == "number_value":
                 if not math.isfinite(value.number_value):
