@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("configuration: %s", exc)
         return 2
     heap.tune_malloc(os.environ, thresholds=True)
-    heap.freeze_startup_objects()
+    heap.tune_collector()
     log.info("serving https://%s:%d", settings.listen_host, settings.listen_port)
     uvicorn.run(
         app,

@@ -40,7 +40,7 @@ async def _serve(settings: ServiceSettings) -> None:
     running = await create_server(settings)
     # Start the parsing processes now, so the first large document does not wait for one.
     workers.pool().warm()
-    heap.freeze_startup_objects()
+    heap.tune_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -92,6 +92,15 @@ def _ready() -> None:
     """A no-op run in a worker process to start it."""
 
 
+def _start_worker() -> None:
+    """A worker process's start: import what its tasks run, then set its
+    collector as the servers set theirs (pantheon/envconfig/heap.py)."""
+    from pantheon.envconfig import heap
+    from pantheon.ingest import record_document, records  # noqa: F401  (imported to be frozen)
+
+    heap.tune_collector()
+
+
 class Lane:
     """One executor, created on first use, holding at most `limit` tasks (running or waiting)."""
 
@@ -188,6 +197,7 @@ class NormaliserPool:
                 process_workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 max_tasks_per_child=process_max_tasks_per_child,
+                initializer=_start_worker,
             ),
             process_workers + process_queue,
         )

@@ -16,17 +16,21 @@ from pantheon.envconfig import heap
 
 
 @pytest.fixture
-def unfrozen() -> Iterator[None]:
+def collector() -> Iterator[None]:
+    threshold = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
-def test_startup_objects_leave_the_collectors_sight_and_new_ones_do_not(unfrozen: None) -> None:
+def test_startup_objects_leave_the_collectors_sight_and_new_ones_do_not(collector: None) -> None:
     assert gc.get_freeze_count() == 0
-    heap.freeze_startup_objects()
+    _, older, oldest = gc.get_threshold()
+    heap.tune_collector()
     frozen = gc.get_freeze_count()
     assert frozen > 1000  # the interpreter's and the imports' objects
+    assert gc.get_threshold() == (heap.YOUNG_OBJECTS, older, oldest)  # the older generations as they were
     cycle: list[object] = []
     cycle.append(cycle)  # garbage made while serving...
     del cycle

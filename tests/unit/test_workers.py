@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pantheon.envconfig import heap
 from pantheon.errors import Unavailable
 from pantheon.ingest import workers
 from pantheon.ingest.formats.base import InvalidContent, Normaliser
@@ -231,6 +233,16 @@ async def test_a_dead_worker_process_is_a_retryable_error_and_the_pool_recovers(
         assert pool.processes.held == 0
     finally:
         pool.close()
+
+
+def _collector() -> tuple[tuple[int, int, int], int]:
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+async def test_a_worker_process_sets_its_collector_as_the_servers_do(shared: NormaliserPool) -> None:
+    threshold, frozen = await shared.run_in_process(_collector)
+    assert threshold[0] == heap.YOUNG_OBJECTS
+    assert frozen > 1000  # its imports, the record modules its tasks run included
 
 
 async def test_the_process_wide_pool_can_be_configured_and_shut_down() -> None:
