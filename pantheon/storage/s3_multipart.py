@@ -2,8 +2,9 @@
 
 S3ObjectStore.put_stream (s3.py) regroups an upload's chunks into parts
 (`parts`); an object of one part is one conditional PUT there, anything
-larger is uploaded here (`upload`), so an upload of any size holds at most
-two parts in memory. The calls minio-py's public API lacks go through
+larger is uploaded here (`upload`), one part at a time while the next one
+streams in: an upload of any size holds about two parts in memory (three
+while a part is being joined from its chunks). The calls minio-py's public API lacks go through
 minio_calls.py; each runs in the store's pool through the `run` it is given.
 """
 
@@ -64,22 +65,21 @@ async def upload(
     started: list[asyncio.Task[UploadedPart]] = []
     size = 0
     try:
-        # Upload part n while part n+1 streams in: two parts in memory.
-        pending: asyncio.Task[UploadedPart] | None = None
-        number = 0
-        block: bytes | None = first
-        nxt: bytes | None = second
-        while block is not None:
-            number += 1
+        # Part n uploads while part n+1 streams in; n+1 starts once n is
+        # done. (Starting it at once would hold a third part whenever the
+        # stream outruns the store.)
+        uploading: asyncio.Task[UploadedPart] | None = None
+        async for block in prepend_parts(first, second, rest):
+            if uploading is not None:
+                uploaded.append(await uploading)
             size += len(block)
-            task = asyncio.create_task(_upload_part(run, client, bucket, key, upload_id, number, block))
-            started.append(task)
-            if pending is not None:
-                uploaded.append(await pending)
-            pending = task
-            block, nxt = nxt, (await anext(rest, None) if nxt is not None else None)
-        if pending is not None:
-            uploaded.append(await pending)
+            uploading = asyncio.create_task(
+                _upload_part(run, client, bucket, key, upload_id, len(started) + 1, block)
+            )
+            started.append(uploading)
+            del block  # the task holds it until its part is sent
+        if uploading is not None:
+            uploaded.append(await uploading)
         result = await run(
             _complete,
             client,
@@ -154,23 +154,37 @@ async def _abort(
         log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
 
+async def prepend_parts(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The two parts read to decide on a multipart upload, then the rest."""
+    yield first
+    del first
+    yield second
+    del second
+    async for part in rest:
+        yield part
+
+
 async def parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
-    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass."""
+    """Regroup incoming chunks into parts of `size` bytes, hashing as they pass.
+
+    A part's chunks are let go once joined, before the part is handed on,
+    so they are not held while it uploads.
+    """
     pending: list[bytes] = []
     held = 0
     async for chunk in chunks:
         digest.update(chunk)
         pending.append(chunk)
         held += len(chunk)
-        if held >= size:
-            # One copy per part: join, then cut off the overhang for the next.
-            joined = b"".join(pending)
-            yield joined[:size]
-            pending, held = [joined[size:]], held - size
-            while held >= size:
-                joined = pending[0]
-                yield joined[:size]
-                pending, held = [joined[size:]], held - size
+        while held >= size:
+            # One copy per part: join, then keep only the overhang for the next.
+            joined = b"".join(pending)  # (a single chunk is not copied)
+            overhang = joined[size:]
+            part = joined[:size]  # the same object when there is no overhang
+            pending, held = [overhang] if overhang else [], held - size
+            del joined
+            yield part
+            del part
     if held:
         yield b"".join(pending)
 

@@ -353,8 +353,6 @@ async def test_a_large_stream_is_a_conditional_multipart_upload() -> None:
     stored = await store_on(http).put_stream("b", "k", chunks(data), "text/csv", {"sha256": "x"})
     create, *parts, complete = http.sent
     assert (create.method, create.query) == ("POST", {"uploads": ""})
-    # Part n uploads while part n+1 streams in: they may reach the store in any order.
-    parts.sort(key=lambda p: int(p.query["partNumber"]))
     assert [(p.method, p.query) for p in parts] == [
         ("PUT", {"partNumber": str(n), "uploadId": "U1"}) for n in (1, 2, 3)
     ]
@@ -366,6 +364,29 @@ async def test_a_large_stream_is_a_conditional_multipart_upload() -> None:
     assert complete.headers["if-none-match"] == "*"
     assert (stored.size, stored.etag, stored.encryption) == (len(data), "e-3", "AES256")
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_parts_upload_one_at_a_time_while_the_next_one_streams_in() -> None:
+    read = 0  # chunks of 1 MiB the store has taken from the stream
+    seen: list[tuple[int, int]] = []  # (part number, chunks read when its PUT was sent)
+
+    async def counted(data: bytes) -> AsyncIterator[bytes]:
+        nonlocal read
+        async for chunk in chunks(data):
+            read += 1
+            yield chunk
+
+    def answer(sent: Sent) -> urllib3.HTTPResponse:
+        if sent.method == "PUT":
+            seen.append((int(sent.query["partNumber"]), read))
+        return multipart()(sent)
+
+    data = b"x" * (6 * PART + 2**20)  # 31 MiB: six parts of 5 MiB and one of 1
+    await store_on(FakeHTTP(answer)).put_stream("b", "k", counted(data), "text/csv", {})
+    # In order, one at a time; when part n is sent, at most part n+1 has been
+    # read (5 chunks a part): no third part is held while the store is slow.
+    assert [n for n, _ in seen] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(chunks_read <= 5 * (n + 1) for n, chunks_read in seen), seen
 
 
 async def test_writes_are_refused_without_a_request_while_the_cluster_has_no_write_quorum() -> None:
