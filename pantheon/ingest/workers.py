@@ -31,8 +31,8 @@ Where the work runs, by what it costs:
   threads, and forking a process with threads is unsafe. As with any
   spawned pool, the program's main module must be safe to import (the
   `if __name__ == "__main__":` idiom; `python -m pantheon` is). A worker is
-  replaced after `PROCESS_MAX_TASKS_PER_CHILD` documents, so memory it kept
-  from a large one is given back.
+  replaced after `PROCESS_MAX_TASKS_PER_CHILD` tasks, so memory it kept
+  from large ones is given back now and then.
 
 Admission: each pool holds at most its workers plus a queue
 (`THREAD_QUEUE`, `PROCESS_QUEUE`) of tasks. One more is refused at once
@@ -82,8 +82,12 @@ THREAD_MAX_DOCUMENT_BYTES = 256 * 1024
 PROCESS_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
 #: Documents that may wait for a worker process; one more is refused as busy.
 PROCESS_QUEUE = 8
-#: Documents a worker process parses before it is replaced.
-PROCESS_MAX_TASKS_PER_CHILD = 100
+#: Tasks a worker process runs before it is replaced. Each record batch is
+#: two or three tasks (parse, check, encode), and a replacement costs the
+#: call waiting for it about half a second (a new process imports
+#: everything): at 100, batches stalled on one every 40 or so. What a worker
+#: keeps from a 13 MiB document once it is done is about 10 MiB (measured).
+PROCESS_MAX_TASKS_PER_CHILD = 1000
 #: Retry-After of a refusal for lack of workers, in seconds.
 BUSY_RETRY_AFTER_S = 1
 
