@@ -30,6 +30,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon import context as ctx
 from pantheon import metrics, streams, tracing
+from pantheon.envconfig import heap
 from pantheon.errors import InvalidArgument, PantheonError, PermissionDenied, Unauthenticated, Unavailable
 from pantheon.policy import PRINCIPAL_HEADER, Grant, PolicyFile, current_grant, fingerprint
 from pantheon.validation import violations
@@ -89,6 +90,7 @@ async def _checked(requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
 
 async def _abort(context: Context, exc: BaseException, method: str) -> NoReturn:
     metrics.REJECTS.labels(exc.reason if isinstance(exc, PantheonError) else "internal").inc()
+    heap.collect_after_failure()  # what the failed call held, freed soon
     if not isinstance(exc, PantheonError):
         log.exception("%s failed (request %s)", method, ctx.request_id.get())
         exc = PantheonError(f"internal error; request id {ctx.request_id.get()}")

@@ -75,6 +75,7 @@ async def _chunks(first: Any, stream: AsyncIterator[Any]) -> AsyncIterator[bytes
         chunk = message.chunk
         limit = _chunk_cap(message.DESCRIPTOR)
         if limit is not None and len(chunk) > limit:
+            del chunk  # not kept alive by the error's traceback
             raise InvalidArgument.from_violations(
                 [FieldViolation("chunk", "bytes.max_len", f"must be at most {limit} bytes")]
             )
@@ -84,12 +85,17 @@ async def _chunks(first: Any, stream: AsyncIterator[Any]) -> AsyncIterator[bytes
 
 @cache
 def _chunk_cap(descriptor: Descriptor) -> int | None:
-    """The proto's size cap of an upload stream message's `chunk`, if it has
-    one (cached per message type: it is read for every chunk)."""
+    """The proto's size cap of an upload stream message's `chunk`, if that
+    is the field's only rule (cached per message type: it is read for every
+    chunk). A chunk with any other rule is left to the full check."""
     if "part" not in descriptor.oneofs_by_name or "chunk" not in descriptor.fields_by_name:
         return None
-    options = descriptor.fields_by_name["chunk"].GetOptions()
-    return int(options.Extensions[validate_pb2.field].bytes.max_len) or None
+    rules = descriptor.fields_by_name["chunk"].GetOptions().Extensions[validate_pb2.field]
+    if [f.name for f, _ in rules.ListFields()] != ["bytes"]:
+        return None
+    if [f.name for f, _ in rules.bytes.ListFields()] != ["max_len"]:
+        return None
+    return int(rules.bytes.max_len)
 
 
 def is_chunk(message: Message) -> bool:

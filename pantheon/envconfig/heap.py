@@ -39,13 +39,18 @@ in the services' worker processes):
   once more by the older generations: with 700, the services spent 180-200
   ms of every 5 s of 1000-record batches collecting (hundreds of passes),
   with `YOUNG_OBJECTS` about one pass in the same run. Almost all of this
-  garbage is freed by reference counting the moment it is dropped; what the
-  collector is for, garbage in reference cycles, now waits for at most
-  that many new objects.
+  garbage is freed by reference counting the moment it is dropped.
+- What only the collector frees is garbage in reference cycles, and a failed
+  call leaves some: its error's traceback holds the call's frames, and they
+  whatever the call held (an upload's chunks and parts, several MiB). So
+  that failures cannot pile those up while 20,000 new objects come, a
+  failed call asks for a collection soon after (`collect_after_failure`):
+  at most one every `FAILURE_COLLECTION_S`, whatever the number of failures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -108,6 +113,11 @@ def tune_malloc(env: Mapping[str, str], *, thresholds: bool) -> bool:
 
 #: Net new objects between two collections of the youngest generation.
 YOUNG_OBJECTS = 20_000
+#: Delay of the collection a failed call asks for; failures within it share one.
+FAILURE_COLLECTION_S = 0.1
+
+#: The loop a collection is due on (None: none is).
+_due_on: asyncio.AbstractEventLoop | None = None
 
 
 def tune_collector() -> None:
@@ -117,3 +127,19 @@ def tune_collector() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_OBJECTS, older, oldest)
+
+
+def collect_after_failure() -> None:
+    """Collect soon (once the failed call has unwound), unless already due
+    on this loop (one that was closed meanwhile never runs its collection)."""
+    global _due_on
+    loop = asyncio.get_running_loop()
+    if _due_on is not loop:
+        _due_on = loop
+        loop.call_later(FAILURE_COLLECTION_S, _collect)
+
+
+def _collect() -> None:
+    global _due_on
+    _due_on = None
+    gc.collect()

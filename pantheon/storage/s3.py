@@ -140,9 +140,10 @@ class S3ObjectStore:
                 # Small object: one conditional PUT.
                 result = await self._put(bucket, key, first, headers, if_absent=True)
                 return s3_multipart.with_digest(result, sha256=digest.hexdigest(), size=len(first))
-            return await s3_multipart.upload(
-                self._run, self._client, bucket, key, headers, first, second, parts, digest
-            )
+            # Handed over, not kept: each part is let go once it is sent.
+            blocks = s3_multipart.prepend_parts(first, second, parts)
+            del first, second
+            return await s3_multipart.upload(self._run, self._client, bucket, key, headers, blocks, digest)
         except AlreadyExists as exc:
             # Create-only writes are decided at the last part: all was read.
             async for _ in parts:

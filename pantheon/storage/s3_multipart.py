@@ -41,13 +41,11 @@ async def upload(
     bucket: str,
     key: str,
     headers: dict[str, str],
-    first: bytes,
-    second: bytes,
-    rest: AsyncIterator[bytes],
+    blocks: AsyncIterator[bytes],
     digest: Any,
 ) -> StoredObject:
-    """Upload `first`, `second` and the parts of `rest` as one multipart
-    upload, completed only if `key` does not exist yet; aborted on any failure."""
+    """Upload `blocks` (two at least) as the parts of one multipart upload,
+    completed only if `key` does not exist yet; aborted on any failure."""
     what = f"upload {bucket}/{key}"
     try:
         upload_id = await run(
@@ -69,7 +67,7 @@ async def upload(
         # done. (Starting it at once would hold a third part whenever the
         # stream outruns the store.)
         uploading: asyncio.Task[UploadedPart] | None = None
-        async for block in prepend_parts(first, second, rest):
+        async for block in blocks:
             if uploading is not None:
                 uploaded.append(await uploading)
             size += len(block)
@@ -155,11 +153,12 @@ async def _abort(
 
 
 async def prepend_parts(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The two parts read to decide on a multipart upload, then the rest."""
-    yield first
-    del first
-    yield second
-    del second
+    """The two parts read to decide on a multipart upload, then the rest;
+    each let go once handed on."""
+    parts = [first, second]
+    del first, second
+    while parts:
+        yield parts.pop(0)
     async for part in rest:
         yield part
 

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import io
 import re
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -387,6 +388,30 @@ async def test_parts_upload_one_at_a_time_while_the_next_one_streams_in() -> Non
     # read (5 chunks a part): no third part is held while the store is slow.
     assert [n for n, _ in seen] == [1, 2, 3, 4, 5, 6, 7]
     assert all(chunks_read <= 5 * (n + 1) for n, chunks_read in seen), seen
+
+
+class Forgetful(FakeHTTP):
+    """A FakeHTTP that keeps no request body, so a test can measure what the store holds."""
+
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> urllib3.HTTPResponse:  # type: ignore[override]
+        return super().urlopen(method, url, redirect, **{**kw, "body": b""})
+
+
+async def test_an_upload_of_any_size_holds_about_two_parts() -> None:
+    async def fresh(parts: int) -> AsyncIterator[bytes]:
+        for _ in range(parts * 5):
+            yield bytes(2**20)  # a new 1 MiB chunk, as the network gives them
+
+    tracemalloc.start()
+    try:
+        await store_on(Forgetful(multipart())).put_stream("b", "k", fresh(8), "text/csv", {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The part being sent, the next one's chunks and their join: three parts
+    # at the worst moment. Holding a third part besides, or keeping the first
+    # two for the whole upload, comes to four or five.
+    assert peak < 3.5 * PART, peak / 2**20
 
 
 async def test_writes_are_refused_without_a_request_while_the_cluster_has_no_write_quorum() -> None:

@@ -19,6 +19,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from prometheus_client import REGISTRY
 
 from pantheon.devstack.mesh import DEV_CLIENT, INGEST
+from pantheon.envconfig import heap
 from pantheon.errors import Unavailable
 from pantheon.ingest.records import MAX_RECORD_BYTES
 from pantheon.policy import INTERNAL_GRANT, current_grant
@@ -217,6 +218,22 @@ async def test_a_chunk_over_the_proto_cap_is_refused(served: tuple) -> None:  # 
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert _reason(caught.value) == "validation_failed"
     assert store.stored() == [] and publisher.events == []
+
+
+async def test_a_failed_call_asks_for_a_collection(served: tuple, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    # What the failed call held sits in reference cycles (its traceback):
+    # collected soon (pantheon/envconfig/heap.py), not after 20,000 objects.
+    _, stub, store, _ = served
+    asked: list[None] = []
+    monkeypatch.setattr(heap, "collect_after_failure", lambda: asked.append(None))
+    header = pb.ObjectHeader(
+        metadata=metadata("src-a"), declared_media_type="text/csv", expected_sha256="0" * 64
+    )
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IngestObject(
+            iter([pb.IngestObjectRequest(header=header), pb.IngestObjectRequest(chunk=CSV)])
+        )
+    assert asked and store.stored() == []
 
 
 async def test_a_resumed_call_with_other_content_is_refused_and_learns_nothing(served: tuple) -> None:  # type: ignore[type-arg]

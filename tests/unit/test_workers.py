@@ -242,7 +242,7 @@ def _collector() -> tuple[tuple[int, int, int], int]:
 async def test_a_worker_process_sets_its_collector_as_the_servers_do(shared: NormaliserPool) -> None:
     threshold, frozen = await shared.run_in_process(_collector)
     assert threshold[0] == heap.YOUNG_OBJECTS
-    assert frozen > 1000  # its imports, the record modules its tasks run included
+    assert frozen > 1000  # what it imported to start
 
 
 async def test_the_process_wide_pool_can_be_configured_and_shut_down() -> None:
