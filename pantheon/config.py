@@ -121,8 +121,8 @@ class S3Settings(EnvSettings):
     ca_file: OptionalText = variable("PANTHEON_S3_CA_FILE", "PANTHEON_CA_FILE", default=None)
     region: Text = variable("PANTHEON_S3_REGION", default="us-east-1")
     #: Multipart part size (S3's minimum, 5 MiB, by default): the storage
-    #: service holds two parts per upload in memory (three while one is
-    #: joined from its chunks), so this bounds memory per concurrent upload.
+    #: service holds about three parts per upload in memory (two in flight,
+    #: one streaming in), so this bounds memory per concurrent upload.
     #: Objects may have up to 10000 parts.
     part_size: int = whole("PANTHEON_S3_PART_SIZE", S3_MIN_PART, low=S3_MIN_PART, high=S3_MAX_PART)
     #: Threads of the object store's own pool (blocking S3 calls run there,

@@ -2,9 +2,9 @@
 
 S3ObjectStore.put_stream (s3.py) regroups an upload's chunks into parts
 (`parts`); an object of one part is one conditional PUT there, anything
-larger is uploaded here (`upload`), one part at a time while the next one
-streams in: an upload of any size holds about two parts in memory (three
-while a part is being joined from its chunks). The calls minio-py's public API lacks go through
+larger is uploaded here (`upload`), two parts in flight at most while the
+next one streams in: an upload of any size holds about three parts in
+memory. The calls minio-py's public API lacks go through
 minio_calls.py; each runs in the store's pool through the `run` it is given.
 """
 
@@ -63,21 +63,22 @@ async def upload(
     started: list[asyncio.Task[UploadedPart]] = []
     size = 0
     try:
-        # Part n uploads while part n+1 streams in; n+1 starts once n is
-        # done. (Starting it at once would hold a third part whenever the
-        # stream outruns the store.)
-        uploading: asyncio.Task[UploadedPart] | None = None
+        # Part n starts as soon as it is read, while part n-1 may still be
+        # uploading; part n+1 is read once part n-1 is done. So two parts are
+        # in flight and one streams in: never a part read and waiting.
+        previous: asyncio.Task[UploadedPart] | None = None
         async for block in blocks:
-            if uploading is not None:
-                uploaded.append(await uploading)
             size += len(block)
-            uploading = asyncio.create_task(
+            task = asyncio.create_task(
                 _upload_part(run, client, bucket, key, upload_id, len(started) + 1, block)
             )
-            started.append(uploading)
+            started.append(task)
             del block  # the task holds it until its part is sent
-        if uploading is not None:
-            uploaded.append(await uploading)
+            if previous is not None:
+                uploaded.append(await previous)
+            previous = task
+        if previous is not None:
+            uploaded.append(await previous)
         result = await run(
             _complete,
             client,
