@@ -105,9 +105,11 @@ def is_chunk(message: Message) -> bool:
 
 
 async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`head` (if any), then everything in `rest`."""
+    """`head` (if any), then everything in `rest`; `head` is let go once
+    handed on (it may be an upload's whole part)."""
     if head:
         yield head
+    del head
     async for piece in rest:
         yield piece
 

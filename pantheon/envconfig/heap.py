@@ -91,21 +91,15 @@ def operator_set(env: Mapping[str, str], setting: tuple[tuple[str, ...], tuple[s
 def tune_malloc(env: Mapping[str, str], *, thresholds: bool) -> bool:
     """Apply `ARENAS`, and the thresholds if asked, except what the operator
     set; False (and a warning) when not on glibc, or when mallopt refused."""
-    done = platform.libc_ver()[0] == "glibc"
-    if done:
-        try:
-            mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
-        except (OSError, AttributeError):
-            done = False
-    if done:
-        # Each mallopt returns 1 on success.
-        if not operator_set(env, _ARENA_SETTING):
-            done = bool(mallopt(M_ARENA_MAX, ARENAS))
-        if thresholds and not operator_set(env, _THRESHOLD_SETTINGS):
-            done = (
-                bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-                and done
-            )
+    wanted = [] if operator_set(env, _ARENA_SETTING) else [(M_ARENA_MAX, ARENAS)]
+    if thresholds and not operator_set(env, _THRESHOLD_SETTINGS):
+        wanted += [(M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+    try:
+        mallopt = ctypes.CDLL(None).mallopt if platform.libc_ver()[0] == "glibc" else None
+    except (OSError, AttributeError):  # the process's own C library has none
+        mallopt = None
+    # Each mallopt returns 1 on success; every one is tried.
+    done = mallopt is not None and all([mallopt(param, value) for param, value in wanted])
     if not done:
         log.warning("malloc left at the platform's defaults (not glibc, or mallopt refused)")
     return done

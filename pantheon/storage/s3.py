@@ -45,6 +45,7 @@ from pantheon.errors import AlreadyExists, Internal
 from pantheon.storage import minio_calls, s3_multipart
 from pantheon.storage.object_store import ExistingObject, Listing, PreconditionFailed, StoredObject, translate
 from pantheon.storage.quorum import WriteQuorum, cluster_health
+from pantheon.streams import prepend
 
 #: SSE-S3 on every write, even where a bucket lacks default encryption.
 _SSE = {"X-Amz-Server-Side-Encryption": "AES256"}
@@ -141,7 +142,7 @@ class S3ObjectStore:
                 result = await self._put(bucket, key, first, headers, if_absent=True)
                 return s3_multipart.with_digest(result, sha256=digest.hexdigest(), size=len(first))
             # Handed over, not kept: each part is let go once it is sent.
-            blocks = s3_multipart.prepend_parts(first, second, parts)
+            blocks = prepend(first, prepend(second, parts))
             del first, second
             return await s3_multipart.upload(self._run, self._client, bucket, key, headers, blocks, digest)
         except AlreadyExists as exc:

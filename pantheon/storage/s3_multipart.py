@@ -153,17 +153,6 @@ async def _abort(
         log.warning("could not abort upload of %s/%s: %s", bucket, key, type(exc).__name__)
 
 
-async def prepend_parts(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The two parts read to decide on a multipart upload, then the rest;
-    each let go once handed on."""
-    parts = [first, second]
-    del first, second
-    while parts:
-        yield parts.pop(0)
-    async for part in rest:
-        yield part
-
-
 async def parts(chunks: AsyncIterator[bytes], size: int, digest: Any) -> AsyncIterator[bytes]:
     """Regroup incoming chunks into parts of `size` bytes, hashing as they pass.
 

@@ -477,6 +477,29 @@ async def test_a_commit_that_fails_after_the_publish_is_finished_by_the_reconcil
     assert await served.visible(batch_id) and await served.marker_removed()
 
 
+async def test_a_chunk_over_the_cap_sent_to_storage_is_refused_and_leaves_nothing() -> None:
+    # The cap is checked where storage reads the chunk (pantheon/streams.py):
+    # after the marker was written, which the refusal removes again.
+    store = MemoryObjectStore()
+    servicer = StorageServicer(store, PageTokens(b"k" * 32))
+    meta = metadata("src-a")
+    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
+
+    async def requests() -> AsyncIterator[spb.PutObjectRequest]:
+        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield spb.PutObjectRequest(chunk=CSV)
+        yield spb.PutObjectRequest(chunk=b"x" * (4 * 2**20 + 1))
+
+    token = current_grant.set(INTERNAL_GRANT)
+    try:
+        with pytest.raises(InvalidArgument) as caught:
+            await servicer.PutObject(requests(), None)  # type: ignore[arg-type]
+    finally:
+        current_grant.reset(token)
+    assert [(v.field, v.rule_id) for v in caught.value.violations] == [("chunk", "bytes.max_len")]
+    assert store.stored() == [] and not [k for _, k in store.objects if k.startswith(PENDING_PREFIX)]
+
+
 async def test_an_upload_cancelled_while_its_marker_is_written_leaves_no_marker() -> None:
     # The caller cancels (its content turned out invalid) while storage waits
     # for the store's answer to the marker PUT, which has already landed.
