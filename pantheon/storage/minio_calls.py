@@ -8,7 +8,7 @@ stats, listings and deletes. Two things it needs are not in that API:
   CompleteMultipartUpload, so that of two writers of one key exactly one
   wins and the other is told (412);
 - a multipart upload fed part by part from our own asynchronous stream, so
-  an upload of any size holds at most two parts in memory.
+  an upload of any size holds about three parts in memory.
 
 Each function below is one S3 request through a private minio-py method,
 with a comment saying why the public API does not do it. `Client` is

@@ -8,7 +8,7 @@ only that pool: the default executor stays free for everything else (calls
 beyond the pool's size wait in its queue). Two things minio-py's public API
 lacks, conditional writes (`If-None-Match: *` to create, `If-Match: <etag>`
 to compare-and-swap) and multipart uploads fed part by part from a stream
-(so an upload of any size holds at most two parts in memory), go through
+(so an upload of any size holds about three parts in memory), go through
 its private request layer: only in minio_calls.py, which says why for each
 call and whose tests pin them. Multipart uploads are in s3_multipart.py.
 """

@@ -477,16 +477,21 @@ async def test_a_commit_that_fails_after_the_publish_is_finished_by_the_reconcil
     assert await served.visible(batch_id) and await served.marker_removed()
 
 
+def _upload_header() -> spb.PutObjectRequest:
+    """The first message of a PutObject stream, for a CSV object under a new id."""
+    meta = metadata("src-a")
+    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
+    return spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+
+
 async def test_a_chunk_over_the_cap_sent_to_storage_is_refused_and_leaves_nothing() -> None:
     # The cap is checked where storage reads the chunk (pantheon/streams.py):
     # after the marker was written, which the refusal removes again.
     store = MemoryObjectStore()
     servicer = StorageServicer(store, PageTokens(b"k" * 32))
-    meta = metadata("src-a")
-    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
 
     async def requests() -> AsyncIterator[spb.PutObjectRequest]:
-        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield _upload_header()
         yield spb.PutObjectRequest(chunk=CSV)
         yield spb.PutObjectRequest(chunk=b"x" * (4 * 2**20 + 1))
 
@@ -516,11 +521,9 @@ async def test_an_upload_cancelled_while_its_marker_is_written_leaves_no_marker(
 
     store = SlowAnswers()
     servicer = StorageServicer(store, PageTokens(b"k" * 32))
-    meta = metadata("src-a")
-    meta.id, meta.format = new_ulid(), md.FORMAT_CSV
 
     async def requests() -> AsyncIterator[spb.PutObjectRequest]:
-        yield spb.PutObjectRequest(header=spb.PutObjectHeader(metadata=meta))
+        yield _upload_header()
         yield spb.PutObjectRequest(chunk=CSV)
         await asyncio.Event().wait()  # the rest never comes
 
