@@ -5,12 +5,13 @@ from its publishing and from its producer replacement
 (pantheon.events.replacement): what it uses of a librdkafka
 producer (`KafkaProducer`), an event encoded for the local queue with the
 bytes it takes there (`Queued`), a call waiting on the deliveries of its
-events (`Waiting`) and each event it is owed (`Owed`), one underlying
-producer and the deliveries still owed on it (`Generation`), which delivery
-errors mean "not acknowledged, retry", the UNAVAILABLE errors calls fail
-with, and settling a call's future from the delivery thread: once, when the
-last of its events is reported, so a batch of a thousand events wakes the
-event loop once, not a thousand times.
+events (`Waiting`), one underlying producer and the calls still owed
+deliveries on it (`Generation`), which delivery errors mean "not
+acknowledged, retry", the UNAVAILABLE errors calls fail with, and settling
+a call's future from the delivery thread: once, when the last of its events
+is reported, so a batch of a thousand events wakes the event loop once, not
+a thousand times. The bookkeeping is per call, not per event (one entry,
+one delivery callback): a record batch queues a thousand events at once.
 """
 
 from __future__ import annotations
@@ -73,24 +74,48 @@ class Queued:
     size: int
 
 
-@dataclass
+@dataclass(eq=False)
 class Waiting:
-    """A call's future, settled when the delivery of each of its events is reported."""
+    """A call's events in the local queue, and its future: settled once every
+    event is queued and its delivery reported."""
 
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
-    #: Events whose delivery is not reported yet.
-    left: int
+    #: When the call began queueing (perf_counter): delivery time counts from it.
+    produced: float
+    #: Events queued whose delivery is not reported yet.
+    left: int = 0
+    #: Bytes the call's events take in the local queue, until it is settled.
+    size: int = 0
+    #: Queueing is over: every event is queued, or the call gave up.
+    queued: bool = False
     #: The first delivery error reported, which the call fails with.
     error: BaseException | None = None
 
+    def note(self, error: BaseException | None) -> None:
+        """Keep the first error, or the first that a retry cannot cure (a
+        refusal outranks "not acknowledged", whatever order the reports came in)."""
+        worse = isinstance(self.error, Unavailable) and not isinstance(error, Unavailable)
+        if error is not None and (self.error is None or worse):
+            self.error = error
 
-@dataclass(frozen=True)
-class Owed:
-    """One queued event: the call waiting for it, and the bytes it takes in the queue."""
+    @property
+    def owed(self) -> bool:
+        """Whether a delivery report is still to come, or an event to be queued."""
+        return not self.queued or self.left > 0
 
-    waiting: Waiting
-    size: int
+    def settle(self) -> None:
+        """Settle the call's future on its event loop (from any thread)."""
+        # RuntimeError: its event loop is closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(_settle, self.future, self.error)
+
+    def abandon(self) -> None:
+        """Nobody will await the future (the call failed while queueing)."""
+        if not self.future.done():
+            self.future.cancel()
+        elif not self.future.cancelled():
+            self.future.exception()  # retrieved: asyncio need not warn about it
 
 
 @dataclass
@@ -103,8 +128,8 @@ class Generation:
     fatal: KafkaError | None = None
     #: Retired: nothing more is produced on it; its waiting calls have failed.
     retired: bool = False
-    #: By the token each event was produced with.
-    waiting: dict[int, Owed] = field(default_factory=dict)
+    #: The calls owed deliveries (or still queueing), by the token of each call.
+    waiting: dict[int, Waiting] = field(default_factory=dict)
 
 
 #: Delivery errors that mean "not acknowledged, retry": timeouts, transport,
@@ -174,22 +199,6 @@ def replacing() -> Unavailable:
 
 def unacknowledged() -> Unavailable:
     return Unavailable("event backbone did not acknowledge, retry later")
-
-
-def reported(owed: Owed, error: BaseException | None) -> None:
-    """One event's delivery is reported (`error` None: acknowledged); its call
-    is settled once every event is, with the first error, or the first that a
-    retry cannot cure (a refusal outranks "not acknowledged", whatever order
-    the reports came in). The caller holds the publisher's lock."""
-    waiting = owed.waiting
-    worse = isinstance(waiting.error, Unavailable) and not isinstance(error, Unavailable)
-    if error is not None and (waiting.error is None or worse):
-        waiting.error = error
-    waiting.left -= 1
-    if waiting.left == 0:
-        # RuntimeError: its event loop is closed, so nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            waiting.loop.call_soon_threadsafe(_settle, waiting.future, waiting.error)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

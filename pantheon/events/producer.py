@@ -47,7 +47,6 @@ from pantheon.events.delivery import (
     ErrorCallback,
     Generation,
     KafkaProducer,
-    Owed,
     ProducerFactory,
     Queued,
     Waiting,
@@ -56,7 +55,6 @@ from pantheon.events.delivery import (
     prepare,
     queue_full,
     replacing,
-    reported,
     unacknowledged,
 )
 from pantheon.events.replacement import ProducerReplacement
@@ -123,6 +121,8 @@ class KafkaPublisher(ProducerReplacement):
         #: reported on (librdkafka does not tell; the delivery thread subtracts).
         self._queued_bytes = 0
         self._tokens = itertools.count()
+        #: Acknowledged-events counters, by topic.
+        self._counters: dict[str, Any] = {}
         self._numbers = itertools.count(1)
         self._brokers_down = False
         self._replacements = 0
@@ -203,13 +203,30 @@ class KafkaPublisher(ProducerReplacement):
         await self._wait_for_room(batch, deadline)
         # The whole batch goes to one producer: the one current now.
         gen = self._gen
-        # Settled once every event's delivery is reported, with the first error.
-        # (A batch that fails part-way leaves it unsettled, and nobody waiting.)
-        waiting = Waiting(loop, loop.create_future(), left=len(batch))
-        for item in batch:
-            # With room for the batch this never awaits: nothing else
-            # produces between the check and the last event.
-            await self._produce(gen, item, waiting, deadline)
+        token = next(self._tokens)
+        # Settled once every event is queued and its delivery reported, with
+        # the first error; one callback serves every event of the call.
+        waiting = Waiting(loop, loop.create_future(), time.perf_counter())
+        report = self._reporter(gen, token, waiting)
+        try:
+            queued = 0
+            while True:
+                # With room for the batch this queues it all at once: nothing
+                # else produces between the check and the last event.
+                queued = self._produce(gen, token, waiting, report, batch, queued)
+                if queued == len(batch):
+                    break
+                # Only when the batch is larger than the queue, or librdkafka
+                # counts bytes differently: wait for room, asynchronously.
+                if loop.time() >= deadline:
+                    raise queue_full()
+                await asyncio.sleep(QUEUE_POLL_S)
+        except BaseException:
+            # What is queued may still be delivered; nobody waits for it.
+            self._stop_queueing(gen, token, waiting)
+            waiting.abandon()
+            raise
+        self._stop_queueing(gen, token, waiting)
         await waiting.future
 
     def _has_room(self, count: int, size: int) -> bool:
@@ -232,10 +249,10 @@ class KafkaPublisher(ProducerReplacement):
                 raise queue_full()
             await asyncio.sleep(QUEUE_POLL_S)
 
-    def _reporter(self, gen: Generation, token: int, topic: str) -> Any:
-        produced = time.perf_counter()
+    def _reporter(self, gen: Generation, token: int, waiting: Waiting) -> Any:
+        """The delivery callback of every event of one call."""
 
-        def report(error: KafkaError | None, _message: Any) -> None:
+        def report(error: KafkaError | None, message: Any) -> None:
             if error is not None and is_fatal(error):
                 self._kill(gen, error)
             failure: BaseException | None
@@ -248,57 +265,75 @@ class KafkaPublisher(ProducerReplacement):
                 log.error("kafka refused an event: %s", error.name())
                 failure = Internal("event backbone refused the event")
             with self._lock:
-                owed = gen.waiting.pop(token, None)
-                if owed is None:
+                if gen.waiting.get(token) is not waiting:
                     return  # the call already failed with its retired producer
-                self._queued_bytes -= owed.size
-                reported(owed, failure)
+                waiting.left -= 1
+                waiting.note(failure)
+                if not waiting.owed:
+                    self._settled(gen, token, waiting)
             if error is None:
                 if gen is self._gen:
                     self._brokers_down = False
-                metrics.EVENTS.labels(topic).inc()
-                metrics.DELIVERY_SECONDS.observe(time.perf_counter() - produced)
+                self._acknowledged(message.topic()).inc()
+                metrics.DELIVERY_SECONDS.observe(time.perf_counter() - waiting.produced)
 
         return report
 
-    async def _produce(self, gen: Generation, item: Queued, waiting: Waiting, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            fatal: KafkaError | None = None
-            with self._lock:
-                # A dead producer takes nothing more: what it would queue
-                # could never be acknowledged.
-                if gen.fatal is not None or gen.retired:
-                    raise replacing()
-                token = next(self._tokens)
+    def _acknowledged(self, topic: str) -> Any:
+        """The acknowledged-events counter of `topic` (its child, looked up once)."""
+        counter = self._counters.get(topic)
+        if counter is None:
+            counter = self._counters[topic] = metrics.EVENTS.labels(topic)
+        return counter
+
+    def _settled(self, gen: Generation, token: int, waiting: Waiting) -> None:
+        """The call is owed nothing more: free its room and wake it. Under the lock."""
+        del gen.waiting[token]
+        self._queued_bytes -= waiting.size
+        waiting.settle()
+
+    def _stop_queueing(self, gen: Generation, token: int, waiting: Waiting) -> None:
+        with self._lock:
+            waiting.queued = True
+            if gen.waiting.get(token) is waiting and not waiting.owed:
+                self._settled(gen, token, waiting)
+
+    def _produce(
+        self, gen: Generation, token: int, waiting: Waiting, report: Any, batch: Sequence[Queued], start: int
+    ) -> int:
+        """Queue `batch` from `start` on, in one go; how far it got (short of
+        the end only when the local queue is full)."""
+        fatal: KafkaError | None = None
+        with self._lock:
+            # A dead producer takes nothing more: what it would queue could
+            # never be acknowledged.
+            if gen.fatal is not None or gen.retired:
+                raise replacing()
+            gen.waiting[token] = waiting
+            produce = gen.producer.produce
+            for index in range(start, len(batch)):
+                item = batch[index]
                 try:
-                    gen.producer.produce(
-                        item.topic,
-                        value=item.value,
-                        key=item.key,
-                        headers=item.headers,
-                        on_delivery=self._reporter(gen, token, item.topic),
+                    produce(
+                        item.topic, value=item.value, key=item.key, headers=item.headers, on_delivery=report
                     )
                 except BufferError:
-                    pass
+                    return index
                 except KafkaException as exc:
                     fatal = kafka_error(exc)
                     if fatal is None or not is_fatal(fatal):
                         raise Internal("could not queue event") from exc
-                else:
-                    # Delivery reports are served by poll() on the delivery
-                    # thread, which takes this lock first: none is missed.
-                    gen.waiting[token] = Owed(waiting, item.size)
-                    self._queued_bytes += item.size
-                    return
-            if fatal is not None:
-                self._kill(gen, fatal)
-                raise replacing()
-            # Only when the batch is larger than the queue, or librdkafka
-            # counts bytes differently: wait for room, asynchronously.
-            if loop.time() >= deadline:
-                raise queue_full()
-            await asyncio.sleep(QUEUE_POLL_S)
+                    break
+                # Delivery reports are served by poll() on the delivery
+                # thread, which takes this lock first: none is missed.
+                waiting.left += 1
+                waiting.size += item.size
+                self._queued_bytes += item.size
+            else:
+                return len(batch)
+        assert fatal is not None
+        self._kill(gen, fatal)
+        raise replacing()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (bounded), then stop the delivery thread."""

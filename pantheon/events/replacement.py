@@ -31,7 +31,6 @@ from pantheon.events.delivery import (
     KafkaProducer,
     ProducerFactory,
     is_fatal,
-    reported,
     unacknowledged,
 )
 
@@ -152,10 +151,12 @@ class ProducerReplacement:
             log.exception("kafka producer: purging the dead producer failed")
         with self._lock:
             gen.retired = True
-            unreported = list(gen.waiting.values())
+            calls = list(gen.waiting.values())
             gen.waiting.clear()
-            self._queued_bytes -= sum(owed.size for owed in unreported)
-            for owed in unreported:
-                reported(owed, unacknowledged())
+            unreported = sum(waiting.left for waiting in calls)
+            for waiting in calls:
+                self._queued_bytes -= waiting.size
+                waiting.note(unacknowledged())
+                waiting.settle()
         if unreported:
-            log.warning("kafka producer: %d events of the dead producer failed unreported", len(unreported))
+            log.warning("kafka producer: %d events of the dead producer failed unreported", unreported)

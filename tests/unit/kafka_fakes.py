@@ -25,6 +25,16 @@ from pantheon.events.cloudevents import headers_for
 Report = Callable[[KafkaError | None, Any], None]
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """The message a delivery report names, with the accessor the publisher reads."""
+
+    _topic: str
+
+    def topic(self) -> str:
+        return self._topic
+
+
 class FakeProducer:
     """A producer whose deliveries the test decides, and which can die fatally.
 
@@ -37,12 +47,12 @@ class FakeProducer:
 
     def __init__(self, error_cb: Callable[[KafkaError], None] | None = None) -> None:
         self.error_cb = error_cb
-        self.queue: list[tuple[str, Report]] = []
+        self.queue: list[tuple[str, Report, Delivered]] = []
         self.produced: list[str] = []
         self.acked_on_flush: set[str] = set()
         self.fatal: KafkaError | None = None
         self.purged = False
-        self._reports: list[tuple[Report, KafkaError | None]] = []
+        self._reports: list[tuple[Report, KafkaError | None, Delivered]] = []
         self._lock = threading.Lock()
 
     def produce(self, topic: str, *, value: bytes, key: bytes, headers: Any, on_delivery: Report) -> None:
@@ -50,7 +60,7 @@ class FakeProducer:
             raise KafkaException(KafkaError(KafkaError._FATAL, "producer is dead", fatal=True))
         event_id = dict(headers)["ce_id"].decode()
         with self._lock:
-            self.queue.append((event_id, on_delivery))
+            self.queue.append((event_id, on_delivery, Delivered(topic)))
         self.produced.append(event_id)
 
     def die(self, code: int = KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER) -> None:
@@ -63,13 +73,13 @@ class FakeProducer:
         """Kafka answers everything queued (None: acknowledged)."""
         with self._lock:
             queued, self.queue = self.queue, []
-            self._reports += [(report, error) for _, report in queued]
+            self._reports += [(report, error, message) for _, report, message in queued]
 
     def _serve(self) -> None:
         with self._lock:
             reports, self._reports = self._reports, []
-        for report, error in reports:
-            report(error, None)
+        for report, error, message in reports:
+            report(error, message)
 
     def poll(self, timeout: float) -> int:
         self._serve()
@@ -78,9 +88,9 @@ class FakeProducer:
 
     def flush(self, timeout: float) -> int:
         with self._lock:
-            acked = [(event_id, report) for event_id, report in self.queue if event_id in self.acked_on_flush]
+            acked = [item for item in self.queue if item[0] in self.acked_on_flush]
             self.queue = [item for item in self.queue if item[0] not in self.acked_on_flush]
-            self._reports += [(report, None) for _, report in acked]
+            self._reports += [(report, None, message) for _, report, message in acked]
         self._serve()
         return len(self.queue)
 
@@ -88,7 +98,8 @@ class FakeProducer:
         self.purged = True
         with self._lock:
             queued, self.queue = self.queue, []
-            self._reports += [(report, KafkaError(KafkaError._PURGE_INFLIGHT)) for _, report in queued]
+            purged = KafkaError(KafkaError._PURGE_INFLIGHT)
+            self._reports += [(report, purged, message) for _, report, message in queued]
 
     def list_topics(self, *, timeout: float) -> Any:
         if self.fatal is not None:

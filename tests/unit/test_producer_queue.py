@@ -21,6 +21,7 @@ from pantheon_api.events.v1 import events_pb2
 from pantheon.config import KafkaSettings
 from pantheon.errors import Internal, Unavailable
 from pantheon.events.producer import Event, KafkaPublisher
+from tests.unit.kafka_fakes import Delivered
 
 
 class FakeProducer:
@@ -28,7 +29,7 @@ class FakeProducer:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.queue: list[tuple[str, Any]] = []
+        self.queue: list[tuple[str, Any, Delivered]] = []
         self.produced: list[str] = []
         self.full_refusals = 0
         self.length_checks = 0
@@ -38,15 +39,15 @@ class FakeProducer:
             self.full_refusals += 1
             raise BufferError("Local: Queue full")
         event_id = dict(headers)["ce_id"].decode()
-        self.queue.append((event_id, on_delivery))
+        self.queue.append((event_id, on_delivery, Delivered(topic)))
         self.produced.append(event_id)
 
     def deliver(self) -> None:
         """Kafka acknowledges everything queued."""
         queued, self.queue = self.queue, []
-        for _, on_delivery in queued:
+        for _, on_delivery, message in queued:
             if on_delivery is not None:
-                on_delivery(None, None)
+                on_delivery(None, message)
 
     def poll(self, timeout: float) -> int:
         time.sleep(timeout)  # the delivery thread's pace, as librdkafka's poll
@@ -85,7 +86,7 @@ def event(event_id: str) -> Event:
 
 def blocker(n: int) -> Any:
     """Messages already in the queue that no call of the test's owns."""
-    return [(f"old-{i}", None) for i in range(n)]
+    return [(f"old-{i}", None, Delivered("topic")) for i in range(n)]
 
 
 async def until(condition: Callable[[], object]) -> None:
@@ -162,8 +163,40 @@ async def test_a_batch_larger_than_the_queue_is_queued_as_room_allows() -> None:
     async with publisher(fake, deadline_ms=50) as p:
         with pytest.raises(Unavailable):
             await p.publish([event("e1"), event("e2"), event("e3")])
-    assert fake.produced == ["e1", "e2"]
-    assert fake.full_refusals >= 1
+        assert fake.produced == ["e1", "e2"]
+        assert fake.full_refusals >= 1
+        # What it queued is still owed its reports; once they come, its room is free.
+        assert p._queued_bytes > 0
+        fake.deliver()
+        await until(lambda: not p._gen.waiting)
+        assert p._gen.waiting == {} and p._queued_bytes == 0
+
+
+async def test_a_batch_is_queued_in_one_go_once_it_fits() -> None:
+    """No other call's event lands inside a batch: it is queued without yielding."""
+    fake = FakeProducer(capacity=100)
+    async with publisher(fake, deadline_ms=1000) as p:
+        batches = [[event(f"{name}{i}") for i in range(30)] for name in "abc"]
+        tasks = [asyncio.create_task(p.publish(batch)) for batch in batches]
+        await until(lambda: len(fake.produced) == 90)
+        assert fake.produced == [f"{name}{i}" for name in "abc" for i in range(30)]
+        fake.deliver()
+        await asyncio.gather(*tasks)
+        assert p._gen.waiting == {} and p._queued_bytes == 0
+
+
+async def test_a_cancelled_call_frees_its_room_when_its_reports_come() -> None:
+    fake = FakeProducer(capacity=3)
+    async with publisher(fake, deadline_ms=1000) as p:
+        task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
+        await until(lambda: fake.produced)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert p._queued_bytes > 0  # queued events are still in Kafka's hands
+        fake.deliver()
+        await until(lambda: not p._gen.waiting)
+        assert p._gen.waiting == {} and p._queued_bytes == 0
 
 
 async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -> None:
@@ -181,12 +214,12 @@ async def test_a_batch_fails_with_its_first_error_once_every_event_is_reported()
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1"), event("e2"), event("e3")]))
         await until(lambda: fake.produced)
-        (_, first), (_, second), (_, third) = fake.queue
-        first(None, None)  # acknowledged
-        second(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # not
+        (_, first, m1), (_, second, m2), (_, third, m3) = fake.queue
+        first(None, m1)  # acknowledged
+        second(KafkaError(KafkaError._MSG_TIMED_OUT), m2)  # not
         await asyncio.sleep(0.02)
         assert not task.done()  # the third is still owed a report
-        third(None, None)
+        third(None, m3)
         with pytest.raises(Unavailable) as caught:
             await task
         assert "did not acknowledge" in str(caught.value)
@@ -199,8 +232,8 @@ async def test_a_refusal_outranks_a_missing_acknowledgement_whatever_their_order
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1"), event("e2")]))
         await until(lambda: fake.produced)
-        (_, first), (_, second) = fake.queue
-        first(KafkaError(KafkaError._MSG_TIMED_OUT), None)
-        second(KafkaError(KafkaError.INVALID_MSG), None)
+        (_, first, m1), (_, second, m2) = fake.queue
+        first(KafkaError(KafkaError._MSG_TIMED_OUT), m1)
+        second(KafkaError(KafkaError.INVALID_MSG), m2)
         with pytest.raises(Internal):
             await task
