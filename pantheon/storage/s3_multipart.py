@@ -102,17 +102,20 @@ async def upload(
 async def _upload_part(
     run: Run, client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
 ) -> UploadedPart:
+    held = [data]
+    del data
     return await run(
-        minio_calls.upload_part,
-        client,
-        bucket,
-        key,
-        upload_id,
-        number,
-        data,
-        operation="UploadPart",
-        bucket=bucket,
+        _send_part, client, bucket, key, upload_id, number, held, operation="UploadPart", bucket=bucket
     )
+
+
+def _send_part(
+    client: Minio, bucket: str, key: str, upload_id: str, number: int, held: list[bytes]
+) -> UploadedPart:
+    # The part is taken out of `held`, so it is freed as soon as it is sent:
+    # the pool's thread drops its call's arguments only after the event loop
+    # has heard the result, and meanwhile the next part is being read in.
+    return minio_calls.upload_part(client, bucket, key, upload_id, number, held.pop())
 
 
 def _complete(
