@@ -11,7 +11,7 @@ read of a protobuf bytes field copies it, so each chunk is read exactly once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
 
@@ -114,9 +114,7 @@ async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
         yield piece
 
 
-async def pieces(data: bytes | Awaitable[bytes], size: int) -> AsyncIterator[bytes]:
-    """`data` (once it is there) in pieces of at most `size` bytes."""
-    if not isinstance(data, bytes):
-        data = await data
+async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    """`data` in pieces of at most `size` bytes."""
     for start in range(0, len(data), size):
         yield data[start : start + size]

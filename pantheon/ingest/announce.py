@@ -155,15 +155,22 @@ async def rebuild(
     return batch_events(topics, meta, ref, batch.identify(meta.id, accepted), rejected)
 
 
-async def triage(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
-    """Valid and invalid records; a large batch is checked in a worker process."""
+async def decide(
+    request: pb.IngestRecordsRequest, batch_id: str, csv_batch: bool
+) -> tuple[list[batch.Accepted], list[batch.Rejected], bytes]:
+    """The call's decision on each record, the valid ones with their ids, and
+    the batch object's bytes (`batch.decide`); a large batch is done in one
+    worker call, so its request is sent to a worker and parsed there once."""
     if len(request.records) <= batch.INLINE_MAX_RECORDS:
-        return batch.triage(request.records)
-    good, bad = await workers.pool().run_in_process(batch.triage_indices, request.SerializeToString())
+        return batch.decide(request.records, batch_id, csv_batch)
+    ids, bad, encoded = await workers.pool().run_in_process(
+        batch.decide_serialized, request.SerializeToString(), batch_id, csv_batch
+    )
     records = request.records
     return (
-        [batch.Accepted(i, "", records[i]) for i in good],
+        [batch.Accepted(i, record_id, records[i]) for i, record_id in ids],
         [batch.Rejected(i, records[i], violations) for i, violations in bad],
+        encoded,
     )
 
 

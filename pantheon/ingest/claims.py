@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -213,25 +213,9 @@ class Content:
     once, there. A replay sends nothing: `same_as` reads it and hashes it here.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], preparing: asyncio.Future[Any] | None = None) -> None:
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
         self._content = content
         self._sent = False
-        #: Work the content still waits for (a batch encoded in a worker).
-        self._preparing = preparing
-        if preparing is not None:
-            # Its failure is the call's, or nobody's once the call failed first.
-            preparing.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    async def ready(self) -> None:
-        """Wait until the content can be sent, before storage is called: a
-        failure to prepare it is then refused with nothing begun."""
-        if self._preparing is not None:
-            await self._preparing
-
-    def drop(self) -> None:
-        """Stop preparing content that will not be sent (the call failed first)."""
-        if self._preparing is not None and not self._preparing.done():
-            self._preparing.cancel()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._sent = True

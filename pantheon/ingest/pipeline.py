@@ -155,17 +155,12 @@ class Pipeline:
             return replay
         async with self._claims.holding(call.source, call.key, object_id):
             meta, content, announcement = await call.prepare(object_id, holder(object_id) != object_id)
-            try:
-                meta.ingested_at.GetCurrentTime()
-                self._lineage(meta, call.step)
-                # Every event is built and checked before anything is stored
-                # (while the content may still be prepared elsewhere).
-                events = call.events(meta, announce.placeholder())
-                announce.check_sizes(events)
-                await content.ready()
-                stored = await self._store(meta, announcement, content, call.deadline_s)
-            finally:
-                content.drop()  # a no-op once the content was sent
+            meta.ingested_at.GetCurrentTime()
+            self._lineage(meta, call.step)
+            # Every event is built and checked before anything is stored.
+            events = call.events(meta, announce.placeholder())
+            announce.check_sizes(events)
+            stored = await self._store(meta, announcement, content, call.deadline_s)
             announce.with_stored(events, stored)
             faults.crash_point(faults.AFTER_STORE)  # test stacks only: a no-op unless armed
             await self._publisher.publish(events)

@@ -111,18 +111,31 @@ def _violations_of(result: pb.RecordResult) -> list[FieldViolation]:
 INLINE_MAX_RECORDS = 64
 
 
-def triage_indices(request_bytes: bytes) -> tuple[list[int], list[tuple[int, list[FieldViolation]]]]:
-    """`triage` of a serialized request, as indices: what a worker returns."""
+def decide(
+    records: Sequence[pb.Record], batch_id: str, csv_batch: bool
+) -> tuple[list[Accepted], list[Rejected], bytes]:
+    """The records checked (`triage`), the valid ones given their ids
+    (`identify`), and the batch object of those (`encode`; empty if none)."""
+    accepted, rejected = triage(records)
+    accepted = identify(batch_id, accepted)
+    return accepted, rejected, encode(accepted, csv_batch) if accepted else b""
+
+
+def decide_serialized(
+    request_bytes: bytes, batch_id: str, csv_batch: bool
+) -> tuple[list[tuple[int, str]], list[tuple[int, list[FieldViolation]]], bytes]:
+    """`decide` on a serialized request, in one pass: what a worker returns,
+    as (index, id) of the accepted records, (index, violations) of the
+    rejected ones, and the batch object's bytes."""
     request = pb.IngestRecordsRequest.FromString(request_bytes)
-    accepted, rejected = triage(request.records)
-    return [a.index for a in accepted], [(r.index, r.violations) for r in rejected]
+    accepted, rejected, encoded = decide(request.records, batch_id, csv_batch)
+    return [(a.index, a.id) for a in accepted], [(r.index, r.violations) for r in rejected], encoded
 
 
 def encode_ids(request_bytes: bytes, ids: list[tuple[int, str]], csv_batch: bool) -> bytes:
     """The batch object of a serialized request's records `ids` (index, id)."""
     request = pb.IngestRecordsRequest.FromString(request_bytes)
-    items = [Accepted(index, record_id, request.records[index]) for index, record_id in ids]
-    return encode_csv(items) if csv_batch else encode_ndjson(items)
+    return encode([Accepted(index, record_id, request.records[index]) for index, record_id in ids], csv_batch)
 
 
 def identify(batch_id: str, accepted: list[Accepted]) -> list[Accepted]:
@@ -181,6 +194,11 @@ def _plain(value: struct_pb2.Value) -> Any:
 
 #: Canonical JSON: sorted keys, no spaces, UTF-8 as is. One encoder for every
 #: line (`json.dumps` with options builds a new one per call).
+def encode(items: list[Accepted], csv_batch: bool) -> bytes:
+    """The batch object of `items`: CSV or NDJSON, as the request asked."""
+    return encode_csv(items) if csv_batch else encode_ndjson(items)
+
+
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 

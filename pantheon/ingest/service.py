@@ -13,7 +13,6 @@ completion and release are in pantheon.ingest.claims.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -147,31 +146,26 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self, request: pb.IngestRecordsRequest, context: Context
     ) -> pb.IngestRecordsResponse:
         current_grant.get().check_ingest(request.source, request.data_type)
-        accepted, rejected = await announce.triage(request)
-        if not accepted:
-            raise InvalidArgument.from_violations(
-                [v for r in rejected for v in r.violations], "records (every record is invalid)"
-            )
         csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
+        accepted: list[batch.Accepted] = []
+        rejected: list[batch.Rejected] = []
 
         async def prepare(batch_id: str, resumed: bool) -> tuple[md.Metadata, Content, any_pb2.Any]:
             nonlocal accepted, rejected
-            if resumed and (earlier := await self._earlier_decision(batch_id)) is not None:
-                accepted, rejected = earlier  # the batch the first attempt stored
-            accepted = batch.identify(batch_id, accepted)
+            earlier = await self._earlier_decision(batch_id) if resumed else None
+            if earlier is not None:
+                # The batch the first attempt stored, whatever the records' checks say now.
+                accepted, rejected = earlier
+                accepted = batch.identify(batch_id, accepted)
+                encoded = await self._encode(request, accepted, csv_batch)
+            else:
+                accepted, rejected, encoded = await announce.decide(request, batch_id, csv_batch)
+            if not accepted:
+                raise InvalidArgument.from_violations(
+                    [v for r in rejected for v in r.violations], "records (every record is invalid)"
+                )
             meta = batch.batch_metadata(request, batch_id, accepted)
-            announcement = await announce.of_batch(request, rejected)
-            # Encoded (a large batch in a worker process) while the pipeline
-            # builds the events; the pipeline awaits it before storing, and
-            # cancels it if the call fails first.
-            encoding = asyncio.ensure_future(self._encode(request, accepted, csv_batch))
-            content = Content(pieces(encoding, CHUNK), preparing=encoding)
-            try:
-                await asyncio.sleep(0)  # the encoding starts (is handed to its worker) now
-            except BaseException:
-                content.drop()
-                raise
-            return meta, content, announcement
+            return meta, Content(pieces(encoded, CHUNK)), await announce.of_batch(request, rejected)
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request
@@ -228,9 +222,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def _encode(
         request: pb.IngestRecordsRequest, accepted: list[batch.Accepted], csv_batch: bool
     ) -> bytes:
-        """The batch object's bytes; a large batch is encoded in a worker process."""
+        """The batch object of records decided earlier; a large batch is encoded in a worker process."""
         if len(accepted) <= batch.INLINE_MAX_RECORDS:
-            return batch.encode_csv(accepted) if csv_batch else batch.encode_ndjson(accepted)
+            return batch.encode(accepted, csv_batch)
         ids = [(a.index, a.id) for a in accepted]
         return await workers.pool().run_in_process(
             batch.encode_ids, request.SerializeToString(), ids, csv_batch

@@ -374,21 +374,24 @@ async def test_a_resumed_batch_keeps_the_first_attempts_decision(
     # ahead is refused now and accepted a second later. Simulated here: the
     # first check refuses record 0, every later one accepts everything.
     checks = 0
-    real_triage = announce.triage
+    real_decide = announce.decide
 
-    async def clocked(request: pb.IngestRecordsRequest) -> tuple[list[batch.Accepted], list[batch.Rejected]]:
+    async def clocked(
+        request: pb.IngestRecordsRequest, batch_id: str, csv_batch: bool
+    ) -> tuple[list[batch.Accepted], list[batch.Rejected], bytes]:
         nonlocal checks
         checks += 1
-        accepted, rejected = await real_triage(request)
+        accepted, rejected, encoded = await real_decide(request, batch_id, csv_batch)
         if checks == 1:
             refused = [r for r in accepted if r.index == 0]
+            kept = [a for a in accepted if a.index != 0]
             reason = batch.FieldViolation(
                 "records[0].observed_at", "metadata.observed_at.not_future", "ahead"
             )
-            return [a for a in accepted if a.index != 0], [batch.Rejected(0, refused[0].record, [reason])]
-        return accepted, rejected
+            return kept, [batch.Rejected(0, refused[0].record, [reason])], batch.encode(kept, csv_batch)
+        return accepted, rejected, encoded
 
-    monkeypatch.setattr(announce, "triage", clocked)
+    monkeypatch.setattr(announce, "decide", clocked)
     request = _records(valid=3, key="clocked")
     served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
     with pytest.raises(grpc.aio.AioRpcError):

@@ -362,17 +362,17 @@ def _batch(n: int) -> pb.IngestRecordsRequest:
     return pb.IngestRecordsRequest(data_type="sensor.temperature", source="src-a", records=records)
 
 
-async def test_a_batch_encoding_that_fails_is_refused_before_storage_is_called(
+async def test_a_batch_whose_checks_fail_is_refused_before_storage_is_called(
     served: tuple,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The batch is encoded while its events are built, but awaited before
-    # the storage call opens: a busy worker pool costs storage nothing.
-    from pantheon.ingest.service import IngestionServicer
+    # A large batch is checked and encoded in a worker before the storage
+    # call opens: a busy worker pool costs storage nothing.
+    from pantheon.ingest import announce
 
     _, stub, store, publisher = served
 
-    async def busy(*_: Any) -> bytes:
+    async def busy(*_: Any) -> Any:
         raise Unavailable("the worker pool is busy, retry later", reason="busy")
 
     opened: list[object] = []
@@ -382,47 +382,12 @@ async def test_a_batch_encoding_that_fails_is_refused_before_storage_is_called(
         opened.append(requests)
         return put(self, requests, context)
 
-    monkeypatch.setattr(IngestionServicer, "_encode", staticmethod(busy))
+    monkeypatch.setattr(announce, "decide", busy)
     monkeypatch.setattr(StorageServicer, "PutObject", counted)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.IngestRecords(_batch(3))
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE and _reason(caught.value) == "busy"
     assert opened == [] and store.stored() == [] and publisher.events == []
-
-
-async def test_a_call_that_fails_before_storing_stops_encoding_its_batch(
-    served: tuple,  # type: ignore[type-arg]
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import asyncio
-
-    from pantheon.errors import InvalidArgument
-    from pantheon.ingest import announce
-    from pantheon.ingest.service import IngestionServicer
-
-    _, stub, store, publisher = served
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def slow(*_: Any) -> bytes:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return b""
-
-    def too_large(events: Any) -> None:
-        raise InvalidArgument("an event would be too large", reason="event_too_large")
-
-    monkeypatch.setattr(IngestionServicer, "_encode", staticmethod(slow))
-    monkeypatch.setattr(announce, "check_sizes", too_large)
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.IngestRecords(_batch(3))
-    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert started.is_set()
-    await asyncio.wait_for(cancelled.wait(), 10)  # not left to run for nobody
-    assert store.stored() == [] and publisher.events == []
 
 
 async def test_a_large_batch_is_checked_and_encoded_off_the_loop_alike(served: tuple) -> None:  # type: ignore[type-arg]
