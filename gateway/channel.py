@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2_grpc
 from pantheon_api.ingest.v1 import ingest_service_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -149,12 +150,34 @@ class Clients:
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Clients:
+        ingest = ingest_grpc.IngestionServiceStub(channel)
+        # The upload streams write their chunks already encoded (gateway.streams).
+        for name, response in _UPLOADS.items():
+            upload = channel.stream_unary(
+                f"/{_INGEST_SERVICE}/{name}",
+                request_serializer=_encoded,
+                response_deserializer=response.FromString,
+            )
+            setattr(ingest, name, upload)
         return cls(
             channel=channel,
-            ingest=ingest_grpc.IngestionServiceStub(channel),
+            ingest=ingest,
             storage=storage_grpc.StorageServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )
+
+
+_INGEST_SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
+#: The client-streaming calls the upload routes make (gateway.streams.IngestStream), and their answers.
+_UPLOADS: dict[str, type[Message]] = {
+    "IngestObject": ingest_service_pb2.IngestObjectResponse,
+    "IngestRecordDocument": ingest_service_pb2.IngestRecordDocumentResponse,
+}
+
+
+def _encoded(request: Message | bytes) -> bytes:
+    """A request as sent: encoded already (an upload chunk), or a message to serialize."""
+    return request if isinstance(request, bytes) else request.SerializeToString()
 
 
 #: gRPC metadata entry of the principal the gateway acts for (md.Principal).
