@@ -21,6 +21,18 @@ from pantheon.validation import FieldViolation
 DOMAIN = "pantheon.scdt"
 #: Trailing metadata entry that carries the rich status (gRPC's convention).
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+#: Most bytes of field violations an error carries. gRPC clients refuse
+#: trailers over 8 KiB by default (`grpc.max_metadata_size`), and the
+#: status travels base64-encoded beside the message (which it holds too):
+#: a batch of thousands of invalid records would otherwise reach its caller
+#: as RESOURCE_EXHAUSTED.
+MAX_VIOLATION_BYTES = 2048
+#: Most characters of one violation's field path or description, since
+#: both may quote what the caller sent.
+MAX_VIOLATION_CHARS = 256
+#: Field names an error's message lists, and the characters of each.
+MAX_LISTED_FIELDS = 10
+MAX_LISTED_CHARS = 64
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str | None:
@@ -80,24 +92,41 @@ class InvalidArgument(PantheonError):
     def details(self) -> list[any_pb2.Any]:
         found = super().details()
         if self.violations:
-            bad = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description, reason=v.rule_id
-                    )
-                    for v in self.violations
-                ]
-            )
             packed = any_pb2.Any()
-            packed.Pack(bad)
+            packed.Pack(error_details_pb2.BadRequest(field_violations=self._reported()))
             found.append(packed)
         return found
+
+    def to_status(self) -> status_pb2.Status:
+        status = super().to_status()
+        left_out = len(self.violations) - len(self._reported())
+        if left_out:
+            status.message += f" ({left_out} more violations not listed)"
+        return status
+
+    def _reported(self) -> list[error_details_pb2.BadRequest.FieldViolation]:
+        """The violations the status carries: the first ones, up to MAX_VIOLATION_BYTES."""
+        reported, size = [], 0
+        for v in self.violations:
+            item = error_details_pb2.BadRequest.FieldViolation(
+                field=v.field[:MAX_VIOLATION_CHARS],
+                description=v.description[:MAX_VIOLATION_CHARS],
+                reason=v.rule_id[:MAX_VIOLATION_CHARS],
+            )
+            size += item.ByteSize() + 3  # its tag and length in the BadRequest
+            if size > MAX_VIOLATION_BYTES:
+                break
+            reported.append(item)
+        return reported
 
     @classmethod
     def from_violations(cls, violations: Iterable[FieldViolation], what: str = "request") -> InvalidArgument:
         found = list(violations)
-        fields = ", ".join(sorted({v.field or what for v in found}))
-        return cls(f"invalid {what}: {fields}", reason="validation_failed", violations=found)
+        fields = sorted({(v.field or what)[:MAX_LISTED_CHARS] for v in found})
+        listed = ", ".join(fields[:MAX_LISTED_FIELDS])
+        if len(fields) > MAX_LISTED_FIELDS:
+            listed += f" and {len(fields) - MAX_LISTED_FIELDS} more"
+        return cls(f"invalid {what}: {listed}", reason="validation_failed", violations=found)
 
 
 class Unauthenticated(PantheonError):

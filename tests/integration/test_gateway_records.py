@@ -81,14 +81,17 @@ def test_some_rejected_records_give_207_with_per_record_outcomes(
     assert dead[0].headers["pantheon_reason"] == "invalid_record"
 
 
+@pytest.mark.parametrize("n", [1, 2000])  # many: the error lists the first violations only
 def test_an_all_rejected_batch_is_400_and_stores_nothing(
-    http: httpx.Client, events: Events, minio_root_client: Minio
+    http: httpx.Client, events: Events, minio_root_client: Minio, n: int
 ) -> None:
     data_type = unique_type()
-    response = http.post("/v1/records", json={"data_type": data_type, "records": [record(lat=95.0)]})
-    assert response.status_code == 400
+    bad = [record(f"bad-{i}", lat=95.0) for i in range(n)]
+    response = http.post("/v1/records", json={"data_type": data_type, "records": bad})
+    assert response.status_code == 400, response.text
     problem = response.json()
     assert problem["errors"][0]["field"] == "records[0].location.lat"
+    assert 1 <= len(problem["errors"]) <= n
     assert stored_keys(minio_root_client, data_type) == []
     events.none_within(of_type(data_type))
 
