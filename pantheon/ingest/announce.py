@@ -156,22 +156,17 @@ async def rebuild(
 
 
 async def decide(
-    request: pb.IngestRecordsRequest, batch_id: str, csv_batch: bool
+    request: pb.IngestRecordsRequest, batch_id: str
 ) -> tuple[list[batch.Accepted], list[batch.Rejected], bytes]:
     """The call's decision on each record, the valid ones with their ids, and
     the batch object's bytes (`batch.decide`); a large batch is done in one
     worker call, so its request is sent to a worker and parsed there once."""
     if len(request.records) <= batch.INLINE_MAX_RECORDS:
-        return batch.decide(request.records, batch_id, csv_batch)
-    ids, bad, encoded = await workers.pool().run_in_process(
-        batch.decide_serialized, request.SerializeToString(), batch_id, csv_batch
+        return batch.decide(request, batch_id)
+    decided = await workers.pool().run_in_process(
+        batch.decide_serialized, request.SerializeToString(), batch_id
     )
-    records = request.records
-    return (
-        [batch.Accepted(i, record_id, records[i]) for i, record_id in ids],
-        [batch.Rejected(i, records[i], violations) for i, violations in bad],
-        encoded,
-    )
+    return batch.applied(request, decided)
 
 
 def _record_events(

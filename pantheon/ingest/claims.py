@@ -35,7 +35,6 @@ from pantheon.errors import (
     Unavailable,
     reason_of,
 )
-from pantheon.metadata.ulid import new_ulid
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,15 @@ class Claims:
         self._deadline_s = deadline_s
         self._stale_claim = stale_claim
 
-    async def claim(self, source: str, key: str, digest: str, cls: type[M]) -> tuple[str, M | None]:
-        """The id to store under, or the first call's result to replay."""
+    async def claim(
+        self, source: str, key: str, digest: str, cls: type[M], candidate: str
+    ) -> tuple[str, M | None]:
+        """The id to store under (`candidate`, unless the call resumes an
+        earlier attempt's), or the first call's result to replay."""
         if not key:
-            return new_ulid(), None
+            return candidate, None
         request = spb.ClaimIdempotencyKeyRequest(
-            source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=digest
+            source=source, idempotency_key=key, candidate_id=candidate, request_digest=digest
         )
         # Storage takes over a claim its holder released or stopped renewing.
         request.take_over_after.FromTimedelta(self._stale_claim)

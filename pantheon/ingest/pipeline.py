@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Generic, TypeVar
 
@@ -28,6 +28,7 @@ from pantheon.errors import Unavailable
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import announce
 from pantheon.ingest.claims import Claims, Content, holder, same_content, storage_error
+from pantheon.metadata.ulid import new_ulid
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class Call(Generic[R]):
     #: The events announcing the object, for its metadata and reference.
     events: Callable[[md.Metadata, md.ObjectRef], list[Event]]
     result: Callable[[spb.PutObjectResponse], R]
+    #: The id to store under, unless the call resumes an earlier attempt's
+    #: (a record batch chooses it before the claim: its records' ids derive from it).
+    candidate: str = field(default_factory=new_ulid)
 
 
 class Pipeline:
@@ -148,7 +152,9 @@ class Pipeline:
         a call that dies leaves undone, with the same event ids.
         """
         self._require_events()
-        object_id, replay = await self._claims.claim(call.source, call.key, call.digest, call.response)
+        object_id, replay = await self._claims.claim(
+            call.source, call.key, call.digest, call.response, call.candidate
+        )
         if replay is not None:
             await call.check_replay(replay)
             replay.replayed = True

@@ -26,6 +26,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 
 from pantheon.errors import InvalidArgument
 from pantheon.ingest import caps
+from pantheon.ingest import records as batch
 from pantheon.ingest.cells import typed
 from pantheon.ingest.formats.json_text import JsonProblem, parse_json
 from pantheon.validation import FieldViolation
@@ -351,3 +352,12 @@ def parse(header: pb.RecordDocumentHeader, body: bytes) -> pb.IngestRecordsReque
             "data_type", "required", "data_type is required (a header field or in the JSON body)"
         )
     return request
+
+
+def parse_and_decide(
+    header: pb.RecordDocumentHeader, body: bytes, batch_id: str
+) -> tuple[pb.IngestRecordsRequest, batch.Decision]:
+    """`parse`, then the batch's `batch.decision` under `batch_id`: a
+    document's whole CPU work in one worker call."""
+    request = parse(header, body)
+    return request, batch.decision(request, batch_id)

@@ -111,25 +111,43 @@ def _violations_of(result: pb.RecordResult) -> list[FieldViolation]:
 INLINE_MAX_RECORDS = 64
 
 
-def decide(
-    records: Sequence[pb.Record], batch_id: str, csv_batch: bool
-) -> tuple[list[Accepted], list[Rejected], bytes]:
+#: A batch decided in a worker process (`decide_serialized`): the (index, id)
+#: of each accepted record, the (index, violations) of each rejected one,
+#: and the batch object's bytes.
+Decision = tuple[list[tuple[int, str]], list[tuple[int, list[FieldViolation]]], bytes]
+
+
+def decide(request: pb.IngestRecordsRequest, batch_id: str) -> tuple[list[Accepted], list[Rejected], bytes]:
     """The records checked (`triage`), the valid ones given their ids
     (`identify`), and the batch object of those (`encode`; empty if none)."""
-    accepted, rejected = triage(records)
+    accepted, rejected = triage(request.records)
     accepted = identify(batch_id, accepted)
+    csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
     return accepted, rejected, encode(accepted, csv_batch) if accepted else b""
 
 
-def decide_serialized(
-    request_bytes: bytes, batch_id: str, csv_batch: bool
-) -> tuple[list[tuple[int, str]], list[tuple[int, list[FieldViolation]]], bytes]:
-    """`decide` on a serialized request, in one pass: what a worker returns,
-    as (index, id) of the accepted records, (index, violations) of the
-    rejected ones, and the batch object's bytes."""
-    request = pb.IngestRecordsRequest.FromString(request_bytes)
-    accepted, rejected, encoded = decide(request.records, batch_id, csv_batch)
+def decision(request: pb.IngestRecordsRequest, batch_id: str) -> Decision:
+    """`decide`, as a worker returns it."""
+    accepted, rejected, encoded = decide(request, batch_id)
     return [(a.index, a.id) for a in accepted], [(r.index, r.violations) for r in rejected], encoded
+
+
+def decide_serialized(request_bytes: bytes, batch_id: str) -> Decision:
+    """`decision` on a serialized request, in one pass: for a worker process."""
+    return decision(pb.IngestRecordsRequest.FromString(request_bytes), batch_id)
+
+
+def applied(
+    request: pb.IngestRecordsRequest, decided: Decision
+) -> tuple[list[Accepted], list[Rejected], bytes]:
+    """A worker's `decision`, back on `request`'s records."""
+    ids, bad, encoded = decided
+    records = request.records
+    return (
+        [Accepted(i, record_id, records[i]) for i, record_id in ids],
+        [Rejected(i, records[i], violations) for i, violations in bad],
+        encoded,
+    )
 
 
 def encode_ids(request_bytes: bytes, ids: list[tuple[int, str]], csv_batch: bool) -> bytes:

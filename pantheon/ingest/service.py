@@ -38,6 +38,7 @@ from pantheon.ingest.normalise import open_normaliser
 from pantheon.ingest.pipeline import CHUNK, Call, Pipeline
 from pantheon.ingest.reconciler import Reconciler
 from pantheon.interceptors import check
+from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import current_grant
 from pantheon.streams import pieces, prepend, split_upload
 
@@ -146,25 +147,37 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         self, request: pb.IngestRecordsRequest, context: Context
     ) -> pb.IngestRecordsResponse:
         current_grant.get().check_ingest(request.source, request.data_type)
-        csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
-        accepted: list[batch.Accepted] = []
-        rejected: list[batch.Rejected] = []
+        # The batch's id is chosen before its records are checked, as their
+        # ids derive from it: checking, naming and encoding them is one step.
+        batch_id = new_ulid()
+        return await self._ingest_batch(request, batch_id, await announce.decide(request, batch_id))
 
-        async def prepare(batch_id: str, resumed: bool) -> tuple[md.Metadata, Content, any_pb2.Any]:
-            nonlocal accepted, rejected
-            earlier = await self._earlier_decision(batch_id) if resumed else None
-            if earlier is not None:
-                # The batch the first attempt stored, whatever the records' checks say now.
-                accepted, rejected = earlier
-                accepted = batch.identify(batch_id, accepted)
+    async def _ingest_batch(
+        self,
+        request: pb.IngestRecordsRequest,
+        batch_id: str,
+        decided: tuple[list[batch.Accepted], list[batch.Rejected], bytes],
+    ) -> pb.IngestRecordsResponse:
+        """Store and announce `request` as decided under `batch_id`; a call
+        that resumes an earlier attempt stores under that attempt's id instead,
+        and the batch that attempt stored, if it got so far."""
+        accepted, rejected, encoded = decided
+        if not accepted:
+            raise InvalidArgument.from_violations(
+                [v for r in rejected for v in r.violations], "records (every record is invalid)"
+            )
+        csv_batch = request.batch_format == pb.BATCH_FORMAT_CSV
+
+        async def prepare(object_id: str, resumed: bool) -> tuple[md.Metadata, Content, any_pb2.Any]:
+            nonlocal accepted, rejected, encoded
+            if resumed:
+                # The records' ids derive from the earlier attempt's id, and
+                # its decision stands whatever the checks say now.
+                if (earlier := await self._earlier_decision(object_id)) is not None:
+                    accepted, rejected = earlier
+                accepted = batch.identify(object_id, accepted)
                 encoded = await self._encode(request, accepted, csv_batch)
-            else:
-                accepted, rejected, encoded = await announce.decide(request, batch_id, csv_batch)
-            if not accepted:
-                raise InvalidArgument.from_violations(
-                    [v for r in rejected for v in r.violations], "records (every record is invalid)"
-                )
-            meta = batch.batch_metadata(request, batch_id, accepted)
+            meta = batch.batch_metadata(request, object_id, accepted)
             return meta, Content(pieces(encoded, CHUNK)), await announce.of_batch(request, rejected)
 
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
@@ -199,6 +212,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 check_replay=check_replay,
                 events=lambda m, ref: announce.batch_events(self._topics, m, ref, accepted, rejected),
                 result=result,
+                candidate=batch_id,
             )
         )
 
@@ -248,12 +262,17 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                     f"record documents are limited to {self._max_document_bytes} bytes", reason="too_large"
                 )
             document += piece
-        # Parsing and typing up to 10000 records is CPU work that holds the
-        # GIL (json decoding): in a worker process, off the event loop.
-        request = await workers.pool().run_in_process(record_document.parse, header, bytes(document))
+        # Parsing, typing and checking up to 10000 records is CPU work that
+        # holds the GIL (json decoding): in one worker call, off the event loop.
+        batch_id = new_ulid()
+        request, decided = await workers.pool().run_in_process(
+            record_document.parse_and_decide, header, bytes(document), batch_id
+        )
         del document
         check(request)  # the batch's own rules; records are checked one by one
-        return pb.IngestRecordDocumentResponse(result=await self.IngestRecords(request, context))
+        grant.check_ingest(request.source, request.data_type)
+        result = await self._ingest_batch(request, batch_id, batch.applied(request, decided))
+        return pb.IngestRecordDocumentResponse(result=result)
 
     # -- Reconcile ------------------------------------------------------------
 

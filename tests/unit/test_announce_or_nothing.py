@@ -377,18 +377,18 @@ async def test_a_resumed_batch_keeps_the_first_attempts_decision(
     real_decide = announce.decide
 
     async def clocked(
-        request: pb.IngestRecordsRequest, batch_id: str, csv_batch: bool
+        request: pb.IngestRecordsRequest, batch_id: str
     ) -> tuple[list[batch.Accepted], list[batch.Rejected], bytes]:
         nonlocal checks
         checks += 1
-        accepted, rejected, encoded = await real_decide(request, batch_id, csv_batch)
+        accepted, rejected, encoded = await real_decide(request, batch_id)
         if checks == 1:
             refused = [r for r in accepted if r.index == 0]
             kept = [a for a in accepted if a.index != 0]
             reason = batch.FieldViolation(
                 "records[0].observed_at", "metadata.observed_at.not_future", "ahead"
             )
-            return kept, [batch.Rejected(0, refused[0].record, [reason])], batch.encode(kept, csv_batch)
+            return kept, [batch.Rejected(0, refused[0].record, [reason])], batch.encode(kept, False)
         return accepted, rejected, encoded
 
     monkeypatch.setattr(announce, "decide", clocked)
@@ -410,6 +410,31 @@ async def test_a_resumed_batch_keeps_the_first_attempts_decision(
         return [(e.topic, e.key, e.event_id, type(e.payload).__name__) for e in events]
 
     assert named(attempted) == named(announced)
+
+
+async def test_a_retry_after_an_attempt_that_stored_nothing_names_its_records_after_that_attempt(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The call checks and names its records under an id of its own before
+    # the claim; resuming an earlier attempt's id, it names them again.
+    request = _records(valid=3, key="stored-nothing")
+    real = Index.put_pending
+
+    async def away(self: Index, pending: spb.PendingObject) -> None:
+        raise Unavailable("the store is away, retry later")
+
+    monkeypatch.setattr(Index, "put_pending", away)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(request)
+    first = (await Index(served.store).record("src-a", "stored-nothing")).id
+    monkeypatch.setattr(Index, "put_pending", real)
+    retried = await served.ingest.IngestRecords(request)
+    assert retried.metadata.id == first
+    named = batch.identify(first, [batch.Accepted(i, "", r) for i, r in enumerate(request.records)])
+    assert [r.id for r in retried.results] == [a.id for a in named]
+    (key,) = served.store.stored()
+    stored = bytes(served.store.objects[(retried.object.bucket, key)])
+    assert stored == batch.encode(named, False)
 
 
 async def test_a_marker_for_the_id_of_another_object_is_refused(served: Served) -> None:

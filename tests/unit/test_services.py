@@ -374,14 +374,13 @@ async def test_a_batch_of_invalid_records_only_is_refused_and_changes_nothing(
     for r in request.records:
         r.location.latitude = 95  # out of range
     request.idempotency_key = f"all-bad-{n}"
-    for _attempt in range(2):  # the key was released: the retry is checked again, not "in progress"
+    for _attempt in range(2):  # refused before the key is claimed: a retry is refused alike
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.IngestRecords(request)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "every record is invalid" in (caught.value.details() or "")
     assert store.stored() == [] and publisher.events == []
-    # Only the released key's record is in the index: no marker, no id.
-    assert [k for (b, k) in store.objects if b == INDEX_BUCKET and not k.startswith("idempotency/")] == []
+    assert [k for (b, k) in store.objects if b == INDEX_BUCKET] == []  # no claim, marker or id
 
 
 async def test_a_batch_whose_checks_fail_is_refused_before_storage_is_called(
