@@ -30,9 +30,8 @@ MAX_VIOLATION_BYTES = 2048
 #: Most characters of one violation's field path or description, since
 #: both may quote what the caller sent.
 MAX_VIOLATION_CHARS = 256
-#: Field names an error's message lists, and the characters of each.
-MAX_LISTED_FIELDS = 10
-MAX_LISTED_CHARS = 64
+#: Most characters of the field names an error's message lists.
+MAX_LISTED_CHARS = 200
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str | None:
@@ -85,9 +84,12 @@ class InvalidArgument(PantheonError):
         *,
         reason: str | None = None,
         violations: Sequence[FieldViolation] = (),
+        violation_bytes: int = MAX_VIOLATION_BYTES,
     ) -> None:
         super().__init__(message, reason=reason)
         self.violations = list(violations)
+        #: Most bytes of violations the status carries (the first ones).
+        self.violation_bytes = violation_bytes
 
     def details(self) -> list[any_pb2.Any]:
         found = super().details()
@@ -105,7 +107,7 @@ class InvalidArgument(PantheonError):
         return status
 
     def _reported(self) -> list[error_details_pb2.BadRequest.FieldViolation]:
-        """The violations the status carries: the first ones, up to MAX_VIOLATION_BYTES."""
+        """The violations the status carries: the first ones, up to `violation_bytes`."""
         reported, size = [], 0
         for v in self.violations:
             item = error_details_pb2.BadRequest.FieldViolation(
@@ -114,19 +116,35 @@ class InvalidArgument(PantheonError):
                 reason=v.rule_id[:MAX_VIOLATION_CHARS],
             )
             size += item.ByteSize() + 3  # its tag and length in the BadRequest
-            if size > MAX_VIOLATION_BYTES:
+            if size > self.violation_bytes:
                 break
             reported.append(item)
         return reported
 
     @classmethod
-    def from_violations(cls, violations: Iterable[FieldViolation], what: str = "request") -> InvalidArgument:
+    def from_violations(
+        cls,
+        violations: Iterable[FieldViolation],
+        what: str = "request",
+        *,
+        violation_bytes: int = MAX_VIOLATION_BYTES,
+    ) -> InvalidArgument:
         found = list(violations)
-        fields = sorted({(v.field or what)[:MAX_LISTED_CHARS] for v in found})
-        listed = ", ".join(fields[:MAX_LISTED_FIELDS])
-        if len(fields) > MAX_LISTED_FIELDS:
-            listed += f" and {len(fields) - MAX_LISTED_FIELDS} more"
-        return cls(f"invalid {what}: {listed}", reason="validation_failed", violations=found)
+        fields = sorted({v.field or what for v in found})
+        listed: list[str] = []
+        for name in fields:
+            if listed and sum(map(len, listed)) + len(name) > MAX_LISTED_CHARS:
+                break
+            listed.append(name[:MAX_LISTED_CHARS])
+        text = ", ".join(listed)
+        if len(listed) < len(fields):
+            text += f" and {len(fields) - len(listed)} more"
+        return cls(
+            f"invalid {what}: {text}",
+            reason="validation_failed",
+            violations=found,
+            violation_bytes=violation_bytes,
+        )
 
 
 class Unauthenticated(PantheonError):

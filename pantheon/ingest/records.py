@@ -31,9 +31,13 @@ from pantheon.validation import FieldViolation, violations
 #: anything is stored, so no event can be refused half-way through a batch.
 MAX_RECORD_BYTES = 512 * 1024
 
-#: Violations reported per rejected record: enough to fix it, and a bound
-#: on its result and its dead letter (a record of NaNs breaks a rule per value).
+#: Violations kept per rejected record: enough to fix it, and a bound on its
+#: result and its dead letter (a record of NaNs breaks a rule per value).
 MAX_VIOLATIONS = 32
+#: Most bytes of violations one rejected record's result reports (the first
+#: ones): a batch of 10000 rejected records then answers in a few MiB, well
+#: within the 16 MiB a response may take, however long its field names.
+RECORD_VIOLATION_BYTES = 512
 
 #: Columns every CSV batch starts with; payload keys follow in name order.
 CSV_COLUMNS = ("id", "entity_id", "observed_at", "lat", "lon", "alt")
@@ -81,7 +85,10 @@ def triage(records: Iterable[pb.Record]) -> tuple[list[Accepted], list[Rejected]
 def rejection(item: Rejected) -> pb.RecordResult:
     """The result of a rejected record: INVALID_ARGUMENT with its violations."""
     return pb.RecordResult(
-        index=item.index, status=InvalidArgument.from_violations(item.violations, "record").to_status()
+        index=item.index,
+        status=InvalidArgument.from_violations(
+            item.violations, "record", violation_bytes=RECORD_VIOLATION_BYTES
+        ).to_status(),
     )
 
 

@@ -383,6 +383,24 @@ async def test_a_batch_of_invalid_records_only_is_refused_and_changes_nothing(
     assert [k for (b, k) in store.objects if b == INDEX_BUCKET] == []  # no claim, marker or id
 
 
+async def test_the_largest_batch_of_badly_broken_records_still_gets_its_answer(
+    served: tuple,  # type: ignore[type-arg]
+) -> None:
+    # 9999 records breaking 32 rules each: every rejection is reported within
+    # the 16 MiB a response may take (before, 25 MiB: stored and announced,
+    # then refused as RESOURCE_EXHAUSTED on the way back).
+    _, stub, store, _ = served
+    request = _batch(10_000)
+    for r in request.records[1:]:
+        r.location.latitude = 95
+        for k in range(40):
+            r.payload[f"value-{k}"] = float("nan")
+    result = await stub.IngestRecords(request, timeout=120)
+    assert (result.accepted_count, result.rejected_count) == (1, 9999)
+    assert result.ByteSize() < 16 * 2**20
+    assert len(store.stored()) == 1
+
+
 async def test_a_batch_whose_checks_fail_is_refused_before_storage_is_called(
     served: tuple,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
