@@ -66,6 +66,10 @@ class IngestStream:
             await self._write(self._message(header=self._header))
 
     async def send(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            # Kept until sent, by reference: a buffer its caller reuses, or a
+            # view of wider items, is copied into bytes first.
+            data = bytes(memoryview(data).cast("B"))
         self._pieces.append(data)
         self._pending += len(data)
         while self._pending >= self._chunk:

@@ -27,7 +27,7 @@ STORED_BYTES = Counter(
 EVENTS = Counter("pantheon_events_published_total", "Events acknowledged by Kafka, by topic.", ["topic"])
 DELIVERY_SECONDS = Histogram(
     "pantheon_event_delivery_seconds",
-    "Time from producing an event to Kafka's acknowledgement.",
+    "Time from queueing an event (with the rest of its call's) to Kafka's acknowledgement.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 15),
 )
 

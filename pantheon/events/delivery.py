@@ -85,7 +85,7 @@ class Waiting:
     produced: float
     #: Events queued whose delivery is not reported yet.
     left: int = 0
-    #: Bytes the call's events take in the local queue, until it is settled.
+    #: Bytes those events take in the local queue.
     size: int = 0
     #: Queueing is over: every event is queued, or the call gave up.
     queued: bool = False

@@ -118,7 +118,8 @@ class KafkaPublisher(ProducerReplacement):
         #: the byte count below.
         self._lock = threading.Lock()
         #: Bytes of the events this publisher queued and Kafka has not yet
-        #: reported on (librdkafka does not tell; the delivery thread subtracts).
+        #: reported on (librdkafka does not tell; the delivery thread subtracts,
+        #: per report an even share of what its call still has queued).
         self._queued_bytes = 0
         self._tokens = itertools.count()
         #: Acknowledged-events counters, by topic.
@@ -267,6 +268,11 @@ class KafkaPublisher(ProducerReplacement):
             with self._lock:
                 if gen.waiting.get(token) is not waiting:
                     return  # the call already failed with its retired producer
+                # Which event this is, the report does not say: its call's
+                # bytes are freed evenly, the last report freeing the rest.
+                share = waiting.size // waiting.left
+                waiting.size -= share
+                self._queued_bytes -= share
                 waiting.left -= 1
                 waiting.note(failure)
                 if not waiting.owed:

@@ -217,12 +217,13 @@ def _plain(value: struct_pb2.Value) -> Any:
     return None  # null_value, or no kind at all (JSON null, as MessageToDict has it)
 
 
-#: Canonical JSON: sorted keys, no spaces, UTF-8 as is. One encoder for every
-#: line (`json.dumps` with options builds a new one per call).
 def encode(items: list[Accepted], csv_batch: bool) -> bytes:
     """The batch object of `items`: CSV or NDJSON, as the request asked."""
     return encode_csv(items) if csv_batch else encode_ndjson(items)
 
+
+#: Canonical JSON: sorted keys, no spaces, UTF-8 as is. One encoder for every
+#: line (`json.dumps` with options builds a new one per call).
 
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 

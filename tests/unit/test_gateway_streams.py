@@ -78,3 +78,18 @@ def test_the_upload_stubs_send_messages_serialized_and_chunks_as_they_are() -> N
     message = pb.IngestObjectRequest(chunk=b"abc")
     assert _encoded(message) == message.SerializeToString()
     assert _encoded(b"\x12\x03abc") == b"\x12\x03abc"
+
+
+async def test_a_piece_that_is_not_bytes_is_sent_as_it_was_when_given() -> None:
+    import array
+
+    call = FakeCall()
+    stream = IngestStream(lambda **_: call, timeout=1, metadata=(), request_id="r", chunk_bytes=64)
+    await stream.start(pb.ObjectHeader())
+    buffer = bytearray(b"a" * 10)
+    await stream.send(buffer)  # type: ignore[arg-type]
+    buffer[:] = b"b" * 10  # the caller reuses its buffer
+    await stream.send(array.array("i", [1, 2]))  # type: ignore[arg-type]
+    await stream.finish()
+    (chunk,) = [pb.IngestObjectRequest.FromString(sent).chunk for sent in call.sent[1:]]
+    assert chunk == b"a" * 10 + array.array("i", [1, 2]).tobytes()

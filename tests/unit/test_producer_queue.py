@@ -199,6 +199,22 @@ async def test_a_cancelled_call_frees_its_room_when_its_reports_come() -> None:
         assert p._gen.waiting == {} and p._queued_bytes == 0
 
 
+async def test_a_calls_room_is_freed_as_its_reports_come() -> None:
+    # A report does not say which event it is for: each frees an even share.
+    fake = FakeProducer(capacity=10)
+    async with publisher(fake, deadline_ms=1000) as p:
+        task = asyncio.create_task(p.publish([event(f"e{i}") for i in range(10)]))
+        await until(lambda: len(fake.produced) == 10)
+        queued = p._queued_bytes
+        for _, report, message in fake.queue[:5]:
+            report(None, message)
+        assert 0.4 * queued <= p._queued_bytes <= 0.6 * queued
+        for _, report, message in fake.queue[5:]:
+            report(None, message)
+        await task
+        assert p._queued_bytes == 0 and p._gen.waiting == {}
+
+
 async def test_a_batch_is_acknowledged_when_every_event_is(fake: FakeProducer) -> None:
     async with publisher(fake, deadline_ms=1000) as p:
         task = asyncio.create_task(p.publish([event("e1")]))

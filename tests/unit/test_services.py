@@ -383,6 +383,24 @@ async def test_a_batch_of_invalid_records_only_is_refused_and_changes_nothing(
     assert [k for (b, k) in store.objects if b == INDEX_BUCKET] == []  # no claim, marker or id
 
 
+async def test_a_key_refused_with_an_invalid_batch_still_serves_the_corrected_batch(
+    served: tuple,  # type: ignore[type-arg]
+) -> None:
+    # The refusal comes before the claim: the key keeps no digest of the bad request.
+    _, stub, store, _ = served
+    bad = _batch(3)
+    for r in bad.records:
+        r.location.latitude = 95
+    bad.idempotency_key = "fix-and-retry"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.IngestRecords(bad)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    good = _batch(3)
+    good.idempotency_key = "fix-and-retry"
+    assert (await stub.IngestRecords(good)).accepted_count == 3
+    assert len(store.stored()) == 1
+
+
 async def test_the_largest_batch_of_badly_broken_records_still_gets_its_answer(
     served: tuple,  # type: ignore[type-arg]
 ) -> None:
