@@ -69,7 +69,7 @@ class IngestStream:
         if type(data) is not bytes:
             # Kept until sent, by reference: a buffer its caller reuses, or a
             # view of wider items, is copied into bytes first.
-            data = bytes(memoryview(data).cast("B"))
+            data = memoryview(data).tobytes()
         self._pieces.append(data)
         self._pending += len(data)
         while self._pending >= self._chunk:

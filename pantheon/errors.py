@@ -27,11 +27,13 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 #: a batch of thousands of invalid records would otherwise reach its caller
 #: as RESOURCE_EXHAUSTED.
 MAX_VIOLATION_BYTES = 2048
-#: Most characters of one violation's field path or description, since
-#: both may quote what the caller sent.
-MAX_VIOLATION_CHARS = 256
-#: Most characters of the field names an error's message lists.
-MAX_LISTED_CHARS = 200
+#: Most bytes (UTF-8) of one violation's field path, rule or description,
+#: since they may quote what the caller sent. The first violation of an
+#: error is cut to a quarter of that when it would not fit otherwise: an
+#: error always reports one.
+MAX_VIOLATION_TEXT_BYTES = 256
+#: Most bytes of the field names an error's message lists.
+MAX_LISTED_BYTES = 200
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str | None:
@@ -94,32 +96,25 @@ class InvalidArgument(PantheonError):
     def details(self) -> list[any_pb2.Any]:
         found = super().details()
         if self.violations:
+            reported = [
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description, reason=v.rule_id
+                )
+                for v in reported_violations(self.violations, self.violation_bytes)
+            ]
             packed = any_pb2.Any()
-            packed.Pack(error_details_pb2.BadRequest(field_violations=self._reported()))
+            packed.Pack(error_details_pb2.BadRequest(field_violations=reported))
             found.append(packed)
         return found
 
     def to_status(self) -> status_pb2.Status:
         status = super().to_status()
-        left_out = len(self.violations) - len(self._reported())
+        left_out = len(self.violations) - len(reported_violations(self.violations, self.violation_bytes))
         if left_out:
-            status.message += f" ({left_out} more violations not listed)"
-        return status
-
-    def _reported(self) -> list[error_details_pb2.BadRequest.FieldViolation]:
-        """The violations the status carries: the first ones, up to `violation_bytes`."""
-        reported, size = [], 0
-        for v in self.violations:
-            item = error_details_pb2.BadRequest.FieldViolation(
-                field=v.field[:MAX_VIOLATION_CHARS],
-                description=v.description[:MAX_VIOLATION_CHARS],
-                reason=v.rule_id[:MAX_VIOLATION_CHARS],
+            status.message += (
+                f" ({left_out} more {'violation' if left_out == 1 else 'violations'} not listed)"
             )
-            size += item.ByteSize() + 3  # its tag and length in the BadRequest
-            if size > self.violation_bytes:
-                break
-            reported.append(item)
-        return reported
+        return status
 
     @classmethod
     def from_violations(
@@ -130,12 +125,13 @@ class InvalidArgument(PantheonError):
         violation_bytes: int = MAX_VIOLATION_BYTES,
     ) -> InvalidArgument:
         found = list(violations)
-        fields = sorted({v.field or what for v in found})
+        fields = list(dict.fromkeys(v.field or what for v in found))  # in the order reported
         listed: list[str] = []
         for name in fields:
-            if listed and sum(map(len, listed)) + len(name) > MAX_LISTED_CHARS:
+            name = _cut(name, MAX_LISTED_BYTES)
+            if listed and sum(len(n.encode()) for n in listed) + len(name.encode()) > MAX_LISTED_BYTES:
                 break
-            listed.append(name[:MAX_LISTED_CHARS])
+            listed.append(name)
         text = ", ".join(listed)
         if len(listed) < len(fields):
             text += f" and {len(fields) - len(listed)} more"
@@ -145,6 +141,39 @@ class InvalidArgument(PantheonError):
             violations=found,
             violation_bytes=violation_bytes,
         )
+
+
+def reported_violations(violations: Iterable[FieldViolation], budget: int) -> list[FieldViolation]:
+    """What an error reports of `violations`: the first ones, their texts cut,
+    within `budget` bytes; always the first one, cut shorter if need be.
+    Reporting what this returns reports it unchanged (a rejection stored and
+    rebuilt says the same)."""
+    reported: list[FieldViolation] = []
+    size = 0
+    for v in violations:
+        item = _shortened(v, MAX_VIOLATION_TEXT_BYTES)
+        if size + _size(item) > budget:
+            if reported:
+                break
+            item = _shortened(v, MAX_VIOLATION_TEXT_BYTES // 4)
+        reported.append(item)
+        size += _size(item)
+    return reported
+
+
+def _shortened(v: FieldViolation, limit: int) -> FieldViolation:
+    return FieldViolation(_cut(v.field, limit), _cut(v.rule_id, limit), _cut(v.description, limit))
+
+
+def _size(v: FieldViolation) -> int:
+    # The three texts, with a tag and a length each, in a field violation with its own.
+    return len(v.field.encode()) + len(v.rule_id.encode()) + len(v.description.encode()) + 12
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` bytes of UTF-8, whole characters only."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
 
 
 class Unauthenticated(PantheonError):

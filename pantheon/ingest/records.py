@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 
-from pantheon.errors import InvalidArgument
+from pantheon.errors import InvalidArgument, reported_violations
 from pantheon.metadata.ulid import ulid_from_key
 from pantheon.validation import FieldViolation, violations
 
@@ -76,7 +76,11 @@ def triage(records: Iterable[pb.Record]) -> tuple[list[Accepted], list[Rejected]
                 )
             )
         if found:
-            rejected.append(Rejected(index, record, found[:MAX_VIOLATIONS]))
+            # Kept as its result reports them, so a rejection stored with the
+            # call's announcement and rebuilt from it is the same.
+            rejected.append(
+                Rejected(index, record, reported_violations(found[:MAX_VIOLATIONS], RECORD_VIOLATION_BYTES))
+            )
         else:
             accepted.append(Accepted(index, "", record))
     return accepted, rejected

@@ -284,6 +284,19 @@ async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announ
     assert _wire(events) == _wire(rebuilt)
 
 
+@pytest.mark.parametrize("key", ["a_longish_payload_key_{}", "😀" * 300 + "{}"])
+async def test_a_rejection_rebuilt_from_the_announcement_is_the_calls(key: str) -> None:
+    # The reconciler and a resumed call announce the same dead letters and
+    # results as the call, however many and long the record's violations.
+    request = _records(valid=1, invalid=1)
+    for k in range(40):
+        request.records[1].payload.fields[key.format(k)].number_value = float("nan")
+    _, rejected, _ = batch.decide(request, new_ulid())
+    _, _, rebuilt = await announce.decided(await announce.of_batch(request, rejected))
+    assert [batch.rejection(r) for r in rebuilt] == [batch.rejection(r) for r in rejected]
+    assert all(r.status.details and len(r.status.details) == 2 for r in map(batch.rejection, rejected))
+
+
 def test_an_event_over_kafkas_message_size_is_refused_before_anything_is_stored() -> None:
     big = events_pb2.DataStored(event_id="x", metadata=md.Metadata(provider="p" * announce.MAX_EVENT_BYTES))
     with pytest.raises(InvalidArgument) as caught:

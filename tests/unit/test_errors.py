@@ -52,3 +52,14 @@ def test_a_rejected_records_result_is_small_however_many_and_long_its_violations
     assert result.ByteSize() < 1024
     bad = error_details_pb2.BadRequest()
     assert result.status.details[1].Unpack(bad) and len(bad.field_violations) >= 1
+
+
+def test_one_violation_too_long_for_the_budget_is_still_reported_shorter() -> None:
+    long = "😀" * 1000
+    found = [FieldViolation(long, "rule", long)]
+    status = InvalidArgument.from_violations(found, "record", violation_bytes=512).to_status()
+    bad = error_details_pb2.BadRequest()
+    assert status.details[1].Unpack(bad)
+    (only,) = bad.field_violations
+    assert 0 < len(only.field.encode()) <= 64 and only.reason == "rule"
+    assert "not listed" not in status.message
