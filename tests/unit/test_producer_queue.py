@@ -97,6 +97,14 @@ async def until(condition: Callable[[], object]) -> None:
         await asyncio.sleep(0.005)
 
 
+async def frees_its_room_once_delivered(p: KafkaPublisher, fake: FakeProducer) -> None:
+    """What is queued is still owed its reports; once they come, its room is free."""
+    assert p._queued_bytes > 0
+    fake.deliver()
+    await until(lambda: not p._gen.waiting)
+    assert p._gen.waiting == {} and p._queued_bytes == 0
+
+
 @asynccontextmanager
 async def publisher(fake: FakeProducer, deadline_ms: int) -> AsyncIterator[KafkaPublisher]:
     p = KafkaPublisher(settings(deadline_ms, fake.capacity), producer=fake)
@@ -165,11 +173,7 @@ async def test_a_batch_larger_than_the_queue_is_queued_as_room_allows() -> None:
             await p.publish([event("e1"), event("e2"), event("e3")])
         assert fake.produced == ["e1", "e2"]
         assert fake.full_refusals >= 1
-        # What it queued is still owed its reports; once they come, its room is free.
-        assert p._queued_bytes > 0
-        fake.deliver()
-        await until(lambda: not p._gen.waiting)
-        assert p._gen.waiting == {} and p._queued_bytes == 0
+        await frees_its_room_once_delivered(p, fake)
 
 
 async def test_a_batch_is_queued_in_one_go_once_it_fits() -> None:
@@ -193,10 +197,7 @@ async def test_a_cancelled_call_frees_its_room_when_its_reports_come() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert p._queued_bytes > 0  # queued events are still in Kafka's hands
-        fake.deliver()
-        await until(lambda: not p._gen.waiting)
-        assert p._gen.waiting == {} and p._queued_bytes == 0
+        await frees_its_room_once_delivered(p, fake)  # its events were still in Kafka's hands
 
 
 async def test_a_calls_room_is_freed_as_its_reports_come() -> None:
