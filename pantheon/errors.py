@@ -9,6 +9,7 @@ they never contain exception text from a backend.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import grpc
@@ -100,16 +101,21 @@ class InvalidArgument(PantheonError):
                 error_details_pb2.BadRequest.FieldViolation(
                     field=v.field, description=v.description, reason=v.rule_id
                 )
-                for v in reported_violations(self.violations, self.violation_bytes)
+                for v in self.reported
             ]
             packed = any_pb2.Any()
             packed.Pack(error_details_pb2.BadRequest(field_violations=reported))
             found.append(packed)
         return found
 
+    @functools.cached_property
+    def reported(self) -> list[FieldViolation]:
+        """The violations the status carries (`reported_violations`)."""
+        return reported_violations(self.violations, self.violation_bytes)
+
     def to_status(self) -> status_pb2.Status:
         status = super().to_status()
-        left_out = len(self.violations) - len(reported_violations(self.violations, self.violation_bytes))
+        left_out = len(self.violations) - len(self.reported)
         if left_out:
             status.message += (
                 f" ({left_out} more {'violation' if left_out == 1 else 'violations'} not listed)"
@@ -127,9 +133,11 @@ class InvalidArgument(PantheonError):
         found = list(violations)
         fields = list(dict.fromkeys(v.field or what for v in found))  # in the order reported
         listed: list[str] = []
+        length = 0
         for name in fields:
             name = _cut(name, MAX_LISTED_BYTES)
-            if listed and sum(len(n.encode()) for n in listed) + len(name.encode()) > MAX_LISTED_BYTES:
+            length += len(name.encode())
+            if listed and length > MAX_LISTED_BYTES:
                 break
             listed.append(name)
         text = ", ".join(listed)

@@ -228,7 +228,6 @@ def encode(items: list[Accepted], csv_batch: bool) -> bytes:
 
 #: Canonical JSON: sorted keys, no spaces, UTF-8 as is. One encoder for every
 #: line (`json.dumps` with options builds a new one per call).
-
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 

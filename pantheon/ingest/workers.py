@@ -82,11 +82,11 @@ THREAD_MAX_DOCUMENT_BYTES = 256 * 1024
 PROCESS_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
 #: Documents that may wait for a worker process; one more is refused as busy.
 PROCESS_QUEUE = 8
-#: Tasks a worker process runs before it is replaced. Each record batch is
-#: two or three tasks (parse, check, encode), and a replacement costs the
-#: call waiting for it about half a second (a new process imports
-#: everything): at 100, batches stalled on one every 40 or so. What a worker
-#: keeps from a 13 MiB document once it is done is about 10 MiB (measured).
+#: Tasks a worker process runs before it is replaced. Each large record
+#: batch or record document is one task, and a replacement costs the call
+#: waiting for it about half a second (a new process imports everything):
+#: at 100, batches stalled on one every 40 to 100. What a worker keeps from
+#: a 13 MiB document once it is done is about 10 MiB (measured).
 PROCESS_MAX_TASKS_PER_CHILD = 1000
 #: Retry-After of a refusal for lack of workers, in seconds.
 BUSY_RETRY_AFTER_S = 1

@@ -56,6 +56,14 @@ _TRANSIENT = (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, O
 T = TypeVar("T")
 
 
+def _call_once(held: list[tuple[Callable[..., T], tuple[Any, ...]]]) -> T:
+    """The call in `held`, taken out first: its arguments are freed as it
+    returns, while the pool's thread keeps its work item until the event
+    loop has heard the result."""
+    call, args = held.pop()
+    return call(*args)
+
+
 class S3ObjectStore:
     """ObjectStore on the S3 API (MinIO or any S3-compatible store)."""
 
@@ -101,11 +109,17 @@ class S3ObjectStore:
         waits for the call to finish before the cancellation goes on, so that
         whoever handles it knows the store is no longer being written (a PUT
         cancelled mid-flight may yet land).
+
+        The arguments are handed over, not kept: the thread lets them go as
+        the call returns (an upload's part is freed once sent, not after the
+        next one is read in).
         """
         loop = asyncio.get_running_loop()
+        held = [(call, args)]
+        del args
         with _s3_span(operation, bucket):
             context = contextvars.copy_context()
-            running = loop.run_in_executor(self._executor, functools.partial(context.run, call, *args))
+            running = loop.run_in_executor(self._executor, functools.partial(context.run, _call_once, held))
             try:
                 return await asyncio.shield(running)
             except asyncio.CancelledError:

@@ -69,8 +69,18 @@ async def upload(
         previous: asyncio.Task[UploadedPart] | None = None
         async for block in blocks:
             size += len(block)
-            task = asyncio.create_task(
-                _upload_part(run, client, bucket, key, upload_id, len(started) + 1, block)
+            task = asyncio.ensure_future(
+                run(
+                    minio_calls.upload_part,
+                    client,
+                    bucket,
+                    key,
+                    upload_id,
+                    len(started) + 1,
+                    block,
+                    operation="UploadPart",
+                    bucket=bucket,
+                )
             )
             started.append(task)
             del block  # the task holds it until its part is sent
@@ -97,25 +107,6 @@ async def upload(
             raise translate(exc, what) from exc
         raise
     return with_digest(result, sha256=digest.hexdigest(), size=size)
-
-
-async def _upload_part(
-    run: Run, client: Minio, bucket: str, key: str, upload_id: str, number: int, data: bytes
-) -> UploadedPart:
-    held = [data]
-    del data
-    return await run(
-        _send_part, client, bucket, key, upload_id, number, held, operation="UploadPart", bucket=bucket
-    )
-
-
-def _send_part(
-    client: Minio, bucket: str, key: str, upload_id: str, number: int, held: list[bytes]
-) -> UploadedPart:
-    # The part is taken out of `held`, so it is freed as soon as it is sent:
-    # the pool's thread drops its call's arguments only after the event loop
-    # has heard the result, and meanwhile the next part is being read in.
-    return minio_calls.upload_part(client, bucket, key, upload_id, number, held.pop())
 
 
 def _complete(
