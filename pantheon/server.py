@@ -219,6 +219,7 @@ async def create_server(
         discard_after=timedelta(seconds=STREAM_DEADLINE_S + 600),
         deadline_s=settings.backend_deadline_s,
         read_deadline_s=STREAM_DEADLINE_S,
+        stale_claim=timedelta(seconds=settings.stale_claim_s),
     )
     ingest_service_pb2_grpc.add_IngestionServiceServicer_to_server(
         IngestionServicer(

@@ -15,7 +15,9 @@ event can be refused after the object is stored. Once the object is stored,
 `with_stored` fills the real reference in. The call's *announcement* (the
 record batch's request, or nothing for an object) travels with the object
 into its pending marker, so the reconciler can rebuild the same events from
-it and the stored object (`rebuild`) when the call died before announcing.
+it and the stored object (`rebuild`) when the call died before announcing,
+and the call's answer (`object_result`, `batch_result`), which it records
+under the call's idempotency key when the call died before recording it.
 
 A batch's announcement (`BatchAnnouncement`) keeps the call's decision on
 each record with the request, because a record's checks depend on the time
@@ -31,6 +33,7 @@ import asyncio
 import zlib
 
 from google.protobuf import any_pb2
+from google.rpc import code_pb2, status_pb2
 from pantheon_api.events.v1 import events_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -144,15 +147,40 @@ async def decided(
     return request, accepted, rejected
 
 
+def object_result(meta: md.Metadata, ref: md.ObjectRef) -> pb.IngestObjectResponse:
+    """What an object's call answers, once it is stored and announced."""
+    return pb.IngestObjectResponse(metadata=meta, object=ref, event_id=meta.id)
+
+
+def batch_result(
+    meta: md.Metadata, ref: md.ObjectRef, accepted: list[batch.Accepted], rejected: list[batch.Rejected]
+) -> pb.IngestRecordsResponse:
+    """What a record batch's call answers: a result per record, in the request's order."""
+    ok = status_pb2.Status(code=code_pb2.OK)
+    results = [pb.RecordResult(index=i.index, id=i.id, event_id=i.id, status=ok) for i in accepted]
+    results += [batch.rejection(r) for r in rejected]
+    results.sort(key=lambda r: r.index)
+    return pb.IngestRecordsResponse(
+        metadata=meta,
+        object=ref,
+        results=results,
+        accepted_count=len(accepted),
+        rejected_count=len(rejected),
+        event_id=meta.id,
+    )
+
+
 async def rebuild(
     topics: KafkaSettings, announcement: any_pb2.Any, info: spb.StatObjectResponse
-) -> list[Event]:
-    """The events of a stored object from its call's announcement, as the call built them."""
+) -> tuple[list[Event], pb.IngestObjectResponse | pb.IngestRecordsResponse]:
+    """The events of a stored object and its call's answer, rebuilt from the
+    call's announcement as the call built them."""
     meta, ref = info.metadata, info.object
     if not announcement.type_url:
-        return object_events(topics, meta, ref)
+        return object_events(topics, meta, ref), object_result(meta, ref)
     _, accepted, rejected = await decided(announcement)
-    return batch_events(topics, meta, ref, batch.identify(meta.id, accepted), rejected)
+    accepted = batch.identify(meta.id, accepted)
+    return batch_events(topics, meta, ref, accepted, rejected), batch_result(meta, ref, accepted, rejected)
 
 
 async def decide(

@@ -2,7 +2,8 @@
 
 A keyed call claims its key in the index before anything is stored, renews
 the claim while it runs (a holder that stops renewing is taken over), gives
-the key up if it fails and records its result when it succeeds. Kept apart
+the key up if it fails and records its result when it succeeds; the
+reconciler records the result of a call that died after its commit. Kept apart
 from the pipeline (pantheon.ingest.pipeline), which runs every ingest call
 around these steps. `Content` and `same_content` compare a replay's or a
 resumed call's content with what the key first stored.
@@ -35,6 +36,7 @@ from pantheon.errors import (
     Unavailable,
     reason_of,
 )
+from pantheon.metadata.ulid import new_ulid
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,42 @@ class Claims:
                     reason="in_progress",
                 ) from exc
             raise storage_error(exc, "recording the result") from exc
+
+    async def settle(self, source: str, key: str, result: Message) -> bool:
+        """Record `result` under `key` for a call that made its object visible
+        but died or failed before recording it (the reconciler's part); False
+        while a live call holds the key: that call records its own.
+
+        The key is taken over as a retry would take it, once its holder
+        released it or stopped renewing it. A key already completed is
+        completed again by its holder's id, which changes nothing but removes
+        the object's marker.
+        """
+        found = await self._storage.GetIdempotencyKey(
+            spb.GetIdempotencyKeyRequest(source=source, idempotency_key=key), timeout=self._deadline_s
+        )
+        record = found.record
+        if record.HasField("result"):
+            holder_id, packed = record.holder or record.id, record.result
+        else:
+            request = spb.ClaimIdempotencyKeyRequest(
+                source=source,
+                idempotency_key=key,
+                candidate_id=new_ulid(),
+                request_digest=record.request_digest,
+            )
+            request.take_over_after.FromTimedelta(self._stale_claim)
+            claim = await self._storage.ClaimIdempotencyKey(request, timeout=self._deadline_s)
+            if not claim.claimed:
+                return False  # held by a live call, or completed meanwhile: the next pass sees
+            holder_id, packed = request.candidate_id, _pack(result)
+        await self._storage.CompleteIdempotencyKey(
+            spb.CompleteIdempotencyKeyRequest(
+                source=source, idempotency_key=key, id=holder_id, result=packed
+            ),
+            timeout=self._deadline_s,
+        )
+        return True
 
 
 def same_content(sent_sha256: str, stored_sha256: str) -> None:

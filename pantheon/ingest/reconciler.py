@@ -13,6 +13,12 @@ object:
   ids, then commit. This covers keyless calls, which no retry repairs.
 - visible: the call committed, but the marker's removal did not happen; the
   commit is repeated, which removes it.
+
+A call with an idempotency key keeps its marker until its result is
+recorded under the key. Once its object is visible, the reconciler records
+the result it rebuilds from the announcement (the key taken over as a retry
+would take it, never from a live call), which removes the marker; a later
+retry replays that result.
 - not stored: an upload still streaming, or one that never completed. The
   marker is discarded once it is older than `discard_after`, the longest an
   upload may take, with a margin. The parts of an incomplete multipart
@@ -44,6 +50,7 @@ from pantheon import context as ctx
 from pantheon.config import KafkaSettings
 from pantheon.events.producer import EventPublisher
 from pantheon.ingest import announce
+from pantheon.ingest.claims import Claims
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +103,10 @@ class Reconciler:
         discard_after: timedelta,
         deadline_s: float,
         read_deadline_s: float,
+        stale_claim: timedelta,
     ) -> None:
         self._storage = storage
+        self._claims = Claims(storage, deadline_s=deadline_s, stale_claim=stale_claim)
         self._publisher = publisher
         self._topics = topics
         self._after = after
@@ -170,13 +179,18 @@ class Reconciler:
                 outcome = "discarded"
             else:
                 outcome = "cleaned"
+                events, result = await announce.rebuild(self._topics, found.announcement, found.object)
                 if found.state == spb.PENDING_STATE_STORED:
-                    events = await announce.rebuild(self._topics, found.announcement, found.object)
                     await self._publisher.publish(events)
                     outcome = "announced"
                 await self._storage.CommitObject(
                     spb.CommitObjectRequest(object=found.object), timeout=self._deadline_s
                 )
+                # A keyed call's marker goes once its result is recorded, so a
+                # retry replays that result rather than deciding anew.
+                key = meta.idempotency_key
+                if key and not await self._claims.settle(meta.source, key, result):
+                    return False
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return True  # settled meanwhile, by its call or another pass

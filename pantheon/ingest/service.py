@@ -20,7 +20,6 @@ from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, status_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as pb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -119,11 +118,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         async def check_replay(replay: pb.IngestObjectResponse) -> None:
             await content.same_as(replay.metadata.sha256)
 
-        def result(stored: spb.PutObjectResponse) -> pb.IngestObjectResponse:
-            return pb.IngestObjectResponse(
-                metadata=stored.metadata, object=stored.object, event_id=stored.metadata.id
-            )
-
         return await self._pipeline.run(
             Call(
                 source=meta.source,
@@ -137,7 +131,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 prepare=prepare,
                 check_replay=check_replay,
                 events=lambda m, ref: announce.object_events(self._topics, m, ref),
-                result=result,
+                result=lambda stored: announce.object_result(stored.metadata, stored.object),
             )
         )
 
@@ -183,23 +177,6 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         async def check_replay(replay: pb.IngestRecordsResponse) -> None:
             pass  # the claim's digest covers the whole request
 
-        def result(stored: spb.PutObjectResponse) -> pb.IngestRecordsResponse:
-            results = [
-                pb.RecordResult(
-                    index=i.index, id=i.id, event_id=i.id, status=status_pb2.Status(code=code_pb2.OK)
-                )
-                for i in accepted
-            ] + [batch.rejection(r) for r in rejected]
-            results.sort(key=lambda r: r.index)
-            return pb.IngestRecordsResponse(
-                metadata=stored.metadata,
-                object=stored.object,
-                results=results,
-                accepted_count=len(accepted),
-                rejected_count=len(rejected),
-                event_id=stored.metadata.id,
-            )
-
         return await self._pipeline.run(
             Call(
                 source=request.source,
@@ -211,7 +188,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 prepare=prepare,
                 check_replay=check_replay,
                 events=lambda m, ref: announce.batch_events(self._topics, m, ref, accepted, rejected),
-                result=result,
+                result=lambda done: announce.batch_result(done.metadata, done.object, accepted, rejected),
                 candidate=batch_id,
             )
         )

@@ -318,7 +318,9 @@ class Index:
                 continue
         raise Aborted("idempotency key is contended, retry later", reason="in_progress")
 
-    async def complete(self, request: pb.CompleteIdempotencyKeyRequest) -> datetime:
+    async def complete(self, request: pb.CompleteIdempotencyKeyRequest) -> pb.IdempotencyRecord:
+        """Record the result of the key's holder (a repeat changes nothing); the completed record."""
+
         def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:
             if holder_of(held) != request.id:
                 raise FailedPrecondition("idempotency key is held by another call", reason="key_held")
@@ -332,7 +334,7 @@ class Index:
             return done
 
         record, _ = await self._update(request.source, request.idempotency_key, decide)
-        return record.completed_at.ToDatetime(tzinfo=UTC)
+        return record
 
     async def release(self, request: pb.ReleaseIdempotencyKeyRequest) -> None:
         def decide(held: pb.IdempotencyRecord) -> pb.IdempotencyRecord | None:

@@ -10,7 +10,8 @@ announced and nothing stored is left unannounced: PutObject writes a pending
 marker (metadata and the caller's announcement), then the bytes; the caller
 publishes the object's events; CommitObject then writes the complete
 metadata, with size and SHA-256, to the index, which is what Get, Stat and
-Search read, and removes the marker. A marker whose call died is found by
+Search read, and removes the marker (for a call with an idempotency key,
+CompleteIdempotencyKey removes it, once the call's result is recorded). A marker whose call died is found by
 the reconciler (ListPendingObjects, GetPendingObject), which announces and
 commits the object, or discards the marker of an upload that never
 completed (pantheon.ingest.reconciler).
@@ -240,9 +241,12 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                 "the object reference does not match its metadata", reason="reference_mismatch"
             )
         await self._index.put_object_info(info)
-        # Off the caller's path, with others: a marker left behind is removed
-        # by the reconciler, which finds its object visible.
-        self._index.drop_pending_soon(meta.id)
+        if not meta.idempotency_key:
+            # Off the caller's path, with others: a marker left behind is
+            # removed by the reconciler, which finds its object visible. A
+            # keyed call's marker stays until its key is completed: a retry
+            # after a lost result stores and answers what the marker says.
+            self._index.drop_pending_soon(meta.id)
         return pb.CommitObjectResponse()
 
     async def close(self) -> None:
@@ -341,9 +345,11 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request: pb.CompleteIdempotencyKeyRequest, context: Context
     ) -> pb.CompleteIdempotencyKeyResponse:
         current_grant.get().check_source(request.source)
-        response = pb.CompleteIdempotencyKeyResponse()
-        response.completed_at.FromDatetime(await self._index.complete(request))
-        return response
+        record = await self._index.complete(request)
+        # The call is answered for good: a retry replays the result, so its
+        # object's marker (kept by CommitObject) is no longer needed.
+        self._index.drop_pending_soon(record.id)
+        return pb.CompleteIdempotencyKeyResponse(completed_at=record.completed_at)
 
     async def GetIdempotencyKey(
         self, request: pb.GetIdempotencyKeyRequest, context: Context

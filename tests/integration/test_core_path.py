@@ -150,12 +150,17 @@ async def test_each_format_is_stored_encrypted_and_announced(
 async def test_the_pending_markers_of_committed_objects_are_removed(
     stack_env: dict[str, str], minio_root_client: Minio
 ) -> None:
-    # Removed a moment after the commit, several in one multi-object delete.
+    # Removed a moment after the commit (a keyed call's once its result is
+    # recorded), several in one multi-object delete.
     source = unique_source()
     channel, stub = ingest_stub(stack_env)
+    keys = ["", "", "", "key-1", "key-2"]
     async with channel:
         results = await asyncio.gather(
-            *(ingest(stub, metadata(source), b"entity_id,temp\nvie-1,21.5\n", "text/csv") for _ in range(5))
+            *(
+                ingest(stub, metadata(source, idempotency_key=k), b"entity_id,temp\nvie-1,21.5\n", "text/csv")
+                for k in keys
+            )
         )
     markers = {f"pending/{r.metadata.id}" for r in results}
     for _ in range(100):

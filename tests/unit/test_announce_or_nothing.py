@@ -193,18 +193,18 @@ async def test_a_failed_batch_is_announced_with_the_events_its_call_built(served
     assert await served.visible(batch_id)
 
 
-async def test_a_retry_with_the_key_and_the_reconciler_announce_the_same_ids(served: Served) -> None:
+async def test_a_retry_after_the_reconciler_replays_the_result_it_recorded(served: Served) -> None:
     request = _records(valid=2, key="k-1")
     served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
     with pytest.raises(grpc.aio.AioRpcError):
         await served.ingest.IngestRecords(request)
     served.publisher.fail = None
     assert (await served.reconcile()).announced == 1
-    retried = await served.ingest.IngestRecords(request)  # resumes under the same id
-    assert len(served.store.stored()) == 1
+    assert await served.marker_removed()
+    retried = await served.ingest.IngestRecords(request)
+    assert retried.replayed and len(served.store.stored()) == 1
     announced = [e.event_id for e in served.publisher.events]
-    assert set(announced) == {r.id for r in retried.results} | {retried.metadata.id}
-    assert len(announced) == 2 * len(set(announced))  # each id twice: copies consumers drop
+    assert sorted(announced) == sorted([r.id for r in retried.results] + [retried.metadata.id])
 
 
 async def test_content_found_bad_mid_stream_leaves_no_marker(served: Served) -> None:
@@ -276,12 +276,13 @@ async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announ
     stored_meta.sha256, stored_meta.size_bytes, stored_meta.geohash = "a" * 64, 123, "u2edk"
     ref = md.ObjectRef(bucket="pantheon-sensor", key="v1/k", sha256="a" * 64, size_bytes=123, etag="e")
     announce.with_stored(events, spb.PutObjectResponse(object=ref, metadata=stored_meta))
-    rebuilt = await announce.rebuild(
+    rebuilt, answer = await announce.rebuild(
         topics,
         await announce.of_batch(request, rejected),
         spb.StatObjectResponse(object=ref, metadata=stored_meta),
     )
     assert _wire(events) == _wire(rebuilt)
+    assert answer == announce.batch_result(stored_meta, ref, accepted, rejected)
 
 
 @pytest.mark.parametrize("key", ["a_longish_payload_key_{}", "😀" * 300 + "{}"])
@@ -380,16 +381,15 @@ async def test_pending_markers_are_listed_completely_page_by_page(served: Served
 # -- the call's decision is kept ------------------------------------------------------------
 
 
-async def test_a_resumed_batch_keeps_the_first_attempts_decision(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Record checks depend on the clock: a record five minutes and a second
-    # ahead is refused now and accepted a second later. Simulated here: the
-    # first check refuses record 0, every later one accepts everything.
+@pytest.fixture
+def clocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record checks depend on the clock: a record five minutes and a second
+    ahead is refused now and accepted a second later. Simulated here: the
+    first check refuses record 0, every later one accepts everything."""
     checks = 0
     real_decide = announce.decide
 
-    async def clocked(
+    async def decide(
         request: pb.IngestRecordsRequest, batch_id: str
     ) -> tuple[list[batch.Accepted], list[batch.Rejected], bytes]:
         nonlocal checks
@@ -404,7 +404,21 @@ async def test_a_resumed_batch_keeps_the_first_attempts_decision(
             return kept, [batch.Rejected(0, refused[0].record, [reason])], batch.encode(kept, False)
         return accepted, rejected, encoded
 
-    monkeypatch.setattr(announce, "decide", clocked)
+    monkeypatch.setattr(announce, "decide", decide)
+
+
+def _named(events: list[Event]) -> list[tuple[str, str, str, str]]:
+    return [(e.topic, e.key, e.event_id, type(e.payload).__name__) for e in events]
+
+
+def _as_first_decided(response: pb.IngestRecordsResponse) -> None:
+    """`response` is the answer to the first check of `clocked`: record 0 refused."""
+    assert [r.index for r in response.results if r.status.code != 0] == [0]
+    assert response.accepted_count == 2
+
+
+@pytest.mark.usefixtures("clocked")
+async def test_a_resumed_batch_keeps_the_first_attempts_decision(served: Served) -> None:
     request = _records(valid=3, key="clocked")
     served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
     with pytest.raises(grpc.aio.AioRpcError):
@@ -413,16 +427,103 @@ async def test_a_resumed_batch_keeps_the_first_attempts_decision(
     served.publisher.fail = None
     retried = await served.ingest.IngestRecords(request)  # resumes the released key
     assert served.store.stored() == [first_key] == [retried.object.key]
-    assert [r.index for r in retried.results if r.status.code != 0] == [0]
-    assert retried.accepted_count == 2
+    _as_first_decided(retried)
     # The retry announced what the first attempt would have: the same events
     # (their times and request ids are the retry's).
     (attempted, announced) = served.publisher.attempts
+    assert _named(attempted) == _named(announced)
 
-    def named(events: list[Event]) -> list[tuple[str, str, str, str]]:
-        return [(e.topic, e.key, e.event_id, type(e.payload).__name__) for e in events]
 
-    assert named(attempted) == named(announced)
+class _LostCompletion:
+    """Index.complete fails `times` times: the call committed, but its result is not recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int = 1) -> None:
+        self.left = times
+        real = Index.complete
+
+        async def complete(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> datetime:
+            if self.left:
+                self.left -= 1
+                raise Unavailable("the store is away, retry later")
+            return await real(index, request)
+
+        monkeypatch.setattr(Index, "complete", complete)
+
+
+@pytest.mark.usefixtures("clocked")
+async def test_a_retry_after_a_commit_whose_result_was_lost_answers_the_first_decision(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _LostCompletion(monkeypatch)
+    request = _records(valid=3, key="lost-result")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.ingest.IngestRecords(request)
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    (first_key,) = served.store.stored()
+    for _ in range(50):  # the marker's removal would come a few loop turns later
+        await asyncio.sleep(0.01)
+    # The checks now accept record 0: the retry still answers, stores and
+    # announces the batch its first attempt made visible.
+    retried = await served.ingest.IngestRecords(request)
+    assert served.store.stored() == [first_key] == [retried.object.key]
+    _as_first_decided(retried)
+    (attempted, announced) = served.publisher.attempts
+    assert _named(attempted) == _named(announced)
+    assert await served.marker_removed()
+    assert await served.ingest.IngestRecords(request) == _replayed(retried)
+
+
+def _replayed(response: pb.IngestRecordsResponse) -> pb.IngestRecordsResponse:
+    replay = pb.IngestRecordsResponse()
+    replay.CopyFrom(response)
+    replay.replayed = True
+    return replay
+
+
+@pytest.mark.usefixtures("clocked")
+async def test_the_reconciler_records_the_result_of_a_call_that_failed_after_its_commit(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _LostCompletion(monkeypatch)
+    request = _records(valid=3, key="reconciled-result")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(request)
+    report = await served.reconcile()
+    assert (report.cleaned, report.waiting) == (1, 0)
+    assert await served.marker_removed()
+    found = await served.ingest.GetIngestResult(
+        pb.GetIngestResultRequest(source="src-a", idempotency_key="reconciled-result")
+    )
+    _as_first_decided(found.records)
+    retried = await served.ingest.IngestRecords(request)
+    assert retried.replayed and retried == _replayed(found.records)
+    assert len(served.publisher.attempts) == 1  # the retry announced nothing again
+
+
+async def test_the_reconciler_leaves_a_key_to_the_live_call_that_holds_it(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    completing, go_on = asyncio.Event(), asyncio.Event()
+    real = Index.complete
+
+    async def slow(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> datetime:
+        completing.set()
+        await go_on.wait()
+        return await real(index, request)
+
+    monkeypatch.setattr(Index, "complete", slow)
+    async def ingest() -> pb.IngestRecordsResponse:
+        response: pb.IngestRecordsResponse = await served.ingest.IngestRecords(_records(valid=2, key="live"))
+        return response
+
+    call = asyncio.create_task(ingest())
+    await completing.wait()
+    report = await served.reconcile()  # the call's marker is there, its object visible
+    assert (report.cleaned, report.waiting) == (0, 1)
+    assert not (await Index(served.store).record("src-a", "live")).HasField("result")
+    go_on.set()
+    answered = await call
+    assert not answered.replayed and await served.marker_removed()
 
 
 async def test_a_retry_after_an_attempt_that_stored_nothing_names_its_records_after_that_attempt(
