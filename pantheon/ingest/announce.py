@@ -172,15 +172,34 @@ def batch_result(
 
 async def rebuild(
     topics: KafkaSettings, announcement: any_pb2.Any, info: spb.StatObjectResponse
-) -> tuple[list[Event], pb.IngestObjectResponse | pb.IngestRecordsResponse]:
-    """The events of a stored object and its call's answer, rebuilt from the
-    call's announcement as the call built them."""
+) -> list[Event]:
+    """The events of a stored object from its call's announcement, as the call built them."""
     meta, ref = info.metadata, info.object
+    records = await _recalled(announcement, meta)
+    if records is None:
+        return object_events(topics, meta, ref)
+    return batch_events(topics, meta, ref, *records)
+
+
+async def rebuild_result(
+    announcement: any_pb2.Any, info: spb.StatObjectResponse
+) -> pb.IngestObjectResponse | pb.IngestRecordsResponse:
+    """The answer of a stored object's call from its announcement, as the call built it."""
+    meta, ref = info.metadata, info.object
+    records = await _recalled(announcement, meta)
+    if records is None:
+        return object_result(meta, ref)
+    return batch_result(meta, ref, *records)
+
+
+async def _recalled(
+    announcement: any_pb2.Any, meta: md.Metadata
+) -> tuple[list[batch.Accepted], list[batch.Rejected]] | None:
+    """A batch call's decision, its records named after the batch (None for an object's call)."""
     if not announcement.type_url:
-        return object_events(topics, meta, ref), object_result(meta, ref)
+        return None
     _, accepted, rejected = await decided(announcement)
-    accepted = batch.identify(meta.id, accepted)
-    return batch_events(topics, meta, ref, accepted, rejected), batch_result(meta, ref, accepted, rejected)
+    return batch.identify(meta.id, accepted), rejected
 
 
 async def decide(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import timedelta
@@ -164,76 +164,93 @@ class Claims:
             if renewing is not None:
                 renewing.cancel()
             if key:
-                try:
-                    await self._storage.ReleaseIdempotencyKey(
-                        spb.ReleaseIdempotencyKeyRequest(
-                            source=source, idempotency_key=key, id=holder(object_id)
-                        ),
-                        timeout=5.0,
-                        metadata=ctx.outgoing_metadata(),
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    log.warning("could not release idempotency key: %s", exc.code().name)
+                await self._release(source, key, holder(object_id))
             raise
         finally:
             if renewing is not None:
                 renewing.cancel()
 
+    async def _release(self, source: str, key: str, holder_id: str) -> None:
+        """Give the key up, so a retry need not wait for the claim to go stale (best effort)."""
+        try:
+            await self._storage.ReleaseIdempotencyKey(
+                spb.ReleaseIdempotencyKeyRequest(source=source, idempotency_key=key, id=holder_id),
+                timeout=5.0,
+                metadata=ctx.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not release idempotency key: %s", exc.code().name)
+
     async def complete(self, source: str, key: str, object_id: str, result: Message) -> None:
         if not key:
             return
         try:
-            await self._storage.CompleteIdempotencyKey(
-                spb.CompleteIdempotencyKeyRequest(
-                    source=source, idempotency_key=key, id=holder(object_id), result=_pack(result)
-                ),
-                timeout=self._deadline_s,
-                metadata=ctx.outgoing_metadata(),
-            )
+            await self._record(source, key, holder(object_id), _pack(result))
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                # A retry took the key over after this call stopped renewing it.
+                # A retry (or the reconciler) took the key over after this call stopped renewing it.
                 raise Aborted(
-                    "a retry of this call took its idempotency key over, retry to get its result",
+                    "the idempotency key was taken over after this call stopped renewing it, "
+                    "retry to get its result",
                     reason="in_progress",
                 ) from exc
             raise storage_error(exc, "recording the result") from exc
 
-    async def settle(self, source: str, key: str, result: Message) -> bool:
-        """Record `result` under `key` for a call that made its object visible
-        but died or failed before recording it (the reconciler's part); False
-        while a live call holds the key: that call records its own.
+    async def settle(
+        self, source: str, key: str, object_id: str, result: Callable[[], Awaitable[Message]]
+    ) -> bool:
+        """Record the `result` of `object_id`'s call under `key`, for a call
+        that made its object visible but died or failed before recording it
+        (the reconciler's part); False while a live call holds the key (that
+        call records its own) or when the key cannot be found.
 
         The key is taken over as a retry would take it, once its holder
-        released it or stopped renewing it. A key already completed is
-        completed again by its holder's id, which changes nothing but removes
-        the object's marker.
+        released it or stopped renewing it, and released again if recording
+        fails. A key already completed is completed again by its holder's id,
+        which changes nothing but removes the object's marker.
         """
-        found = await self._storage.GetIdempotencyKey(
-            spb.GetIdempotencyKeyRequest(source=source, idempotency_key=key), timeout=self._deadline_s
-        )
-        record = found.record
-        if record.HasField("result"):
-            holder_id, packed = record.holder or record.id, record.result
-        else:
-            request = spb.ClaimIdempotencyKeyRequest(
-                source=source,
-                idempotency_key=key,
-                candidate_id=new_ulid(),
-                request_digest=record.request_digest,
+        try:
+            found = await self._storage.GetIdempotencyKey(
+                spb.GetIdempotencyKeyRequest(source=source, idempotency_key=key),
+                timeout=self._deadline_s,
+                metadata=ctx.outgoing_metadata(),
             )
-            request.take_over_after.FromTimedelta(self._stale_claim)
-            claim = await self._storage.ClaimIdempotencyKey(request, timeout=self._deadline_s)
-            if not claim.claimed:
-                return False  # held by a live call, or completed meanwhile: the next pass sees
-            holder_id, packed = request.candidate_id, _pack(result)
-        await self._storage.CompleteIdempotencyKey(
-            spb.CompleteIdempotencyKeyRequest(
-                source=source, idempotency_key=key, id=holder_id, result=packed
-            ),
-            timeout=self._deadline_s,
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+            found = spb.GetIdempotencyKeyResponse()
+        record = found.record
+        if record.id != object_id:
+            # Only a damaged index gets here: the marker stays, counted as waiting.
+            log.warning("the idempotency key of object %s names %r", object_id, record.id)
+            return False
+        if record.HasField("result"):
+            await self._record(source, key, record.holder or record.id, record.result)
+            return True
+        request = spb.ClaimIdempotencyKeyRequest(
+            source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=record.request_digest
         )
+        request.take_over_after.FromTimedelta(self._stale_claim)
+        claim = await self._storage.ClaimIdempotencyKey(
+            request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
+        )
+        if not claim.claimed:
+            return False  # held by a live call, or completed meanwhile: the next pass sees
+        try:
+            await self._record(source, key, request.candidate_id, _pack(await result()))
+        except BaseException:
+            await asyncio.shield(self._release(source, key, request.candidate_id))
+            raise
         return True
+
+    async def _record(self, source: str, key: str, holder_id: str, result: any_pb2.Any) -> None:
+        """Complete the key held by `holder_id` with `result` (which also removes its object's marker)."""
+        request = spb.CompleteIdempotencyKeyRequest(
+            source=source, idempotency_key=key, id=holder_id, result=result
+        )
+        await self._storage.CompleteIdempotencyKey(
+            request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
+        )
 
 
 def same_content(sent_sha256: str, stored_sha256: str) -> None:

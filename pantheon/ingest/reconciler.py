@@ -3,7 +3,8 @@
 An ingest call leaves a pending marker from before its first byte is stored
 until its object is committed (pantheon.storage.service). A marker that
 outlives its call means the call died or failed somewhere between the store
-and the commit: a crash, a publish that failed, a lost connection. Every
+and the commit (for a keyed call, the recording of its result): a crash, a
+publish that failed, a lost connection. Every
 pass lists the markers older than `after` (a younger one most likely
 belongs to a call still running) and settles each by the state of its
 object:
@@ -13,16 +14,16 @@ object:
   ids, then commit. This covers keyless calls, which no retry repairs.
 - visible: the call committed, but the marker's removal did not happen; the
   commit is repeated, which removes it.
+- not stored: an upload still streaming, or one that never completed. The
+  marker is discarded once it is older than `discard_after`, the longest an
+  upload may take, with a margin. The parts of an incomplete multipart
+  upload are MinIO's to expire (see the README, "Reconciler").
 
 A call with an idempotency key keeps its marker until its result is
 recorded under the key. Once its object is visible, the reconciler records
 the result it rebuilds from the announcement (the key taken over as a retry
 would take it, never from a live call), which removes the marker; a later
-retry replays that result.
-- not stored: an upload still streaming, or one that never completed. The
-  marker is discarded once it is older than `discard_after`, the longest an
-  upload may take, with a margin. The parts of an incomplete multipart
-  upload are MinIO's to expire (see the README, "Reconciler").
+retry replays that result. Until then the marker counts as waiting.
 
 A failure, whatever it is, leaves the marker for the next pass, and the
 pass goes on with the next marker. Nothing becomes visible before its
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 WAITING = Gauge(
     "pantheon_unannounced_objects",
     "Pending markers after the last reconciler pass: objects stored (or being stored) "
-    "whose announcement is not confirmed yet.",
+    "whose announcement is not confirmed yet, or whose keyed call's result is not recorded yet.",
 )
 OLDEST = Gauge(
     "pantheon_unannounced_oldest_seconds", "Age of the oldest pending marker after the last reconciler pass."
@@ -179,8 +180,8 @@ class Reconciler:
                 outcome = "discarded"
             else:
                 outcome = "cleaned"
-                events, result = await announce.rebuild(self._topics, found.announcement, found.object)
                 if found.state == spb.PENDING_STATE_STORED:
+                    events = await announce.rebuild(self._topics, found.announcement, found.object)
                     await self._publisher.publish(events)
                     outcome = "announced"
                 await self._storage.CommitObject(
@@ -189,7 +190,14 @@ class Reconciler:
                 # A keyed call's marker goes once its result is recorded, so a
                 # retry replays that result rather than deciding anew.
                 key = meta.idempotency_key
-                if key and not await self._claims.settle(meta.source, key, result):
+                if key and not await self._claims.settle(
+                    meta.source,
+                    key,
+                    object_id,
+                    lambda: announce.rebuild_result(found.announcement, found.object),
+                ):
+                    if outcome == "announced":
+                        self._count(report, outcome, object_id, age)
                     return False
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
@@ -199,7 +207,11 @@ class Reconciler:
         except Exception as exc:  # one bad marker must not stop the others
             log.warning("could not settle pending object %s: %r", object_id, exc)
             return False
+        self._count(report, outcome, object_id, age)
+        return True
+
+    @staticmethod
+    def _count(report: Report, outcome: str, object_id: str, age: timedelta) -> None:
         setattr(report, outcome, getattr(report, outcome) + 1)
         SETTLED.labels(outcome).inc()
         log.info("reconciler: %s object %s (pending for %.0f s)", outcome, object_id, age.total_seconds())
-        return True

@@ -29,12 +29,13 @@ from pantheon.errors import FailedPrecondition, InvalidArgument, Unavailable, re
 from pantheon.events.producer import Event
 from pantheon.ingest import announce
 from pantheon.ingest import records as batch
+from pantheon.ingest.claims import Claims
 from pantheon.ingest.service import STREAM_DEADLINE_S
 from pantheon.metadata.ulid import new_ulid
 from pantheon.policy import INTERNAL_GRANT, current_grant
 from pantheon.server import Running, create_server, secure_channel
 from pantheon.storage.buckets import INDEX_BUCKET
-from pantheon.storage.index import PENDING_PREFIX, Index
+from pantheon.storage.index import PENDING_PREFIX, Index, _idempotency_key
 from pantheon.storage.object_store import StoredObject
 from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.s3 import S3ObjectStore
@@ -276,12 +277,10 @@ async def test_events_built_before_the_store_equal_those_rebuilt_from_the_announ
     stored_meta.sha256, stored_meta.size_bytes, stored_meta.geohash = "a" * 64, 123, "u2edk"
     ref = md.ObjectRef(bucket="pantheon-sensor", key="v1/k", sha256="a" * 64, size_bytes=123, etag="e")
     announce.with_stored(events, spb.PutObjectResponse(object=ref, metadata=stored_meta))
-    rebuilt, answer = await announce.rebuild(
-        topics,
-        await announce.of_batch(request, rejected),
-        spb.StatObjectResponse(object=ref, metadata=stored_meta),
-    )
-    assert _wire(events) == _wire(rebuilt)
+    announcement = await announce.of_batch(request, rejected)
+    info = spb.StatObjectResponse(object=ref, metadata=stored_meta)
+    assert _wire(events) == _wire(await announce.rebuild(topics, announcement, info))
+    answer = await announce.rebuild_result(announcement, info)
     assert answer == announce.batch_result(stored_meta, ref, accepted, rejected)
 
 
@@ -441,7 +440,7 @@ class _LostCompletion:
         self.left = times
         real = Index.complete
 
-        async def complete(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> datetime:
+        async def complete(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> spb.IdempotencyRecord:
             if self.left:
                 self.left -= 1
                 raise Unavailable("the store is away, retry later")
@@ -506,12 +505,13 @@ async def test_the_reconciler_leaves_a_key_to_the_live_call_that_holds_it(
     completing, go_on = asyncio.Event(), asyncio.Event()
     real = Index.complete
 
-    async def slow(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> datetime:
+    async def slow(index: Index, request: spb.CompleteIdempotencyKeyRequest) -> spb.IdempotencyRecord:
         completing.set()
         await go_on.wait()
         return await real(index, request)
 
     monkeypatch.setattr(Index, "complete", slow)
+
     async def ingest() -> pb.IngestRecordsResponse:
         response: pb.IngestRecordsResponse = await served.ingest.IngestRecords(_records(valid=2, key="live"))
         return response
@@ -524,6 +524,81 @@ async def test_the_reconciler_leaves_a_key_to_the_live_call_that_holds_it(
     go_on.set()
     answered = await call
     assert not answered.replayed and await served.marker_removed()
+
+
+@pytest.mark.usefixtures("clocked")
+async def test_a_key_the_reconciler_took_over_and_could_not_complete_is_released(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _LostCompletion(monkeypatch, times=2)  # the call's completion, then the reconciler's
+    request = _records(valid=3, key="released-again")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(request)
+    report = await served.reconcile()
+    assert (report.cleaned, report.waiting) == (0, 1)
+    assert (await Index(served.store).record("src-a", "released-again")).released
+    retried = await served.ingest.IngestRecords(request)  # at once, not ABORTED until the claim is stale
+    _as_first_decided(retried)
+    assert not retried.replayed and await served.marker_removed()
+
+
+async def test_a_dead_calls_announcement_is_counted_while_its_key_is_not_yet_stale(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def died(claims: Claims, source: str, key: str, holder_id: str) -> None:
+        pass  # the call died: nobody released its key
+
+    monkeypatch.setattr(Claims, "_release", died)
+    served.publisher.fail = Unavailable("event backbone did not acknowledge, retry later")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(_records(valid=2, key="died"))
+    served.publisher.fail = None
+    report = await served.reconcile()
+    # Announced and visible; the marker waits until the claim goes stale.
+    assert (report.announced, report.waiting) == (1, 1)
+    assert not (await Index(served.store).record("src-a", "died")).HasField("result")
+
+
+async def test_a_keyed_marker_whose_key_is_gone_waits_and_is_counted(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _LostCompletion(monkeypatch)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestRecords(_records(valid=2, key="gone"))
+    del served.store.objects[(INDEX_BUCKET, _idempotency_key("src-a", "gone"))]  # a damaged index
+    for _ in range(2):
+        report = await served.reconcile()
+        assert (report.cleaned, report.waiting) == (0, 1)
+
+
+async def test_a_keyed_object_whose_result_was_lost_is_answered_and_recorded(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _LostCompletion(monkeypatch)
+    meta = metadata("src-a", idempotency_key="object-lost")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.ingest.IngestObject(object_requests(meta, CSV, "text/csv"))
+    (first_key,) = served.store.stored()
+    retried = await served.ingest.IngestObject(object_requests(meta, CSV, "text/csv"))
+    assert retried.object.key == first_key and not retried.replayed
+    assert await served.marker_removed()
+    again = await served.ingest.IngestObject(object_requests(meta, CSV, "text/csv"))
+    assert again.replayed and again.metadata == retried.metadata
+
+
+async def test_a_marker_left_behind_a_completed_key_is_removed_by_the_reconciler(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Index.drop_pending_soon
+    monkeypatch.setattr(Index, "drop_pending_soon", lambda index, object_id: None)  # the removal is lost
+    request = _records(valid=2, key="left-behind")
+    answered = await served.ingest.IngestRecords(request)
+    assert served.pending()
+    monkeypatch.setattr(Index, "drop_pending_soon", real)
+    report = await served.reconcile()
+    assert (report.cleaned, report.waiting) == (1, 0)
+    assert await served.marker_removed()
+    assert await served.ingest.IngestRecords(request) == _replayed(answered)
 
 
 async def test_a_retry_after_an_attempt_that_stored_nothing_names_its_records_after_that_attempt(
