@@ -166,6 +166,7 @@ class Pipeline:
             # Every event is built and checked before anything is stored.
             events = call.events(meta, announce.placeholder())
             announce.check_sizes(events)
+            self._claims.check_held()
             stored = await self._store(meta, announcement, content, call.deadline_s)
             announce.with_stored(events, stored)
             faults.crash_point(faults.AFTER_STORE)  # test stacks only: a no-op unless armed

@@ -19,6 +19,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.devstack.mesh import DEV_CLIENT
 from pantheon.errors import FailedPrecondition
+from pantheon.ingest import announce
 from pantheon.ingest.claims import Claims
 from pantheon.metadata.ulid import new_ulid
 from pantheon.server import create_server, secure_channel
@@ -285,7 +286,7 @@ async def test_renewal_keeps_a_long_call_from_being_taken_over(served: tuple) ->
 def no_renewals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Holders stop renewing, as a stalled process would."""
 
-    async def stalled(self: Claims, lease: pb.ClaimIdempotencyKeyRequest) -> None:
+    async def stalled(self: Claims, lease: Any) -> None:
         await asyncio.Event().wait()
 
     monkeypatch.setattr(Claims, "renew", stalled)
@@ -312,3 +313,46 @@ async def test_a_takeover_after_missed_renewals_stands_against_the_late_holder(
     again = await stub.IngestObject(_upload(meta))
     assert again.replayed and again.metadata.id == taken.metadata.id
     assert again.object == taken.object
+
+
+async def test_a_holder_whose_claim_went_stale_before_its_store_stores_nothing(
+    served: tuple,  # type: ignore[type-arg]
+    no_renewals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A record batch's checks depend on the clock: a holder that stalled
+    # before storing may have decided differently from the retry that took
+    # its key over, and its store would put a second object under the id.
+    stub, store, _ = served
+    request = ipb.IngestRecordsRequest(data_type="sensor.temperature", source=SOURCE, idempotency_key="late")
+    record = request.records.add(entity_id="e-1", location=md.GeoPoint(latitude=48.2, longitude=16.37))
+    record.observed_at.GetCurrentTime()
+    stalled, go = asyncio.Event(), asyncio.Event()
+    real_of_batch = announce.of_batch
+
+    async def first_stalls(*args: Any) -> Any:
+        if not stalled.is_set():
+            stalled.set()
+            await go.wait()
+        return await real_of_batch(*args)
+
+    monkeypatch.setattr(announce, "of_batch", first_stalls)
+    markers: list[str] = []
+    real_put_pending = Index.put_pending
+
+    async def noted(index: Index, pending: pb.PendingObject) -> None:
+        markers.append(pending.metadata.id)
+        await real_put_pending(index, pending)
+
+    monkeypatch.setattr(Index, "put_pending", noted)
+    late = asyncio.ensure_future(stub.IngestRecords(request))
+    await stalled.wait()
+    await asyncio.sleep(STALE_S * 1.5)
+    taken = await stub.IngestRecords(request)  # takes the stale claim over, stores, answers
+    go.set()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await late
+    assert caught.value.code() is grpc.StatusCode.ABORTED
+    assert markers == [taken.metadata.id]  # the late holder did not even begin to store
+    assert store.stored() == [taken.object.key]
+    assert (await stub.IngestRecords(request)).replayed
