@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -45,26 +42,15 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 
-
-@dataclass
-class _Lease:
-    """The claim a call holds (its candidate id is the holder's id): renewed
-    while the call runs, named when it completes or releases the key."""
-
-    request: spb.ClaimIdempotencyKeyRequest
-    #: When (time.monotonic) the last claim or renewal that storage granted
-    #: was sent: storage dated the claim after that, so the claim is at most
-    #: this old.
-    granted: float
-
-
-_lease: ContextVar[_Lease | None] = ContextVar("lease", default=None)
+#: The claim this call holds (its candidate id is the holder's id): renewed
+#: while the call runs, named when it completes or releases the key.
+_lease: ContextVar[spb.ClaimIdempotencyKeyRequest | None] = ContextVar("lease", default=None)
 
 
 def holder(object_id: str) -> str:
     """The id this call holds its key under (`object_id` if it holds none)."""
     lease = _lease.get()
-    return lease.request.candidate_id if lease is not None else object_id
+    return lease.candidate_id if lease is not None else object_id
 
 
 def storage_error(exc: grpc.aio.AioRpcError, what: str) -> PantheonError:
@@ -124,7 +110,6 @@ class Claims:
         )
         # Storage takes over a claim its holder released or stopped renewing.
         request.take_over_after.FromTimedelta(self._stale_claim)
-        sent = time.monotonic()
         try:
             claim = await self._storage.ClaimIdempotencyKey(
                 request, timeout=self._deadline_s, metadata=ctx.outgoing_metadata()
@@ -139,7 +124,7 @@ class Claims:
                 # can no longer complete or release the key.
                 log.info("took over the idempotency key of a failed call (id %s)", record.id)
             request.ClearField("take_over_after")
-            _lease.set(_Lease(request, sent))
+            _lease.set(request)
             return record.id, None
         if record.request_digest != digest:
             raise FailedPrecondition(
@@ -149,15 +134,14 @@ class Claims:
             return record.id, _unpack(record.result, cls)
         raise Aborted("a call with this idempotency key is in progress, retry later", reason="in_progress")
 
-    async def renew(self, lease: _Lease) -> None:
+    async def renew(self, lease: spb.ClaimIdempotencyKeyRequest) -> None:
         """Renew the claim `lease` holds every third of the stale-claim age, until cancelled."""
         every = max(self._stale_claim.total_seconds() / 3, 0.05)
         while True:
             await asyncio.sleep(every)
-            sent = time.monotonic()
             try:
                 renewed = await self._storage.ClaimIdempotencyKey(
-                    lease.request, timeout=every, metadata=ctx.outgoing_metadata()
+                    lease, timeout=every, metadata=ctx.outgoing_metadata()
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning("could not renew idempotency key: %s", exc.code().name)
@@ -166,27 +150,7 @@ class Claims:
                 # Taken over after missed renewals: this call's result will
                 # not be recorded (the new holder's stands).
                 log.warning("idempotency key was taken over (id %s)", renewed.record.id)
-                lease.granted = -math.inf
                 return
-            lease.granted = sent
-
-    def check_held(self) -> None:
-        """Refuse to store for a call that may have lost its key.
-
-        A call whose process was frozen, or cut off from storage, for about
-        the stale-claim age may have been taken over by a retry that stored
-        and answered meanwhile; storing now could put a second object under
-        the id (a record batch decided at another time differs). The call
-        stops while two thirds of that age have not passed since its claim
-        was last granted (renewals come every third), with room for the
-        store to begin.
-        """
-        lease = _lease.get()
-        if lease is not None and time.monotonic() - lease.granted > self._stale_claim.total_seconds() * 2 / 3:
-            raise Aborted(
-                "this call's idempotency key may have been taken over, retry to get its result",
-                reason="in_progress",
-            )
 
     @asynccontextmanager
     async def holding(self, source: str, key: str, object_id: str) -> AsyncIterator[None]:

@@ -24,7 +24,7 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 
 from pantheon import __version__, faults
 from pantheon import context as ctx
-from pantheon.errors import Unavailable
+from pantheon.errors import Aborted, Unavailable, reason_of
 from pantheon.events.producer import Event, EventPublisher
 from pantheon.ingest import announce
 from pantheon.ingest.claims import Claims, Content, holder, same_content, storage_error
@@ -107,6 +107,12 @@ class Pipeline:
             await call.done_writing()
             response: spb.PutObjectResponse = await call
         except grpc.aio.AioRpcError as exc:
+            if reason_of(exc) == "id_in_use":
+                # Another attempt of this call is storing, or has stored, under its id.
+                raise Aborted(
+                    "another attempt of this call stored under its id, retry to get its result",
+                    reason="in_progress",
+                ) from exc
             raise storage_error(exc, "storing the object") from exc
         except BaseException:
             # Invalid content found mid-stream: storage sees a cancelled
@@ -166,7 +172,6 @@ class Pipeline:
             # Every event is built and checked before anything is stored.
             events = call.events(meta, announce.placeholder())
             announce.check_sizes(events)
-            self._claims.check_held()
             stored = await self._store(meta, announcement, content, call.deadline_s)
             announce.with_stored(events, stored)
             faults.crash_point(faults.AFTER_STORE)  # test stacks only: a no-op unless armed

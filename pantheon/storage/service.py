@@ -153,6 +153,8 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             await asyncio.shield(self._forget_unstored(meta.id, bucket, key))
             raise
         try:
+            if meta.idempotency_key:
+                await self._refuse_bound_elsewhere(meta.id, bucket, key)
             stored = await self.store.put_stream(
                 bucket, key, prepend(head, content), meta.media_type, user_metadata(meta)
             )
@@ -183,6 +185,25 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         return pb.PutObjectResponse(
             object=ref, metadata=meta, encryption=stored.encryption, sent_sha256=stored.sha256
         )
+
+    async def _refuse_bound_elsewhere(self, object_id: str, bucket: str, key: str) -> None:
+        """Refuse (FAILED_PRECONDITION `id_in_use`) an upload under an id
+        already visible as another object.
+
+        A keyed call that stalled past its claim (a frozen process, a lost
+        connection) may find a retry took its key over, stored, committed and
+        completed meanwhile, and removed its marker: a record batch checked
+        at another time is another object, which must not be stored and
+        announced under the id. Checked once the marker is written: until its
+        completion a retry's marker refuses this call's, and it is removed
+        only after the retry's object is visible. (Keyless calls have fresh ids.)
+        """
+        try:
+            bound = await self._index.object_info(object_id)
+        except NotFound:
+            return
+        if (bound.object.bucket, bound.object.key) != (bucket, key):
+            raise FailedPrecondition("the id is already bound to another object", reason="id_in_use")
 
     async def _forget_unstored(self, object_id: str, bucket: str, key: str) -> None:
         """Drop the marker of a failed upload, if nothing was stored after all.

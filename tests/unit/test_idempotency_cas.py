@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import any_pb2
+from pantheon_api.events.v1 import events_pb2
 from pantheon_api.ingest.v1 import ingest_service_pb2 as ipb
 from pantheon_api.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from pantheon_api.metadata.v1 import metadata_pb2 as md
@@ -19,11 +20,13 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.devstack.mesh import DEV_CLIENT
 from pantheon.errors import FailedPrecondition
-from pantheon.ingest import announce
+from pantheon.ingest import records
 from pantheon.ingest.claims import Claims
 from pantheon.metadata.ulid import new_ulid
 from pantheon.server import create_server, secure_channel
-from pantheon.storage.index import Index
+from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.index import PENDING_PREFIX, Index
+from pantheon.validation import FieldViolation
 from tests.integration.support import metadata
 from tests.unit.fakes import MemoryObjectStore, RecordingPublisher
 from tests.unit.mesh import Mesh, make_mesh
@@ -315,44 +318,64 @@ async def test_a_takeover_after_missed_renewals_stands_against_the_late_holder(
     assert again.object == taken.object
 
 
-async def test_a_holder_whose_claim_went_stale_before_its_store_stores_nothing(
+async def test_a_holder_that_stalled_past_its_claim_stores_no_second_object(
     served: tuple,  # type: ignore[type-arg]
     no_renewals: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A record batch's checks depend on the clock: a holder that stalled
-    # before storing may have decided differently from the retry that took
-    # its key over, and its store would put a second object under the id.
-    stub, store, _ = served
+    # A record batch's checks depend on the clock, so a holder that stalled
+    # before storing may have decided otherwise than the retry that took its
+    # key over: here the retry refuses record 0, which moves the batch's
+    # object key. The stalled holder's store reaches storage only once the
+    # retry has stored, committed and completed (its marker removed).
+    stub, store, publisher = served
     request = ipb.IngestRecordsRequest(data_type="sensor.temperature", source=SOURCE, idempotency_key="late")
-    record = request.records.add(entity_id="e-1", location=md.GeoPoint(latitude=48.2, longitude=16.37))
-    record.observed_at.GetCurrentTime()
-    stalled, go = asyncio.Event(), asyncio.Event()
-    real_of_batch = announce.of_batch
+    for i, (lat, lon) in enumerate([(40.0, 10.0), (48.2, 16.37)]):
+        record = request.records.add(entity_id=f"e-{i}", location=md.GeoPoint(latitude=lat, longitude=lon))
+        record.observed_at.GetCurrentTime()
+        record.observed_at.seconds -= 600 * (1 - i)
+    late_clock = False
+    real_violations = records.violations
 
-    async def first_stalls(*args: Any) -> Any:
-        if not stalled.is_set():
-            stalled.set()
-            await go.wait()
-        return await real_of_batch(*args)
+    def clocked(record: ipb.Record, path: str) -> list[FieldViolation]:
+        found = real_violations(record, path)
+        if late_clock and record.entity_id == "e-0":
+            found.append(FieldViolation(f"{path}.observed_at", "stand_in", "refused by the later check"))
+        return found
 
-    monkeypatch.setattr(announce, "of_batch", first_stalls)
-    markers: list[str] = []
+    monkeypatch.setattr(records, "violations", clocked)
+    arrived, go = asyncio.Event(), asyncio.Event()
     real_put_pending = Index.put_pending
 
-    async def noted(index: Index, pending: pb.PendingObject) -> None:
-        markers.append(pending.metadata.id)
+    async def first_waits(index: Index, pending: pb.PendingObject) -> None:
+        if not arrived.is_set():
+            arrived.set()
+            await go.wait()
         await real_put_pending(index, pending)
 
-    monkeypatch.setattr(Index, "put_pending", noted)
+    monkeypatch.setattr(Index, "put_pending", first_waits)
     late = asyncio.ensure_future(stub.IngestRecords(request))
-    await stalled.wait()
+    await arrived.wait()
     await asyncio.sleep(STALE_S * 1.5)
+    late_clock = True
     taken = await stub.IngestRecords(request)  # takes the stale claim over, stores, answers
+    assert taken.rejected_count == 1
+    for _ in range(200):  # the completed call's marker is removed a moment later
+        if not _markers(store):
+            break
+        await asyncio.sleep(0.01)
+    assert not _markers(store)
     go.set()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await late
-    assert caught.value.code() is grpc.StatusCode.ABORTED
-    assert markers == [taken.metadata.id]  # the late holder did not even begin to store
+    assert caught.value.code() is grpc.StatusCode.ABORTED  # retry to get the result
     assert store.stored() == [taken.object.key]
-    assert (await stub.IngestRecords(request)).replayed
+    announced = [e.payload for e in publisher.events if isinstance(e.payload, events_pb2.DataStored)]
+    assert [e.object.key for e in announced] == [taken.object.key]
+    assert not _markers(store)  # the stalled holder's own was removed with its refusal
+    again = await stub.IngestRecords(request)
+    assert again.replayed and again.object == taken.object
+
+
+def _markers(store: MemoryObjectStore) -> list[str]:
+    return [k for b, k in store.objects if b == INDEX_BUCKET and k.startswith(PENDING_PREFIX)]
