@@ -449,15 +449,24 @@ class _LostCompletion:
         monkeypatch.setattr(Index, "complete", complete)
 
 
+async def _answer_lost(
+    served: Served, monkeypatch: pytest.MonkeyPatch, key: str, *, losses: int = 1
+) -> pb.IngestRecordsRequest:
+    """A keyed batch of three records that is stored, announced and visible,
+    but whose call failed to record its result (`losses` completions fail)."""
+    _LostCompletion(monkeypatch, times=losses)
+    request = _records(valid=3, key=key)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.ingest.IngestRecords(request)
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    return request
+
+
 @pytest.mark.usefixtures("clocked")
 async def test_a_retry_after_a_commit_whose_result_was_lost_answers_the_first_decision(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _LostCompletion(monkeypatch)
-    request = _records(valid=3, key="lost-result")
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await served.ingest.IngestRecords(request)
-    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    request = await _answer_lost(served, monkeypatch, "lost-result")
     (first_key,) = served.store.stored()
     for _ in range(50):  # the marker's removal would come a few loop turns later
         await asyncio.sleep(0.01)
@@ -483,10 +492,7 @@ def _replayed(response: pb.IngestRecordsResponse) -> pb.IngestRecordsResponse:
 async def test_the_reconciler_records_the_result_of_a_call_that_failed_after_its_commit(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _LostCompletion(monkeypatch)
-    request = _records(valid=3, key="reconciled-result")
-    with pytest.raises(grpc.aio.AioRpcError):
-        await served.ingest.IngestRecords(request)
+    request = await _answer_lost(served, monkeypatch, "reconciled-result")
     report = await served.reconcile()
     assert (report.cleaned, report.waiting) == (1, 0)
     assert await served.marker_removed()
@@ -530,10 +536,8 @@ async def test_the_reconciler_leaves_a_key_to_the_live_call_that_holds_it(
 async def test_a_key_the_reconciler_took_over_and_could_not_complete_is_released(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _LostCompletion(monkeypatch, times=2)  # the call's completion, then the reconciler's
-    request = _records(valid=3, key="released-again")
-    with pytest.raises(grpc.aio.AioRpcError):
-        await served.ingest.IngestRecords(request)
+    # The call's completion fails, then the reconciler's.
+    request = await _answer_lost(served, monkeypatch, "released-again", losses=2)
     report = await served.reconcile()
     assert (report.cleaned, report.waiting) == (0, 1)
     assert (await Index(served.store).record("src-a", "released-again")).released
@@ -562,9 +566,7 @@ async def test_a_dead_calls_announcement_is_counted_while_its_key_is_not_yet_sta
 async def test_a_keyed_marker_whose_key_is_gone_waits_and_is_counted(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _LostCompletion(monkeypatch)
-    with pytest.raises(grpc.aio.AioRpcError):
-        await served.ingest.IngestRecords(_records(valid=2, key="gone"))
+    await _answer_lost(served, monkeypatch, "gone")
     del served.store.objects[(INDEX_BUCKET, _idempotency_key("src-a", "gone"))]  # a damaged index
     for _ in range(2):
         report = await served.reconcile()
