@@ -120,7 +120,9 @@ def with_stored(events: list[Event], stored: spb.PutObjectResponse) -> None:
 
 async def of_batch(request: pb.IngestRecordsRequest, rejected: list[batch.Rejected]) -> any_pb2.Any:
     """A record batch's announcement: its request and the call's decision."""
-    data = request.SerializeToString()
+    # Deterministic, as the whole announcement: a call that resumes this one
+    # rebuilds it byte for byte (storage compares them, Index.put_pending).
+    data = request.SerializeToString(deterministic=True)
     level = 1  # fast: the announcement is written once and rarely read
     compressed = (
         zlib.compress(data, level)
@@ -129,7 +131,8 @@ async def of_batch(request: pb.IngestRecordsRequest, rejected: list[batch.Reject
     )
     packed = any_pb2.Any()
     packed.Pack(
-        pb.BatchAnnouncement(request_zlib=compressed, rejected=[batch.rejection(item) for item in rejected])
+        pb.BatchAnnouncement(request_zlib=compressed, rejected=[batch.rejection(item) for item in rejected]),
+        deterministic=True,
     )
     return packed
 

@@ -184,12 +184,14 @@ class Reconciler:
                     events = await announce.rebuild(self._topics, found.announcement, found.object)
                     await self._publisher.publish(events)
                     outcome = "announced"
-                await self._storage.CommitObject(
-                    spb.CommitObjectRequest(object=found.object), timeout=self._deadline_s
-                )
+                key = meta.idempotency_key
+                if found.state == spb.PENDING_STATE_STORED or not key:
+                    # Visible now; a keyless call's marker goes with the commit.
+                    await self._storage.CommitObject(
+                        spb.CommitObjectRequest(object=found.object), timeout=self._deadline_s
+                    )
                 # A keyed call's marker goes once its result is recorded, so a
                 # retry replays that result rather than deciding anew.
-                key = meta.idempotency_key
                 if key and not await self._claims.settle(
                     meta.source,
                     key,

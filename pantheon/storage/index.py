@@ -171,9 +171,12 @@ class Index:
 
     async def put_pending(self, pending: pb.PendingObject) -> None:
         """Write an object's pending marker. A later attempt at the same id
-        rewrites it, unless the marker names another object
-        (FAILED_PRECONDITION `id_in_use`): its reconciler would otherwise
-        look for the wrong bytes."""
+        rewrites it, unless the marker names another object or announces it
+        otherwise (FAILED_PRECONDITION `id_in_use`): its reconciler would
+        otherwise look for the wrong bytes, or announce, and record as the
+        call's answer, a decision that is not the stored object's. (A call
+        that resumes an earlier attempt rebuilds that attempt's announcement
+        exactly; one that differs comes from a former holder of the key.)"""
         pending.written_at.FromDatetime(datetime.now(UTC))
         name, data = _pending_key(pending.metadata.id), pending.SerializeToString()
         try:
@@ -185,7 +188,11 @@ class Index:
             earlier = await self.pending(pending.metadata.id)
         except NotFound:
             earlier = pending  # removed meanwhile: write it again
-        if (earlier.bucket, earlier.key) != (pending.bucket, pending.key):
+        if (earlier.bucket, earlier.key, earlier.announcement) != (
+            pending.bucket,
+            pending.key,
+            pending.announcement,
+        ):
             raise FailedPrecondition("the id is being stored as another object", reason="id_in_use")
         await self._store.put_bytes(INDEX_BUCKET, name, data, if_absent=False)
 

@@ -568,9 +568,11 @@ async def test_a_keyed_marker_whose_key_is_gone_waits_and_is_counted(
 ) -> None:
     await _answer_lost(served, monkeypatch, "gone")
     del served.store.objects[(INDEX_BUCKET, _idempotency_key("src-a", "gone"))]  # a damaged index
+    before = dict(served.store.written)
     for _ in range(2):
         report = await served.reconcile()
         assert (report.cleaned, report.waiting) == (0, 1)
+    assert served.store.written == before  # a waiting pass writes nothing (no commit again)
 
 
 async def test_a_keyed_object_whose_result_was_lost_is_answered_and_recorded(

@@ -19,7 +19,7 @@ from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 
 from pantheon.devstack.mesh import DEV_CLIENT
-from pantheon.errors import FailedPrecondition
+from pantheon.errors import FailedPrecondition, Unavailable
 from pantheon.ingest import records
 from pantheon.ingest.claims import Claims
 from pantheon.metadata.ulid import new_ulid
@@ -318,54 +318,72 @@ async def test_a_takeover_after_missed_renewals_stands_against_the_late_holder(
     assert again.object == taken.object
 
 
+class _StalledHolder:
+    """A keyed batch of two records (e-0, then e-1 a little later) whose
+    first holder stalls before storage writes its marker. Its records are
+    checked by a clock: the checks after `flip` refuse `refused`, as a
+    record check that depends on the time could (refusing e-0 moves the
+    batch's object key, refusing e-1 does not)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, key: str, refused: str) -> None:
+        self.request = ipb.IngestRecordsRequest(
+            data_type="sensor.temperature", source=SOURCE, idempotency_key=key
+        )
+        for i, (lat, lon) in enumerate([(40.0, 10.0), (48.2, 16.37)]):
+            record = self.request.records.add(
+                entity_id=f"e-{i}", location=md.GeoPoint(latitude=lat, longitude=lon)
+            )
+            record.observed_at.GetCurrentTime()
+            record.observed_at.seconds -= 600 * (1 - i)
+        self.flipped = False
+        self.arrived, self.go = asyncio.Event(), asyncio.Event()
+        real_violations, real_put_pending = records.violations, Index.put_pending
+
+        def clocked(record: ipb.Record, path: str) -> list[FieldViolation]:
+            found = real_violations(record, path)
+            if self.flipped and record.entity_id == refused:
+                found.append(FieldViolation(f"{path}.observed_at", "stand_in", "refused by the later check"))
+            return found
+
+        async def first_waits(index: Index, pending: pb.PendingObject) -> None:
+            if not self.arrived.is_set():
+                self.arrived.set()
+                await self.go.wait()
+            await real_put_pending(index, pending)
+
+        monkeypatch.setattr(records, "violations", clocked)
+        monkeypatch.setattr(Index, "put_pending", first_waits)
+
+    async def start(
+        self, stub: ipb_grpc.IngestionServiceAsyncStub
+    ) -> asyncio.Future[ipb.IngestRecordsResponse]:
+        """The first holder's call, once it has stalled past its claim; the checks flip."""
+        late = asyncio.ensure_future(stub.IngestRecords(self.request))
+        await self.arrived.wait()
+        await asyncio.sleep(STALE_S * 1.5)
+        self.flipped = True
+        return late
+
+
 async def test_a_holder_that_stalled_past_its_claim_stores_no_second_object(
     served: tuple,  # type: ignore[type-arg]
     no_renewals: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A record batch's checks depend on the clock, so a holder that stalled
-    # before storing may have decided otherwise than the retry that took its
-    # key over: here the retry refuses record 0, which moves the batch's
-    # object key. The stalled holder's store reaches storage only once the
-    # retry has stored, committed and completed (its marker removed).
+    # The stalled holder's store reaches storage only once the retry that
+    # took its key over has stored, committed and answered (its marker
+    # removed); the retry refused e-0, so its object is under another key.
     stub, store, publisher = served
-    request = ipb.IngestRecordsRequest(data_type="sensor.temperature", source=SOURCE, idempotency_key="late")
-    for i, (lat, lon) in enumerate([(40.0, 10.0), (48.2, 16.37)]):
-        record = request.records.add(entity_id=f"e-{i}", location=md.GeoPoint(latitude=lat, longitude=lon))
-        record.observed_at.GetCurrentTime()
-        record.observed_at.seconds -= 600 * (1 - i)
-    late_clock = False
-    real_violations = records.violations
-
-    def clocked(record: ipb.Record, path: str) -> list[FieldViolation]:
-        found = real_violations(record, path)
-        if late_clock and record.entity_id == "e-0":
-            found.append(FieldViolation(f"{path}.observed_at", "stand_in", "refused by the later check"))
-        return found
-
-    monkeypatch.setattr(records, "violations", clocked)
-    arrived, go = asyncio.Event(), asyncio.Event()
-    real_put_pending = Index.put_pending
-
-    async def first_waits(index: Index, pending: pb.PendingObject) -> None:
-        if not arrived.is_set():
-            arrived.set()
-            await go.wait()
-        await real_put_pending(index, pending)
-
-    monkeypatch.setattr(Index, "put_pending", first_waits)
-    late = asyncio.ensure_future(stub.IngestRecords(request))
-    await arrived.wait()
-    await asyncio.sleep(STALE_S * 1.5)
-    late_clock = True
-    taken = await stub.IngestRecords(request)  # takes the stale claim over, stores, answers
+    stalled = _StalledHolder(monkeypatch, "late", refused="e-0")
+    late = await stalled.start(stub)
+    taken = await stub.IngestRecords(stalled.request)  # takes the stale claim over, stores, answers
     assert taken.rejected_count == 1
     for _ in range(200):  # the completed call's marker is removed a moment later
         if not _markers(store):
             break
         await asyncio.sleep(0.01)
     assert not _markers(store)
-    go.set()
+    stalled.go.set()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await late
     assert caught.value.code() is grpc.StatusCode.ABORTED  # retry to get the result
@@ -373,8 +391,48 @@ async def test_a_holder_that_stalled_past_its_claim_stores_no_second_object(
     announced = [e.payload for e in publisher.events if isinstance(e.payload, events_pb2.DataStored)]
     assert [e.object.key for e in announced] == [taken.object.key]
     assert not _markers(store)  # the stalled holder's own was removed with its refusal
-    again = await stub.IngestRecords(request)
+    again = await stub.IngestRecords(stalled.request)
     assert again.replayed and again.object == taken.object
+
+
+async def test_a_stalled_holder_cannot_rewrite_the_marker_of_the_call_that_took_its_key_over(
+    served: tuple,  # type: ignore[type-arg]
+    no_renewals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The retry refused e-1: the same object key, another decision. It
+    # stored and committed, but its result was not recorded, so its marker
+    # (its decision) is what the next retry and the reconciler go by.
+    stub, store, publisher = served
+    stalled = _StalledHolder(monkeypatch, "late-same-key", refused="e-1")
+    real_complete = Index.complete
+    losses = 1
+
+    async def lost_once(index: Index, request: pb.CompleteIdempotencyKeyRequest) -> pb.IdempotencyRecord:
+        nonlocal losses
+        if losses:
+            losses -= 1
+            raise Unavailable("the store is away, retry later")
+        return await real_complete(index, request)
+
+    monkeypatch.setattr(Index, "complete", lost_once)
+    late = await stalled.start(stub)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IngestRecords(stalled.request)  # took over, stored, committed; result lost
+    (stored,) = store.stored()
+    stalled.go.set()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await late
+    assert caught.value.code() is grpc.StatusCode.ABORTED
+    answered = await stub.IngestRecords(stalled.request)  # resumes with the marker's decision
+    assert (answered.accepted_count, answered.object.key) == (1, stored)
+    assert store.stored() == [stored]
+    counts = {
+        e.payload.metadata.record_count
+        for e in publisher.events
+        if isinstance(e.payload, events_pb2.DataStored)
+    }
+    assert counts == {1}
 
 
 def _markers(store: MemoryObjectStore) -> list[str]:
