@@ -37,6 +37,7 @@ from pantheon.errors import (
     reason_of,
 )
 from pantheon.metadata.ulid import new_ulid
+from pantheon.storage.index import holder_of
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class Claims:
             log.warning("the idempotency key of object %s names %r", object_id, record.id)
             return False
         if record.HasField("result"):
-            await self._record(source, key, record.holder or record.id, record.result)
+            await self._record(source, key, holder_of(record), record.result)
             return True
         request = spb.ClaimIdempotencyKeyRequest(
             source=source, idempotency_key=key, candidate_id=new_ulid(), request_digest=record.request_digest
