@@ -19,7 +19,7 @@ from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon.errors import NotFound
 from pantheon.metadata import geohash
 from pantheon.metadata.naming import ParsedKey, parse_key
-from pantheon.storage.index import Index
+from pantheon.storage.manifests import PageEntries
 from pantheon.storage.spans import batch_span, hour_of, ns, position
 
 
@@ -60,7 +60,7 @@ def cell_overlaps(box: md.BoundingBox, cell: str) -> bool:
 
 
 async def match(
-    index: Index,
+    entries: PageEntries,
     visible: Callable[[md.Metadata], bool],
     req: pb.SearchObjectsRequest,
     window: Window,
@@ -69,7 +69,7 @@ async def match(
     """The object at `key` (an object's key or a batch's position) if it matches, else None."""
     parsed = parse_key(key)
     try:
-        found = await index.object_info(parsed.id)
+        found = await entries.object_info(key, parsed.id)
     except NotFound:
         return None  # stored but not yet indexed: not visible yet
     meta = found.metadata
@@ -106,6 +106,6 @@ async def match(
     # span entries; elsewhere only by its own key if it was indexed
     # before there were any.
     newest = hour_of(min(end, window.before) - 1)
-    if hour != newest and (key != found.object.key or await index.has_spans(found)):
+    if hour != newest and (key != found.object.key or await entries.has_spans(found)):
         return None
     return found

@@ -77,6 +77,7 @@ from pantheon.storage.listing import (
     merged,
     steps,
 )
+from pantheon.storage.manifests import Manifests, PageEntries
 from pantheon.storage.matching import Window, cell_overlaps, key_time, match
 from pantheon.storage.object_store import ObjectStore
 from pantheon.storage.page_tokens import PageTokens
@@ -103,6 +104,7 @@ class Searcher:
         self,
         store: ObjectStore,
         index: Index,
+        manifests: Manifests,
         buckets: Sequence[str],
         visible: Callable[[md.Metadata], bool],
         tokens: PageTokens,
@@ -112,6 +114,7 @@ class Searcher:
         self._lists = Lister(store, lists_per_page)
         self._cells: list[str] | None = None
         self._index = index
+        self._entries = PageEntries(index, manifests)
         # The domain's bucket, and its restricted twin only when the caller
         # may read RESTRICTED data (the servicer decides).
         self._buckets = tuple(buckets)
@@ -258,6 +261,12 @@ class Searcher:
             start_after = page.keys[-1]
 
     async def search(self, req: pb.SearchObjectsRequest) -> pb.SearchObjectsResponse:
+        try:
+            return await self._page(req)
+        finally:
+            self._entries.keep()  # what the page read from ids/, for the next one
+
+    async def _page(self, req: pb.SearchObjectsRequest) -> pb.SearchObjectsResponse:
         after, before, last_key = self._tokens.window_and_resume(req)
         if req.HasField("bbox"):
             box = req.bbox
@@ -304,6 +313,8 @@ class Searcher:
         response: pb.SearchObjectsResponse,
     ) -> None:
         """Decide on `keys` concurrently, from their index entries; add those that match."""
-        for found in await asyncio.gather(*(match(self._index, self._visible, req, window, k) for k in keys)):
+        await self._entries.load(keys)
+        decided = await asyncio.gather(*(match(self._entries, self._visible, req, window, k) for k in keys))
+        for found in decided:
             if found is not None:
                 response.objects.append(found)

@@ -50,6 +50,7 @@ from pantheon.policy import current_grant
 from pantheon.storage.buckets import bucket_for, buckets_to_search
 from pantheon.storage.index import Index
 from pantheon.storage.listing import LISTS_PER_PAGE
+from pantheon.storage.manifests import Manifests
 from pantheon.storage.object_store import ExistingObject, ObjectStore
 from pantheon.storage.page_tokens import PageTokens
 from pantheon.storage.search import Searcher
@@ -105,6 +106,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     def __init__(self, store: ObjectStore, tokens: PageTokens, search_lists: int = LISTS_PER_PAGE) -> None:
         self.store = store
         self._index = Index(store)
+        self._manifests = Manifests(store)
         self._tokens = tokens
         #: LIST calls a search page may make (listing.py).
         self._search_lists = search_lists
@@ -271,8 +273,10 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         return pb.CommitObjectResponse()
 
     async def close(self) -> None:
-        """Finish the work left in the background (the markers queued for removal)."""
+        """Finish the work left in the background (the markers queued for
+        removal, the manifests to write)."""
         await self._index.sweep()
+        await self._manifests.flush()
 
     async def ListPendingObjects(
         self, request: pb.ListPendingObjectsRequest, context: Context
@@ -352,7 +356,13 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         # The restricted bucket is listed only for a grant that may read what it holds.
         buckets = buckets_to_search(request.data_type, restricted=grant.may_read_restricted)
         searcher = Searcher(
-            self.store, self._index, buckets, grant.may_read, self._tokens, self._search_lists
+            self.store,
+            self._index,
+            self._manifests,
+            buckets,
+            grant.may_read,
+            self._tokens,
+            self._search_lists,
         )
         return await searcher.search(request)
 

@@ -28,8 +28,13 @@ bucket and its restricted twin are searched):
 - `type+bbox`: a 0.04 x 0.04 degree box (at most four cells), the whole day;
 - `type+time`: one hour (12:00 to 13:00).
 
-First page: p50 of a few fresh first pages (page size 100). Full scan:
-every page at page size 1000, tokens followed to the end, once. The raw
+A search keeps the index entries it read in per-hour manifests
+(pantheon.storage.manifests), so each set's manifests are emptied first
+(written empty: the storage key may not delete them) and every figure comes
+twice, cold and warm. First page: the first one (`cold`, no manifests),
+then the p50 of a few more (page size 100), which read the manifests the
+first one left. Full scan: every page at page size 1000, tokens followed
+to the end (what the first pages left aside, cold), then again (`rescan`). The raw
 figure is minio-py `list_objects` over the same prefixes, one call after
 another, newest hour first, sources in order (the cells of a small box only),
 names filtered as search filters them (time, cell), stopping at 100 names
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import random
 import statistics
@@ -52,6 +58,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from minio import Minio
+from minio.sse import SseS3
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as pb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as pb_grpc
@@ -62,8 +69,9 @@ from pantheon.metadata import geohash
 from pantheon.metadata.naming import MEDIA_TYPES, hour_prefixes, object_key, parse_key, source_prefix
 from pantheon.metadata.ulid import ulid_from_key
 from pantheon.server import secure_channel
-from pantheon.storage.buckets import bucket_for
+from pantheon.storage.buckets import INDEX_BUCKET, bucket_for
 from pantheon.storage.index import Index
+from pantheon.storage.manifests import MANIFEST_PREFIX
 from pantheon.storage.s3 import S3ObjectStore
 from pantheon.storage.service import user_metadata
 
@@ -214,12 +222,14 @@ class Row:
     objects: int
     sources: int
     query: str
+    first_page_cold_ms: float
     first_page_ms: float
     first_page_found: int
     raw_first_ms: float
     full_scan_s: float
     full_scan_found: int
     pages: int
+    rescan_s: float
     raw_full_s: float
 
     @property
@@ -229,6 +239,19 @@ class Row:
     @property
     def full_vs_raw(self) -> float:
         return round(self.full_scan_s / self.raw_full_s, 2)
+
+    @property
+    def rescan_vs_raw(self) -> float:
+        return round(self.rescan_s / self.raw_full_s, 2)
+
+
+def _forget_manifests(minio: Minio, dt: str) -> int:
+    """Empty every manifest of `dt` (an empty one holds nothing, as a missing one); how many."""
+    listed = minio.list_objects(INDEX_BUCKET, prefix=f"{MANIFEST_PREFIX}v1/{dt}/", recursive=True)
+    names = [o.object_name for o in listed if o.size]
+    for name in names:
+        minio.put_object(INDEX_BUCKET, name, io.BytesIO(b""), 0, sse=SseS3())
+    return len(names)
 
 
 class RawLister:
@@ -309,42 +332,58 @@ async def run(env: dict[str, str], minio: Minio, quick: bool, repeats: int = 5) 
         stub = pb_grpc.StorageServiceStub(channel)
         for objects, sources in sets:
             dt = data_type(objects)
+            emptied = await asyncio.to_thread(_forget_manifests, minio, dt)
+            print(f"search bench: {emptied} manifests of {dt} emptied", file=sys.stderr)
             for query in QUERIES:
-                await _first_page(stub, query.request(dt, FIRST_PAGE))  # warm: connections, caches
+                cold_ms, _ = await _first_page(stub, query.request(dt, FIRST_PAGE))
                 firsts = [await _first_page(stub, query.request(dt, FIRST_PAGE)) for _ in range(repeats)]
                 raw_firsts = [
                     (await asyncio.to_thread(raw.scan, dt, query, FIRST_PAGE))[0] * 1000
                     for _ in range(repeats)
                 ]
                 full_s, full_found, pages = await _full_scan(stub, query.request(dt, FULL_PAGE))
+                rescan_s, again_found, _ = await _full_scan(stub, query.request(dt, FULL_PAGE))
+                if again_found != full_found:
+                    raise RuntimeError(f"{dt} {query.name}: a rescan found {again_found}, not {full_found}")
                 raw_full_s, _ = await asyncio.to_thread(raw.scan, dt, query, None)
                 row = Row(
                     objects=objects,
                     sources=sources,
                     query=query.name,
+                    first_page_cold_ms=round(cold_ms, 1),
                     first_page_ms=round(statistics.median(ms for ms, _ in firsts), 1),
                     first_page_found=firsts[0][1],
                     raw_first_ms=round(statistics.median(raw_firsts), 1),
                     full_scan_s=round(full_s, 2),
                     full_scan_found=full_found,
                     pages=pages,
+                    rescan_s=round(rescan_s, 2),
                     raw_full_s=round(raw_full_s, 3),
                 )
                 print(f"search bench: {objects} objects, {query.name}: done", file=sys.stderr)
                 rows.append(row)
-    return [{**asdict(r), "first_vs_raw": r.first_vs_raw, "full_vs_raw": r.full_vs_raw} for r in rows]
+    return [
+        {
+            **asdict(r),
+            "first_vs_raw": r.first_vs_raw,
+            "full_vs_raw": r.full_vs_raw,
+            "rescan_vs_raw": r.rescan_vs_raw,
+        }
+        for r in rows
+    ]
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'objects':>8} {'sources':>7} {'query':<12} {'first page p50':>15} {'found':>6}"
+        f"{'objects':>8} {'sources':>7} {'query':<12} {'first page cold':>16} {'p50':>9} {'found':>6}"
         f" {'raw':>9} {'vs raw':>7}"
-        f" {'full scan':>10} {'found':>7} {'pages':>6} {'raw':>8} {'vs raw':>7}"
+        f" {'full scan':>10} {'found':>7} {'pages':>6} {'rescan':>9} {'raw':>8} {'vs raw':>7} {'rescan':>7}"
     )
     for r in rows:
         print(
-            f"{r['objects']:>8} {r['sources']:>7} {r['query']:<12} {r['first_page_ms']:>12.1f} ms"
-            f" {r['first_page_found']:>6}"
+            f"{r['objects']:>8} {r['sources']:>7} {r['query']:<12} {r['first_page_cold_ms']:>13.1f} ms"
+            f" {r['first_page_ms']:>6.1f} ms {r['first_page_found']:>6}"
             f" {r['raw_first_ms']:>6.1f} ms {r['first_vs_raw']:>7} {r['full_scan_s']:>8.2f} s"
-            f" {r['full_scan_found']:>7} {r['pages']:>6} {r['raw_full_s']:>6.2f} s {r['full_vs_raw']:>7}"
+            f" {r['full_scan_found']:>7} {r['pages']:>6} {r['rescan_s']:>7.2f} s {r['raw_full_s']:>6.2f} s"
+            f" {r['full_vs_raw']:>7} {r['rescan_vs_raw']:>7}"
         )

@@ -509,6 +509,7 @@ def examples() -> dict[str, Message]:
                 written_at=timestamp(INGESTED),
             ),
         ),
+        ("", st.HourManifest(objects=[stat_response()])),
         ("", st.DiscardPendingObjectRequest(id=OBJECT_ID, written_before=timestamp(INGESTED))),
         ("", batch_announcement()),
         ("", st.DiscardPendingObjectResponse()),

@@ -914,6 +914,36 @@ class PendingObject(_message.Message):
 Global___PendingObject: _TypeAlias = PendingObject  # noqa: Y015
 
 @_typing.final
+class HourManifest(_message.Message):
+    """HourManifest is the index entries of objects in one hour of one source
+    (`manifests/v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>` in the index
+    bucket), written by search from entries it read, so that the next search
+    reads them in one GET. A cache, never the truth: an `ids/<id>` entry is
+    written once and never changed, so a copy stays exact; a key whose id is
+    not here is read from `ids/<id>`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def objects(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatObjectResponse]:
+        """Index entries (as `ids/<id>` holds them), in object key order."""
+
+    def __init__(
+        self,
+        *,
+        objects: _abc.Iterable[Global___StatObjectResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["objects", b"objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HourManifest: _TypeAlias = HourManifest  # noqa: Y015
+
+@_typing.final
 class DiscardPendingObjectRequest(_message.Message):
     """DiscardPendingObjectRequest names the marker of an upload that never completed."""
 

@@ -1786,6 +1786,57 @@ func (x *PendingObject) GetWrittenAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// HourManifest is the index entries of objects in one hour of one source
+// (`manifests/v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>` in the index
+// bucket), written by search from entries it read, so that the next search
+// reads them in one GET. A cache, never the truth: an `ids/<id>` entry is
+// written once and never changed, so a copy stays exact; a key whose id is
+// not here is read from `ids/<id>`.
+type HourManifest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index entries (as `ids/<id>` holds them), in object key order.
+	Objects       []*StatObjectResponse `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HourManifest) Reset() {
+	*x = HourManifest{}
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HourManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HourManifest) ProtoMessage() {}
+
+func (x *HourManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HourManifest.ProtoReflect.Descriptor instead.
+func (*HourManifest) Descriptor() ([]byte, []int) {
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *HourManifest) GetObjects() []*StatObjectResponse {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
 // DiscardPendingObjectRequest names the marker of an upload that never completed.
 type DiscardPendingObjectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1800,7 +1851,7 @@ type DiscardPendingObjectRequest struct {
 
 func (x *DiscardPendingObjectRequest) Reset() {
 	*x = DiscardPendingObjectRequest{}
-	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1863,7 @@ func (x *DiscardPendingObjectRequest) String() string {
 func (*DiscardPendingObjectRequest) ProtoMessage() {}
 
 func (x *DiscardPendingObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[26]
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1876,7 @@ func (x *DiscardPendingObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardPendingObjectRequest.ProtoReflect.Descriptor instead.
 func (*DiscardPendingObjectRequest) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{26}
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DiscardPendingObjectRequest) GetId() string {
@@ -1851,7 +1902,7 @@ type DiscardPendingObjectResponse struct {
 
 func (x *DiscardPendingObjectResponse) Reset() {
 	*x = DiscardPendingObjectResponse{}
-	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1914,7 @@ func (x *DiscardPendingObjectResponse) String() string {
 func (*DiscardPendingObjectResponse) ProtoMessage() {}
 
 func (x *DiscardPendingObjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[27]
+	mi := &file_pantheon_api_storage_v1_storage_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1927,7 @@ func (x *DiscardPendingObjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardPendingObjectResponse.ProtoReflect.Descriptor instead.
 func (*DiscardPendingObjectResponse) Descriptor() ([]byte, []int) {
-	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{27}
+	return file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP(), []int{28}
 }
 
 var File_pantheon_api_storage_v1_storage_service_proto protoreflect.FileDescriptor
@@ -1999,7 +2050,9 @@ const file_pantheon_api_storage_v1_storage_service_proto_rawDesc = "" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x128\n" +
 	"\fannouncement\x18\x04 \x01(\v2\x14.google.protobuf.AnyR\fannouncement\x129\n" +
 	"\n" +
-	"written_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"\x99\x01\n" +
+	"written_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\"U\n" +
+	"\fHourManifest\x12E\n" +
+	"\aobjects\x18\x01 \x03(\v2+.pantheon_api.storage.v1.StatObjectResponseR\aobjects\"\x99\x01\n" +
 	"\x1bDiscardPendingObjectRequest\x12/\n" +
 	"\x02id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[0-9A-HJKMNP-TV-Z]{26}$R\x02id\x12I\n" +
 	"\x0ewritten_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\rwrittenBefore\"\x1e\n" +
@@ -2037,7 +2090,7 @@ func file_pantheon_api_storage_v1_storage_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pantheon_api_storage_v1_storage_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pantheon_api_storage_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_pantheon_api_storage_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_pantheon_api_storage_v1_storage_service_proto_goTypes = []any{
 	(PendingState)(0),                      // 0: pantheon_api.storage.v1.PendingState
 	(*PutObjectRequest)(nil),               // 1: pantheon_api.storage.v1.PutObjectRequest
@@ -2066,76 +2119,78 @@ var file_pantheon_api_storage_v1_storage_service_proto_goTypes = []any{
 	(*GetPendingObjectRequest)(nil),        // 24: pantheon_api.storage.v1.GetPendingObjectRequest
 	(*GetPendingObjectResponse)(nil),       // 25: pantheon_api.storage.v1.GetPendingObjectResponse
 	(*PendingObject)(nil),                  // 26: pantheon_api.storage.v1.PendingObject
-	(*DiscardPendingObjectRequest)(nil),    // 27: pantheon_api.storage.v1.DiscardPendingObjectRequest
-	(*DiscardPendingObjectResponse)(nil),   // 28: pantheon_api.storage.v1.DiscardPendingObjectResponse
-	(*v1.Metadata)(nil),                    // 29: pantheon_api.metadata.v1.Metadata
-	(*v1.ObjectRef)(nil),                   // 30: pantheon_api.metadata.v1.ObjectRef
-	(*timestamppb.Timestamp)(nil),          // 31: google.protobuf.Timestamp
-	(*v1.BoundingBox)(nil),                 // 32: pantheon_api.metadata.v1.BoundingBox
-	(*durationpb.Duration)(nil),            // 33: google.protobuf.Duration
-	(*anypb.Any)(nil),                      // 34: google.protobuf.Any
+	(*HourManifest)(nil),                   // 27: pantheon_api.storage.v1.HourManifest
+	(*DiscardPendingObjectRequest)(nil),    // 28: pantheon_api.storage.v1.DiscardPendingObjectRequest
+	(*DiscardPendingObjectResponse)(nil),   // 29: pantheon_api.storage.v1.DiscardPendingObjectResponse
+	(*v1.Metadata)(nil),                    // 30: pantheon_api.metadata.v1.Metadata
+	(*v1.ObjectRef)(nil),                   // 31: pantheon_api.metadata.v1.ObjectRef
+	(*timestamppb.Timestamp)(nil),          // 32: google.protobuf.Timestamp
+	(*v1.BoundingBox)(nil),                 // 33: pantheon_api.metadata.v1.BoundingBox
+	(*durationpb.Duration)(nil),            // 34: google.protobuf.Duration
+	(*anypb.Any)(nil),                      // 35: google.protobuf.Any
 }
 var file_pantheon_api_storage_v1_storage_service_proto_depIdxs = []int32{
 	2,  // 0: pantheon_api.storage.v1.PutObjectRequest.header:type_name -> pantheon_api.storage.v1.PutObjectHeader
-	29, // 1: pantheon_api.storage.v1.PutObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	30, // 2: pantheon_api.storage.v1.PutObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	29, // 3: pantheon_api.storage.v1.PutObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	30, // 1: pantheon_api.storage.v1.PutObjectHeader.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	31, // 2: pantheon_api.storage.v1.PutObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	30, // 3: pantheon_api.storage.v1.PutObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
 	7,  // 4: pantheon_api.storage.v1.GetObjectResponse.info:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	30, // 5: pantheon_api.storage.v1.StatObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
-	29, // 6: pantheon_api.storage.v1.StatObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	31, // 7: pantheon_api.storage.v1.SearchObjectsRequest.observed_after:type_name -> google.protobuf.Timestamp
-	31, // 8: pantheon_api.storage.v1.SearchObjectsRequest.observed_before:type_name -> google.protobuf.Timestamp
-	32, // 9: pantheon_api.storage.v1.SearchObjectsRequest.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
+	31, // 5: pantheon_api.storage.v1.StatObjectResponse.object:type_name -> pantheon_api.metadata.v1.ObjectRef
+	30, // 6: pantheon_api.storage.v1.StatObjectResponse.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	32, // 7: pantheon_api.storage.v1.SearchObjectsRequest.observed_after:type_name -> google.protobuf.Timestamp
+	32, // 8: pantheon_api.storage.v1.SearchObjectsRequest.observed_before:type_name -> google.protobuf.Timestamp
+	33, // 9: pantheon_api.storage.v1.SearchObjectsRequest.bbox:type_name -> pantheon_api.metadata.v1.BoundingBox
 	7,  // 10: pantheon_api.storage.v1.SearchObjectsResponse.objects:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	33, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest.take_over_after:type_name -> google.protobuf.Duration
+	34, // 11: pantheon_api.storage.v1.ClaimIdempotencyKeyRequest.take_over_after:type_name -> google.protobuf.Duration
 	12, // 12: pantheon_api.storage.v1.ClaimIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
-	34, // 13: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
-	31, // 14: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
-	31, // 15: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
-	34, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
-	31, // 17: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
+	35, // 13: pantheon_api.storage.v1.IdempotencyRecord.result:type_name -> google.protobuf.Any
+	32, // 14: pantheon_api.storage.v1.IdempotencyRecord.claimed_at:type_name -> google.protobuf.Timestamp
+	32, // 15: pantheon_api.storage.v1.IdempotencyRecord.completed_at:type_name -> google.protobuf.Timestamp
+	35, // 16: pantheon_api.storage.v1.CompleteIdempotencyKeyRequest.result:type_name -> google.protobuf.Any
+	32, // 17: pantheon_api.storage.v1.CompleteIdempotencyKeyResponse.completed_at:type_name -> google.protobuf.Timestamp
 	12, // 18: pantheon_api.storage.v1.GetIdempotencyKeyResponse.record:type_name -> pantheon_api.storage.v1.IdempotencyRecord
 	7,  // 19: pantheon_api.storage.v1.CommitObjectRequest.object:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	33, // 20: pantheon_api.storage.v1.ListPendingObjectsRequest.older_than:type_name -> google.protobuf.Duration
+	34, // 20: pantheon_api.storage.v1.ListPendingObjectsRequest.older_than:type_name -> google.protobuf.Duration
 	23, // 21: pantheon_api.storage.v1.ListPendingObjectsResponse.markers:type_name -> pantheon_api.storage.v1.PendingMarker
-	31, // 22: pantheon_api.storage.v1.PendingMarker.written_at:type_name -> google.protobuf.Timestamp
+	32, // 22: pantheon_api.storage.v1.PendingMarker.written_at:type_name -> google.protobuf.Timestamp
 	0,  // 23: pantheon_api.storage.v1.GetPendingObjectResponse.state:type_name -> pantheon_api.storage.v1.PendingState
 	7,  // 24: pantheon_api.storage.v1.GetPendingObjectResponse.object:type_name -> pantheon_api.storage.v1.StatObjectResponse
-	34, // 25: pantheon_api.storage.v1.GetPendingObjectResponse.announcement:type_name -> google.protobuf.Any
-	31, // 26: pantheon_api.storage.v1.GetPendingObjectResponse.written_at:type_name -> google.protobuf.Timestamp
-	29, // 27: pantheon_api.storage.v1.PendingObject.metadata:type_name -> pantheon_api.metadata.v1.Metadata
-	34, // 28: pantheon_api.storage.v1.PendingObject.announcement:type_name -> google.protobuf.Any
-	31, // 29: pantheon_api.storage.v1.PendingObject.written_at:type_name -> google.protobuf.Timestamp
-	31, // 30: pantheon_api.storage.v1.DiscardPendingObjectRequest.written_before:type_name -> google.protobuf.Timestamp
-	1,  // 31: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
-	4,  // 32: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
-	6,  // 33: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
-	8,  // 34: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
-	10, // 35: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
-	13, // 36: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
-	17, // 37: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
-	15, // 38: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
-	19, // 39: pantheon_api.storage.v1.StorageService.CommitObject:input_type -> pantheon_api.storage.v1.CommitObjectRequest
-	21, // 40: pantheon_api.storage.v1.StorageService.ListPendingObjects:input_type -> pantheon_api.storage.v1.ListPendingObjectsRequest
-	24, // 41: pantheon_api.storage.v1.StorageService.GetPendingObject:input_type -> pantheon_api.storage.v1.GetPendingObjectRequest
-	27, // 42: pantheon_api.storage.v1.StorageService.DiscardPendingObject:input_type -> pantheon_api.storage.v1.DiscardPendingObjectRequest
-	3,  // 43: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
-	5,  // 44: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
-	7,  // 45: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
-	9,  // 46: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
-	11, // 47: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
-	14, // 48: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
-	18, // 49: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
-	16, // 50: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
-	20, // 51: pantheon_api.storage.v1.StorageService.CommitObject:output_type -> pantheon_api.storage.v1.CommitObjectResponse
-	22, // 52: pantheon_api.storage.v1.StorageService.ListPendingObjects:output_type -> pantheon_api.storage.v1.ListPendingObjectsResponse
-	25, // 53: pantheon_api.storage.v1.StorageService.GetPendingObject:output_type -> pantheon_api.storage.v1.GetPendingObjectResponse
-	28, // 54: pantheon_api.storage.v1.StorageService.DiscardPendingObject:output_type -> pantheon_api.storage.v1.DiscardPendingObjectResponse
-	43, // [43:55] is the sub-list for method output_type
-	31, // [31:43] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	35, // 25: pantheon_api.storage.v1.GetPendingObjectResponse.announcement:type_name -> google.protobuf.Any
+	32, // 26: pantheon_api.storage.v1.GetPendingObjectResponse.written_at:type_name -> google.protobuf.Timestamp
+	30, // 27: pantheon_api.storage.v1.PendingObject.metadata:type_name -> pantheon_api.metadata.v1.Metadata
+	35, // 28: pantheon_api.storage.v1.PendingObject.announcement:type_name -> google.protobuf.Any
+	32, // 29: pantheon_api.storage.v1.PendingObject.written_at:type_name -> google.protobuf.Timestamp
+	7,  // 30: pantheon_api.storage.v1.HourManifest.objects:type_name -> pantheon_api.storage.v1.StatObjectResponse
+	32, // 31: pantheon_api.storage.v1.DiscardPendingObjectRequest.written_before:type_name -> google.protobuf.Timestamp
+	1,  // 32: pantheon_api.storage.v1.StorageService.PutObject:input_type -> pantheon_api.storage.v1.PutObjectRequest
+	4,  // 33: pantheon_api.storage.v1.StorageService.GetObject:input_type -> pantheon_api.storage.v1.GetObjectRequest
+	6,  // 34: pantheon_api.storage.v1.StorageService.StatObject:input_type -> pantheon_api.storage.v1.StatObjectRequest
+	8,  // 35: pantheon_api.storage.v1.StorageService.SearchObjects:input_type -> pantheon_api.storage.v1.SearchObjectsRequest
+	10, // 36: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:input_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyRequest
+	13, // 37: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:input_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyRequest
+	17, // 38: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:input_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyRequest
+	15, // 39: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:input_type -> pantheon_api.storage.v1.GetIdempotencyKeyRequest
+	19, // 40: pantheon_api.storage.v1.StorageService.CommitObject:input_type -> pantheon_api.storage.v1.CommitObjectRequest
+	21, // 41: pantheon_api.storage.v1.StorageService.ListPendingObjects:input_type -> pantheon_api.storage.v1.ListPendingObjectsRequest
+	24, // 42: pantheon_api.storage.v1.StorageService.GetPendingObject:input_type -> pantheon_api.storage.v1.GetPendingObjectRequest
+	28, // 43: pantheon_api.storage.v1.StorageService.DiscardPendingObject:input_type -> pantheon_api.storage.v1.DiscardPendingObjectRequest
+	3,  // 44: pantheon_api.storage.v1.StorageService.PutObject:output_type -> pantheon_api.storage.v1.PutObjectResponse
+	5,  // 45: pantheon_api.storage.v1.StorageService.GetObject:output_type -> pantheon_api.storage.v1.GetObjectResponse
+	7,  // 46: pantheon_api.storage.v1.StorageService.StatObject:output_type -> pantheon_api.storage.v1.StatObjectResponse
+	9,  // 47: pantheon_api.storage.v1.StorageService.SearchObjects:output_type -> pantheon_api.storage.v1.SearchObjectsResponse
+	11, // 48: pantheon_api.storage.v1.StorageService.ClaimIdempotencyKey:output_type -> pantheon_api.storage.v1.ClaimIdempotencyKeyResponse
+	14, // 49: pantheon_api.storage.v1.StorageService.CompleteIdempotencyKey:output_type -> pantheon_api.storage.v1.CompleteIdempotencyKeyResponse
+	18, // 50: pantheon_api.storage.v1.StorageService.ReleaseIdempotencyKey:output_type -> pantheon_api.storage.v1.ReleaseIdempotencyKeyResponse
+	16, // 51: pantheon_api.storage.v1.StorageService.GetIdempotencyKey:output_type -> pantheon_api.storage.v1.GetIdempotencyKeyResponse
+	20, // 52: pantheon_api.storage.v1.StorageService.CommitObject:output_type -> pantheon_api.storage.v1.CommitObjectResponse
+	22, // 53: pantheon_api.storage.v1.StorageService.ListPendingObjects:output_type -> pantheon_api.storage.v1.ListPendingObjectsResponse
+	25, // 54: pantheon_api.storage.v1.StorageService.GetPendingObject:output_type -> pantheon_api.storage.v1.GetPendingObjectResponse
+	29, // 55: pantheon_api.storage.v1.StorageService.DiscardPendingObject:output_type -> pantheon_api.storage.v1.DiscardPendingObjectResponse
+	44, // [44:56] is the sub-list for method output_type
+	32, // [32:44] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_pantheon_api_storage_v1_storage_service_proto_init() }
@@ -2158,7 +2213,7 @@ func file_pantheon_api_storage_v1_storage_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pantheon_api_storage_v1_storage_service_proto_rawDesc), len(file_pantheon_api_storage_v1_storage_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

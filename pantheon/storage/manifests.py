@@ -1,0 +1,198 @@
+"""Per-hour manifests: the index entries of one hour of one source, in one object.
+
+    manifests/v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>   HourManifest
+
+Search decides on each key it admits from the key's index entry, and reading
+`ids/<id>` one GET per result made a page of 100 results 100 GETs and a full
+scan of 100,000 objects 100,000 GETs. A manifest holds the entries searches
+have read for the keys of one hour (both buckets of a domain, and the
+positions of record batches in that hour), so the next search of that hour
+reads them in one GET.
+
+A manifest is a cache, never the truth, which is what keeps it simple:
+
+- `ids/<id>` entries are written once and never changed (Index.put_object_info),
+  so an entry copied into a manifest stays exact for good;
+- the listing still decides which keys exist, and a key whose id is not in
+  its hour's manifest is read from `ids/<id>` as before (an object that
+  became visible since, or an hour not read whole yet);
+- only entries read from `ids/` go in, that is objects already visible (so
+  announced): a manifest can make nothing visible, or visible early.
+
+Any manifest, partial or missing, therefore gives the same answers, and
+losing one costs only speed. Writers need no coordination either: two
+replicas merging into one manifest at once each write a valid one, and the
+entries the loser added are merely read from `ids/` again next time.
+Manifests are written off the search's path, a moment after the page that
+read the entries, and only when a page read at least MIN_NEW of an hour's
+entries from `ids/` (a sparse hour costs a handful of GETs anyway).
+
+What a page holds is bounded: a manifest holds at most MAX_ENTRIES entries,
+a page reads one only for an hour where it decides on MIN_KEYS keys or more,
+and stops reading them once it has read PAGE_BYTES; entries waiting to be
+written are bounded by MAX_WAITING (more are not kept: a cache may skip a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+from google.protobuf.message import DecodeError
+from pantheon_api.storage.v1 import storage_service_pb2 as pb
+
+from pantheon.errors import NotFound, PantheonError
+from pantheon.storage.buckets import INDEX_BUCKET
+from pantheon.storage.index import Index
+from pantheon.storage.object_store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PREFIX = "manifests/"
+#: Entries one manifest holds at most (under 1 KiB each): a denser hour's
+#: other keys are read from `ids/`, so that one GET stays cheap.
+MAX_ENTRIES = 1024
+#: Entries of an hour a page must read from `ids/` before they are written.
+MIN_NEW = 8
+#: Keys of an hour a page must decide on to read its manifest: for one key,
+#: one small GET of its own entry is cheaper than the hour's manifest.
+MIN_KEYS = 2
+#: Manifest bytes one page reads at most (it reads them a few at a time,
+#: hours with the most keys first); its other keys are read from `ids/`.
+PAGE_BYTES = 4 * 2**20
+LOADS_AT_ONCE = 8
+#: Entries waiting to be written; beyond it a page's entries are not kept.
+MAX_WAITING = 8192
+
+Entries = dict[str, pb.StatObjectResponse]
+
+
+def hour_of(key: str) -> str:
+    """``v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>`` of a v1 key or batch position."""
+    return key.rsplit("/", 2)[0]
+
+
+class Manifests:
+    """Reads manifests, and merges entries into them in the background."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        #: Entries read from `ids/`, by hour, not yet merged into its manifest.
+        self._waiting: dict[str, Entries] = {}
+        self._entries_waiting = 0
+        #: The writer draining `_waiting` (a reference keeps it alive).
+        self._writer: asyncio.Task[None] | None = None
+
+    async def read(self, hour: str) -> tuple[Entries, int]:
+        """The entries of `hour`'s manifest, by object id (none when it has
+        none), and its size in bytes."""
+        try:
+            data = await self._store.get_bytes(INDEX_BUCKET, MANIFEST_PREFIX + hour)
+        except NotFound:
+            return {}, 0
+        try:
+            manifest = pb.HourManifest.FromString(data)
+        except DecodeError:
+            log.warning("manifest of %s is unreadable; it will be written again", hour)
+            return {}, len(data)
+        return {entry.metadata.id: entry for entry in manifest.objects}, len(data)
+
+    def keep(self, hour: str, known: int, read: Entries) -> None:
+        """Merge `read` (entries of `hour` read from `ids/`) into its manifest
+        soon, when there are enough of them; `known` is how many it held."""
+        if len(read) < MIN_NEW or known >= MAX_ENTRIES:
+            return
+        if self._entries_waiting + len(read) > MAX_WAITING:
+            return  # the writer is behind: a cache may skip a write
+        waiting = self._waiting.setdefault(hour, {})
+        self._entries_waiting += len(read.keys() - waiting.keys())
+        waiting.update(read)
+        if self._writer is None:
+            # In a context of its own: it serves many searches, not the first one's trace.
+            loop = asyncio.get_running_loop()
+            self._writer = loop.create_task(self._drain(), context=contextvars.Context())
+
+    async def _drain(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Write what is waiting now."""
+        while self._waiting:
+            hour = next(iter(self._waiting))
+            read = self._waiting.pop(hour)
+            self._entries_waiting -= len(read)
+            try:
+                await self._merge(hour, read)
+            except PantheonError as exc:
+                log.warning("could not write the manifest of %s (searches read ids/ instead): %s", hour, exc)
+
+    async def _merge(self, hour: str, read: Entries) -> None:
+        # Read again: another page or replica may have written it since.
+        entries, _ = await self.read(hour)
+        added = {object_id: entry for object_id, entry in read.items() if object_id not in entries}
+        if not added or len(entries) >= MAX_ENTRIES:
+            return
+        entries.update(added)
+        kept = sorted(entries.values(), key=lambda entry: entry.object.key)[:MAX_ENTRIES]
+        manifest = pb.HourManifest(objects=kept)
+        await self._store.put_bytes(
+            INDEX_BUCKET, MANIFEST_PREFIX + hour, manifest.SerializeToString(), if_absent=False
+        )
+
+
+class PageEntries:
+    """The index entries one search page decides on: from their hour's
+    manifest where it holds them, else from `ids/<id>`; what it read from
+    `ids/` goes to the manifests when the page is done (`keep`)."""
+
+    def __init__(self, index: Index, manifests: Manifests) -> None:
+        self._index = index
+        self._manifests = manifests
+        self._known: dict[str, Entries] = {}
+        self._read: dict[str, Entries] = {}
+        self._bytes = 0
+
+    async def load(self, keys: Iterable[str]) -> None:
+        """Read the manifests of the hours of `keys` worth reading (MIN_KEYS),
+        a few at a time, hours with the most keys first, while the page's
+        budget (PAGE_BYTES) lasts."""
+        counts = Counter(map(hour_of, keys))
+        hours = [h for h, n in counts.most_common() if n >= MIN_KEYS and h not in self._known]
+        for start in range(0, len(hours), LOADS_AT_ONCE):
+            if self._bytes >= PAGE_BYTES:
+                return
+            wave = hours[start : start + LOADS_AT_ONCE]
+            loaded = await asyncio.gather(*map(self._manifests.read, wave))
+            for hour, (entries, size) in zip(wave, loaded, strict=True):
+                self._known[hour] = entries
+                self._bytes += size
+
+    async def object_info(self, key: str, object_id: str) -> pb.StatObjectResponse:
+        """The entry of `object_id`, listed as `key`; NOT_FOUND when it is not visible.
+
+        Whichever hour's manifest holds an id's entry holds the one `ids/<id>` has.
+        """
+        hour = hour_of(key)
+        found = self._known.get(hour, {}).get(object_id)
+        if found is not None:
+            return found
+        found = await self._index.object_info(object_id)
+        self._read.setdefault(hour, {})[object_id] = found
+        return found
+
+    async def has_spans(self, info: pb.StatObjectResponse) -> bool:
+        return await self._index.has_spans(info)
+
+    def keep(self) -> None:
+        """Hand what the page read from `ids/` to the manifests, for the hours
+        whose manifest it read (the others it left for a page with budget)."""
+        for hour, read in self._read.items():
+            if hour in self._known:
+                self._manifests.keep(hour, len(self._known[hour]), read)
+        self._read = {}
