@@ -52,27 +52,46 @@ from pantheon.storage.object_store import ObjectStore
 log = logging.getLogger(__name__)
 
 MANIFEST_PREFIX = "manifests/"
-#: Entries one manifest holds at most (under 1 KiB each): a denser hour's
-#: other keys are read from `ids/`, so that one GET stays cheap.
-MAX_ENTRIES = 1024
+#: What one manifest holds at most: entries are 1-16 KiB (labels, lineage),
+#: so both bounds keep one GET cheap and its decoding short; a denser
+#: hour's other keys are read from `ids/`. A larger manifest (another
+#: build's) is ignored.
+MAX_ENTRIES = 512
+MAX_BYTES = 512 * 2**10
 #: Entries of an hour a page must read from `ids/` before they are written.
 MIN_NEW = 8
-#: Keys of an hour a page must decide on to read its manifest: for one key,
-#: one small GET of its own entry is cheaper than the hour's manifest.
-MIN_KEYS = 2
-#: Manifest bytes one page reads at most (it reads them a few at a time,
-#: hours with the most keys first); its other keys are read from `ids/`.
+#: Keys of an hour a page must decide on to read its manifest: for a few
+#: keys, their own small entries cost less than the hour's manifest.
+MIN_KEYS = 4
+#: Manifest bytes one page reads (it reads them LOADS_AT_ONCE at a time,
+#: hours with the most keys first, while under this); its other keys are
+#: read from `ids/`. A page holds at most PAGE_BYTES + LOADS_AT_ONCE * MAX_BYTES.
 PAGE_BYTES = 4 * 2**20
-LOADS_AT_ONCE = 8
+LOADS_AT_ONCE = 4
 #: Entries waiting to be written; beyond it a page's entries are not kept.
 MAX_WAITING = 8192
+#: How long shutting down may spend writing what waits.
+CLOSE_S = 5.0
 
 Entries = dict[str, pb.StatObjectResponse]
 
 
-def hour_of(key: str) -> str:
+def manifest_hour(key: str) -> str:
     """``v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>`` of a v1 key or batch position."""
     return key.rsplit("/", 2)[0]
+
+
+def _encoded(entries: Entries) -> tuple[bytes, int]:
+    """The manifest of `entries` (the first in key order, within MAX_ENTRIES
+    and MAX_BYTES), and how many it holds."""
+    manifest = pb.HourManifest()
+    size = 0
+    for entry in sorted(entries.values(), key=lambda e: e.object.key)[:MAX_ENTRIES]:
+        size += entry.ByteSize() + 4  # its tag and length
+        if size > MAX_BYTES:
+            break
+        manifest.objects.append(entry)
+    return manifest.SerializeToString(), len(manifest.objects)
 
 
 class Manifests:
@@ -87,12 +106,23 @@ class Manifests:
         self._writer: asyncio.Task[None] | None = None
 
     async def read(self, hour: str) -> tuple[Entries, int]:
-        """The entries of `hour`'s manifest, by object id (none when it has
-        none), and its size in bytes."""
+        """The entries of `hour`'s manifest, by object id, and its size in
+        bytes: none when it has none, or it cannot be read or used (the
+        search then reads `ids/`, which decides whether it fails)."""
+        try:
+            return await self._fetch(hour)
+        except PantheonError as exc:
+            log.debug("manifest of %s not read: %s", hour, exc)
+            return {}, 0
+
+    async def _fetch(self, hour: str) -> tuple[Entries, int]:
         try:
             data = await self._store.get_bytes(INDEX_BUCKET, MANIFEST_PREFIX + hour)
         except NotFound:
             return {}, 0
+        if len(data) > MAX_BYTES:
+            log.warning("manifest of %s is larger than %d bytes; ignored", hour, MAX_BYTES)
+            return {}, len(data)
         try:
             manifest = pb.HourManifest.FromString(data)
         except DecodeError:
@@ -118,11 +148,19 @@ class Manifests:
     async def _drain(self) -> None:
         try:
             await self.flush()
+        except Exception:
+            log.exception("writing manifests failed; searches read ids/ instead")
+            self._drop()
         finally:
             self._writer = None
 
+    def _drop(self) -> None:
+        self._waiting.clear()
+        self._entries_waiting = 0
+
     async def flush(self) -> None:
-        """Write what is waiting now."""
+        """Write what is waiting now; all of it is dropped at the first
+        failure (the store is failing: a cache may skip its writes)."""
         while self._waiting:
             hour = next(iter(self._waiting))
             read = self._waiting.pop(hour)
@@ -130,20 +168,33 @@ class Manifests:
             try:
                 await self._merge(hour, read)
             except PantheonError as exc:
-                log.warning("could not write the manifest of %s (searches read ids/ instead): %s", hour, exc)
+                log.warning("could not write manifests (searches read ids/ instead): %s", exc)
+                self._drop()
+
+    async def close(self) -> None:
+        """Write what is waiting, for at most CLOSE_S; then drop the rest."""
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                await self.flush()
+                if self._writer is not None:
+                    await self._writer
+        except TimeoutError:
+            log.warning("manifests not written at shutdown (searches read ids/ instead)")
+        finally:
+            self._drop()
+            if self._writer is not None:
+                self._writer.cancel()
 
     async def _merge(self, hour: str, read: Entries) -> None:
-        # Read again: another page or replica may have written it since.
-        entries, _ = await self.read(hour)
-        added = {object_id: entry for object_id, entry in read.items() if object_id not in entries}
-        if not added or len(entries) >= MAX_ENTRIES:
+        # Read again (a failure skips the write): another page or replica may have written it since.
+        entries, _ = await self._fetch(hour)
+        held = len(entries)
+        if held >= MAX_ENTRIES or read.keys() <= entries.keys():
             return
-        entries.update(added)
-        kept = sorted(entries.values(), key=lambda entry: entry.object.key)[:MAX_ENTRIES]
-        manifest = pb.HourManifest(objects=kept)
-        await self._store.put_bytes(
-            INDEX_BUCKET, MANIFEST_PREFIX + hour, manifest.SerializeToString(), if_absent=False
-        )
+        entries.update(read)
+        manifest, count = _encoded(entries)
+        if count > held:  # not when it is as full as its bytes allow
+            await self._store.put_bytes(INDEX_BUCKET, MANIFEST_PREFIX + hour, manifest, if_absent=False)
 
 
 class PageEntries:
@@ -154,7 +205,9 @@ class PageEntries:
     def __init__(self, index: Index, manifests: Manifests) -> None:
         self._index = index
         self._manifests = manifests
+        #: The manifests the page read, by hour.
         self._known: dict[str, Entries] = {}
+        #: Entries it read from `ids/` for those hours, up to what a manifest holds.
         self._read: dict[str, Entries] = {}
         self._bytes = 0
 
@@ -162,7 +215,7 @@ class PageEntries:
         """Read the manifests of the hours of `keys` worth reading (MIN_KEYS),
         a few at a time, hours with the most keys first, while the page's
         budget (PAGE_BYTES) lasts."""
-        counts = Counter(map(hour_of, keys))
+        counts = Counter(map(manifest_hour, keys))
         hours = [h for h, n in counts.most_common() if n >= MIN_KEYS and h not in self._known]
         for start in range(0, len(hours), LOADS_AT_ONCE):
             if self._bytes >= PAGE_BYTES:
@@ -178,21 +231,24 @@ class PageEntries:
 
         Whichever hour's manifest holds an id's entry holds the one `ids/<id>` has.
         """
-        hour = hour_of(key)
-        found = self._known.get(hour, {}).get(object_id)
+        hour = manifest_hour(key)
+        known = self._known.get(hour)
+        found = None if known is None else known.get(object_id)
         if found is not None:
             return found
         found = await self._index.object_info(object_id)
-        self._read.setdefault(hour, {})[object_id] = found
+        if known is not None:
+            read = self._read.setdefault(hour, {})
+            if len(known) + len(read) < MAX_ENTRIES:
+                read[object_id] = found
         return found
 
     async def has_spans(self, info: pb.StatObjectResponse) -> bool:
         return await self._index.has_spans(info)
 
     def keep(self) -> None:
-        """Hand what the page read from `ids/` to the manifests, for the hours
-        whose manifest it read (the others it left for a page with budget)."""
+        """Hand what the page read from `ids/` to the manifests (for the hours
+        whose manifest it read: the others it leaves to a page with budget)."""
         for hour, read in self._read.items():
-            if hour in self._known:
-                self._manifests.keep(hour, len(self._known[hour]), read)
+            self._manifests.keep(hour, len(self._known[hour]), read)
         self._read = {}

@@ -276,7 +276,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         """Finish the work left in the background (the markers queued for
         removal, the manifests to write)."""
         await self._index.sweep()
-        await self._manifests.flush()
+        await self._manifests.close()
 
     async def ListPendingObjects(
         self, request: pb.ListPendingObjectsRequest, context: Context

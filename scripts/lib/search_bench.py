@@ -31,7 +31,8 @@ bucket and its restricted twin are searched):
 A search keeps the index entries it read in per-hour manifests
 (pantheon.storage.manifests), so each set's manifests are emptied first
 (written empty: the storage key may not delete them) and every figure comes
-twice, cold and warm. First page: the first one (`cold`, no manifests),
+twice, cold and warm (before each query the manifests are emptied, once
+the services have finished writing them). First page: the first one (`cold`, no manifests),
 then the p50 of a few more (page size 100), which read the manifests the
 first one left. Full scan: every page at page size 1000, tokens followed
 to the end (what the first pages left aside, cold), then again (`rescan`). The raw
@@ -245,13 +246,31 @@ class Row:
         return round(self.rescan_s / self.raw_full_s, 2)
 
 
+def _manifests(minio: Minio, dt: str) -> list[str]:
+    """The non-empty manifests of `dt`."""
+    listed = minio.list_objects(INDEX_BUCKET, prefix=f"{MANIFEST_PREFIX}v1/{dt}/", recursive=True)
+    return [o.object_name for o in listed if o.size and o.object_name]
+
+
 def _forget_manifests(minio: Minio, dt: str) -> int:
     """Empty every manifest of `dt` (an empty one holds nothing, as a missing one); how many."""
-    listed = minio.list_objects(INDEX_BUCKET, prefix=f"{MANIFEST_PREFIX}v1/{dt}/", recursive=True)
-    names = [o.object_name for o in listed if o.size]
+    names = _manifests(minio, dt)
     for name in names:
         minio.put_object(INDEX_BUCKET, name, io.BytesIO(b""), 0, sse=SseS3())
     return len(names)
+
+
+async def _settled(minio: Minio, dt: str) -> int:
+    """Wait (up to a minute) until the services stop writing manifests of
+    `dt` (written off the search's path); how many there are."""
+    count = -1
+    for _ in range(60):
+        now = len(await asyncio.to_thread(_manifests, minio, dt))
+        if now == count:
+            break
+        count = now
+        await asyncio.sleep(1)
+    return count
 
 
 class RawLister:
@@ -332,9 +351,10 @@ async def run(env: dict[str, str], minio: Minio, quick: bool, repeats: int = 5) 
         stub = pb_grpc.StorageServiceStub(channel)
         for objects, sources in sets:
             dt = data_type(objects)
-            emptied = await asyncio.to_thread(_forget_manifests, minio, dt)
-            print(f"search bench: {emptied} manifests of {dt} emptied", file=sys.stderr)
             for query in QUERIES:
+                # Each query starts cold: no manifest an earlier query left.
+                await _settled(minio, dt)
+                await asyncio.to_thread(_forget_manifests, minio, dt)
                 cold_ms, _ = await _first_page(stub, query.request(dt, FIRST_PAGE))
                 firsts = [await _first_page(stub, query.request(dt, FIRST_PAGE)) for _ in range(repeats)]
                 raw_firsts = [
@@ -342,6 +362,8 @@ async def run(env: dict[str, str], minio: Minio, quick: bool, repeats: int = 5) 
                     for _ in range(repeats)
                 ]
                 full_s, full_found, pages = await _full_scan(stub, query.request(dt, FULL_PAGE))
+                written = await _settled(minio, dt)
+                print(f"search bench: {objects} objects, {query.name}: {written} manifests", file=sys.stderr)
                 rescan_s, again_found, _ = await _full_scan(stub, query.request(dt, FULL_PAGE))
                 if again_found != full_found:
                     raise RuntimeError(f"{dt} {query.name}: a rescan found {again_found}, not {full_found}")

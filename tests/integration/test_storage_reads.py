@@ -3,6 +3,7 @@ data type, source, time and area with paging; reflection and health."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from minio import Minio
+from minio.error import S3Error
 from pantheon_api.metadata.v1 import metadata_pb2 as md
 from pantheon_api.storage.v1 import storage_service_pb2 as spb
 from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
@@ -17,6 +20,7 @@ from pantheon_api.storage.v1 import storage_service_pb2_grpc as spb_grpc
 from pantheon.client_channel import authority_options
 from pantheon.config import ClientIdentity
 from pantheon.server import channel_credentials, secure_channel
+from pantheon.storage.buckets import INDEX_BUCKET
 from tests.integration.support import ingest, ingest_stub, metadata, unique_source
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,6 +101,60 @@ async def test_search_pages_filters_and_reads_back(stack_env: dict[str, str]) ->
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await storage.GetObject(spb.GetObjectRequest(id="../../etc/passwd")).read()
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_search_leaves_a_manifest_and_answers_the_same_from_it(
+    stack_env: dict[str, str], minio_client: Minio
+) -> None:
+    """Against real MinIO (SSE on): ten objects in one hour, searched; the
+    hour's manifest appears (encrypted, holding exactly their entries); the
+    next search answers the same; an object committed later is found too."""
+    source = unique_source()
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    channel, stub = ingest_stub(stack_env)
+    stored = []
+    async with channel:
+        for i in range(10):
+            meta = metadata(
+                source, "weather.observation", location=md.GeoPoint(latitude=VIENNA[0], longitude=VIENNA[1])
+            )
+            meta.observed_at.FromDatetime(hour + timedelta(minutes=i))
+            stored.append((await ingest(stub, meta, b'{"i": %d}' % i, "application/json")).metadata.id)
+    name = f"manifests/v1/weather.observation/{source}/{hour:%Y/%m/%d/%H}"
+    query = _query(source, hour, hour + timedelta(hours=1), page_size=100)
+    search = secure_channel(
+        stack_env["PANTHEON_GRPC_TARGET"], stack_env["PANTHEON_CA_FILE"], ClientIdentity.from_env(stack_env)
+    )
+    async with search:
+        storage = spb_grpc.StorageServiceStub(search)
+        first = [o.metadata.id for o in (await storage.SearchObjects(query, timeout=10)).objects]
+        assert sorted(first) == sorted(stored)
+        # Written off the search's path: wait for it (a bounded poll, not a timing claim).
+        for _ in range(300):
+            try:
+                data = minio_client.get_object(INDEX_BUCKET, name).read()
+                break
+            except S3Error:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"no manifest {name}")
+        manifest = spb.HourManifest.FromString(data)
+        assert sorted(e.metadata.id for e in manifest.objects) == sorted(stored)
+        assert (
+            minio_client.stat_object(INDEX_BUCKET, name).metadata.get("X-Amz-Server-Side-Encryption")
+            == "AES256"
+        )
+        again = [o.metadata.id for o in (await storage.SearchObjects(query, timeout=10)).objects]
+        assert again == first
+        channel, stub = ingest_stub(stack_env)
+        async with channel:
+            meta = metadata(
+                source, "weather.observation", location=md.GeoPoint(latitude=VIENNA[0], longitude=VIENNA[1])
+            )
+            meta.observed_at.FromDatetime(hour + timedelta(minutes=30))
+            late = (await ingest(stub, meta, b'{"i": 10}', "application/json")).metadata.id
+        found = [o.metadata.id for o in (await storage.SearchObjects(query, timeout=10)).objects]
+        assert sorted(found) == sorted([*stored, late])
 
 
 def test_health_and_reflection_need_only_an_identity(stack_env: dict[str, str]) -> None:

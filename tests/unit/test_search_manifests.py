@@ -9,9 +9,11 @@ what it answers without them.
   (from `ids/`), even in an hour whose manifest was written before.
 - One manifest serves both buckets of a domain, and a caller without the
   restricted grant still sees no restricted object.
-- A manifest that is unreadable, or cannot be written, changes no answer.
-- What a page reads is bounded: at most MAX_ENTRIES per manifest, and no
-  more manifests once it has read PAGE_BYTES of them.
+- Answers from manifests are byte for byte those from `ids/`.
+- A manifest that is unreadable, cannot be read or cannot be written
+  changes no answer; shutting down with a failing store drops what waits.
+- What a page reads is bounded: at most MAX_ENTRIES and MAX_BYTES per
+  manifest, and no more manifests once it has read PAGE_BYTES of them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pantheon.storage.service import StorageServicer
 from tests.unit.test_search_completeness import (
     DATA_TYPE,
     LINZ,
+    READER,
     T0,
     VIENNA,
     SmallPages,
@@ -48,16 +51,19 @@ RESTRICTED = md.CLASSIFICATION_RESTRICTED
 
 
 class CountingReads(SmallPages):
-    """Counts GETs by the first segment of their key, and can refuse manifest writes."""
+    """Counts GETs by the first segment of their key, and can refuse manifest reads and writes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reads: dict[str, int] = {}
         self.refuse_manifests = False
+        self.refuse_manifest_reads = False
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         kind = key.split("/", 1)[0]
         self.reads[kind] = self.reads.get(kind, 0) + 1
+        if self.refuse_manifest_reads and kind == "manifests":
+            raise Unavailable("read timed out")
         return await super().get_bytes(bucket, key)
 
     async def put_bytes(
@@ -256,3 +262,76 @@ async def test_a_page_stops_reading_manifests_at_its_byte_budget(monkeypatch: py
     # (and nothing written for them: the page read no manifest of theirs).
     assert store.reads["manifests"] == 2
     assert 20 <= len(stored) - store.reads["ids"] <= 22
+
+
+async def _answers(servicer: StorageServicer, size: int) -> list[bytes]:
+    """Every object a search answers, whole and encoded, paged at `size`."""
+    request = pb.SearchObjectsRequest(data_type=DATA_TYPE, page_size=size)
+    request.observed_after.FromDatetime(WINDOW[0])
+    request.observed_before.FromDatetime(WINDOW[1])
+    token = current_grant.set(READER)
+    found: list[bytes] = []
+    try:
+        while True:
+            page = await servicer.SearchObjects(request, None)  # type: ignore[arg-type]
+            found += [o.SerializeToString(deterministic=True) for o in page.objects]
+            if not page.next_page_token:
+                await servicer.close()
+                return found
+            request = pb.SearchObjectsRequest(
+                data_type=DATA_TYPE, page_size=size, page_token=page.next_page_token
+            )
+    finally:
+        current_grant.reset(token)
+
+
+async def test_answers_from_manifests_are_byte_for_byte_those_from_ids() -> None:
+    servicer, store = _servicer()
+    await _fill(servicer)
+    from_ids = await _answers(servicer, 1000)
+    assert _manifest_names(store)
+    store.reads.clear()
+    assert await _answers(servicer, 1000) == from_ids
+    assert store.reads.get("ids", 0) == 0
+    # Small pages: some hours' keys too few to read their manifest (MIN_KEYS).
+    assert await _answers(servicer, 7) == from_ids
+
+
+async def test_a_manifest_that_cannot_be_read_changes_no_answer() -> None:
+    servicer, store = _servicer()
+    await _fill(servicer)
+    first = await _searched(servicer)
+    store.refuse_manifest_reads = True
+    store.reads.clear()
+    assert await _searched(servicer) == first
+    assert store.reads["manifests"] and store.reads["ids"] >= len(first)
+
+
+async def test_shutting_down_with_a_failing_store_drops_what_waits() -> None:
+    store = CountingReads()
+    written = manifests.Manifests(store)
+    entries = {f"{i:026d}": pb.StatObjectResponse() for i in range(manifests.MIN_NEW)}
+    for hour in range(100):
+        written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/{hour:03d}", 0, entries)
+    store.fail = Unavailable("the store is away")
+    await written.close()
+    # The first failure dropped the rest: one GET, not a hundred.
+    assert store.reads == {"manifests": 1}
+    assert written._entries_waiting == 0 and not written._waiting
+
+
+async def test_a_manifest_holds_at_most_max_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    servicer, store = _servicer()
+    await _fill(servicer)
+    await _searched(servicer)
+    sizes = []
+    for name in _manifest_names(store):
+        sizes.append(len(store.objects[(INDEX_BUCKET, name)]))
+    monkeypatch.setattr(manifests, "MAX_BYTES", min(sizes) // 2)
+    store.objects = {k: v for k, v in store.objects.items() if not k[1].startswith(manifests.MANIFEST_PREFIX)}
+    first = await _searched(servicer)
+    for name in _manifest_names(store):
+        data = store.objects[(INDEX_BUCKET, name)]
+        assert 0 < len(data) <= manifests.MAX_BYTES
+        assert 0 < len(pb.HourManifest.FromString(data).objects) < 10
+    assert await _searched(servicer) == first

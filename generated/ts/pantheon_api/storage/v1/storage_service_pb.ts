@@ -932,12 +932,13 @@ export const PendingObjectSchema: GenMessage<PendingObject> = /*@__PURE__*/
   messageDesc(file_pantheon_api_storage_v1_storage_service, 25);
 
 /**
- * HourManifest is the index entries of objects in one hour of one source
- * (`manifests/v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>` in the index
- * bucket), written by search from entries it read, so that the next search
- * reads them in one GET. A cache, never the truth: an `ids/<id>` entry is
- * written once and never changed, so a copy stays exact; a key whose id is
- * not here is read from `ids/<id>`.
+ * HourManifest holds index entries of what search lists under one hour of
+ * one source (`manifests/v1/<data_type>/<source>/<yyyy>/<mm>/<dd>/<hh>` in
+ * the index bucket): objects named in that hour, in either bucket of the
+ * domain, and record batches with a position there. Written by search from
+ * entries it read, so that the next search reads them in one GET. A cache,
+ * never the truth: an `ids/<id>` entry is written once and never changed, so
+ * a copy stays exact; a key whose id is not here is read from `ids/<id>`.
  *
  * @generated from message pantheon_api.storage.v1.HourManifest
  */
