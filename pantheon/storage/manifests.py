@@ -27,10 +27,11 @@ Manifests are written off the search's path, a moment after the page that
 read the entries, and only when a page read at least MIN_NEW of an hour's
 entries from `ids/` (a sparse hour costs a handful of GETs anyway).
 
-What a page holds is bounded: a manifest holds at most MAX_ENTRIES entries,
-a page reads one only for an hour where it decides on MIN_KEYS keys or more,
-and stops reading them once it has read PAGE_BYTES; entries waiting to be
-written are bounded by MAX_WAITING (more are not kept: a cache may skip a write).
+What a page holds is bounded: a manifest holds at most MAX_ENTRIES entries
+in MAX_BYTES, a page reads one only for an hour where it decides on MIN_KEYS
+keys or more, and stops reading them once it has read PAGE_BYTES (or one
+read failed); it keeps PAGE_KEEP_BYTES of entries for the writer, which
+holds MAX_WAITING_BYTES (more are not kept: a cache may skip a write).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -64,14 +66,22 @@ MIN_NEW = 8
 #: keys, their own small entries cost less than the hour's manifest.
 MIN_KEYS = 4
 #: Manifest bytes one page reads (it reads them LOADS_AT_ONCE at a time,
-#: hours with the most keys first, while under this); its other keys are
-#: read from `ids/`. A page holds at most PAGE_BYTES + LOADS_AT_ONCE * MAX_BYTES.
+#: hours with the most keys first, while under this, and none after a read
+#: failed); its other keys are read from `ids/`. A page holds at most
+#: PAGE_BYTES + LOADS_AT_ONCE * MAX_BYTES of them.
 PAGE_BYTES = 4 * 2**20
 LOADS_AT_ONCE = 4
-#: Entries waiting to be written; beyond it a page's entries are not kept.
-MAX_WAITING = 8192
-#: How long shutting down may spend writing what waits.
+#: Entry bytes one page keeps for the writer, and the writer holds in all;
+#: beyond them entries are not kept (a cache may skip a write).
+PAGE_KEEP_BYTES = 2**20
+MAX_WAITING_BYTES = 4 * 2**20
+#: How long shutting down may spend writing what waits (plus the store
+#: call in flight then, which a thread cannot abandon).
 CLOSE_S = 5.0
+#: Hours known to have a full manifest, remembered at most.
+FULL_KEPT = 4096
+#: Failed manifest reads are logged at most this often.
+LOG_EVERY_S = 60.0
 
 Entries = dict[str, pb.StatObjectResponse]
 
@@ -81,13 +91,18 @@ def manifest_hour(key: str) -> str:
     return key.rsplit("/", 2)[0]
 
 
+def _cost(entry: pb.StatObjectResponse) -> int:
+    """An entry's bytes in a manifest (its tag and length at most 4)."""
+    return entry.ByteSize() + 4
+
+
 def _encoded(entries: Entries) -> tuple[bytes, int]:
     """The manifest of `entries` (the first in key order, within MAX_ENTRIES
     and MAX_BYTES), and how many it holds."""
     manifest = pb.HourManifest()
     size = 0
     for entry in sorted(entries.values(), key=lambda e: e.object.key)[:MAX_ENTRIES]:
-        size += entry.ByteSize() + 4  # its tag and length
+        size += _cost(entry)
         if size > MAX_BYTES:
             break
         manifest.objects.append(entry)
@@ -101,19 +116,24 @@ class Manifests:
         self._store = store
         #: Entries read from `ids/`, by hour, not yet merged into its manifest.
         self._waiting: dict[str, Entries] = {}
-        self._entries_waiting = 0
+        self._bytes_waiting = 0
         #: The writer draining `_waiting` (a reference keeps it alive).
         self._writer: asyncio.Task[None] | None = None
+        self._logged_at = -LOG_EVERY_S
+        #: Hours whose manifest a merge found full (forgotten past FULL_KEPT).
+        self._full: set[str] = set()
 
-    async def read(self, hour: str) -> tuple[Entries, int]:
+    async def read(self, hour: str) -> tuple[Entries, int] | None:
         """The entries of `hour`'s manifest, by object id, and its size in
-        bytes: none when it has none, or it cannot be read or used (the
-        search then reads `ids/`, which decides whether it fails)."""
+        bytes (none when it has none or it is unusable); None when it could
+        not be read (the search then reads `ids/`, which decides whether it fails)."""
         try:
             return await self._fetch(hour)
         except PantheonError as exc:
-            log.debug("manifest of %s not read: %s", hour, exc)
-            return {}, 0
+            if time.monotonic() - self._logged_at >= LOG_EVERY_S:
+                self._logged_at = time.monotonic()
+                log.warning("manifest of %s not read (searches read ids/ instead): %s", hour, exc)
+            return None
 
     async def _fetch(self, hour: str) -> tuple[Entries, int]:
         try:
@@ -130,16 +150,23 @@ class Manifests:
             return {}, len(data)
         return {entry.metadata.id: entry for entry in manifest.objects}, len(data)
 
-    def keep(self, hour: str, known: int, read: Entries) -> None:
+    def keep(self, hour: str, known: int, size: int, read: Entries) -> None:
         """Merge `read` (entries of `hour` read from `ids/`) into its manifest
-        soon, when there are enough of them; `known` is how many it held."""
+        soon, when there are enough of them and it has room; `known` is how
+        many it held, `size` its bytes."""
         if len(read) < MIN_NEW or known >= MAX_ENTRIES:
             return
-        if self._entries_waiting + len(read) > MAX_WAITING:
-            return  # the writer is behind: a cache may skip a write
+        if hour in self._full or size + min(_cost(entry) for entry in read.values()) > MAX_BYTES:
+            return  # full by its bytes
         waiting = self._waiting.setdefault(hour, {})
-        self._entries_waiting += len(read.keys() - waiting.keys())
-        waiting.update(read)
+        new = {object_id: entry for object_id, entry in read.items() if object_id not in waiting}
+        cost = sum(map(_cost, new.values()))
+        if self._bytes_waiting + cost > MAX_WAITING_BYTES:
+            if not waiting:
+                del self._waiting[hour]
+            return  # the writer is behind: a cache may skip a write
+        self._bytes_waiting += cost
+        waiting.update(new)
         if self._writer is None:
             # In a context of its own: it serves many searches, not the first one's trace.
             loop = asyncio.get_running_loop()
@@ -156,7 +183,7 @@ class Manifests:
 
     def _drop(self) -> None:
         self._waiting.clear()
-        self._entries_waiting = 0
+        self._bytes_waiting = 0
 
     async def flush(self) -> None:
         """Write what is waiting now; all of it is dropped at the first
@@ -164,7 +191,7 @@ class Manifests:
         while self._waiting:
             hour = next(iter(self._waiting))
             read = self._waiting.pop(hour)
-            self._entries_waiting -= len(read)
+            self._bytes_waiting -= sum(map(_cost, read.values()))
             try:
                 await self._merge(hour, read)
             except PantheonError as exc:
@@ -172,18 +199,21 @@ class Manifests:
                 self._drop()
 
     async def close(self) -> None:
-        """Write what is waiting, for at most CLOSE_S; then drop the rest."""
+        """Write what is waiting, for about CLOSE_S; then drop the rest."""
         try:
             async with asyncio.timeout(CLOSE_S):
                 await self.flush()
                 if self._writer is not None:
-                    await self._writer
+                    await asyncio.wait({self._writer})
         except TimeoutError:
             log.warning("manifests not written at shutdown (searches read ids/ instead)")
         finally:
             self._drop()
-            if self._writer is not None:
-                self._writer.cancel()
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                await asyncio.wait({writer})
+                self._writer = None  # a writer cancelled before it ran never clears it
 
     async def _merge(self, hour: str, read: Entries) -> None:
         # Read again (a failure skips the write): another page or replica may have written it since.
@@ -193,8 +223,12 @@ class Manifests:
             return
         entries.update(read)
         manifest, count = _encoded(entries)
-        if count > held:  # not when it is as full as its bytes allow
-            await self._store.put_bytes(INDEX_BUCKET, MANIFEST_PREFIX + hour, manifest, if_absent=False)
+        if count <= held:  # as full as its bytes allow: not read again for nothing
+            if len(self._full) >= FULL_KEPT:
+                self._full.clear()
+            self._full.add(hour)
+            return
+        await self._store.put_bytes(INDEX_BUCKET, MANIFEST_PREFIX + hour, manifest, if_absent=False)
 
 
 class PageEntries:
@@ -207,8 +241,12 @@ class PageEntries:
         self._manifests = manifests
         #: The manifests the page read, by hour.
         self._known: dict[str, Entries] = {}
-        #: Entries it read from `ids/` for those hours, up to what a manifest holds.
+        #: Their sizes.
+        self._sizes: dict[str, int] = {}
+        #: Entries it read from `ids/` for those hours, up to what a manifest
+        #: holds and PAGE_KEEP_BYTES in all.
         self._read: dict[str, Entries] = {}
+        self._kept_bytes = 0
         self._bytes = 0
 
     async def load(self, keys: Iterable[str]) -> None:
@@ -222,9 +260,12 @@ class PageEntries:
                 return
             wave = hours[start : start + LOADS_AT_ONCE]
             loaded = await asyncio.gather(*map(self._manifests.read, wave))
-            for hour, (entries, size) in zip(wave, loaded, strict=True):
-                self._known[hour] = entries
-                self._bytes += size
+            for hour, manifest in zip(wave, loaded, strict=True):
+                if manifest is None:
+                    self._bytes = PAGE_BYTES  # the store is failing: read no more of them
+                    continue
+                self._known[hour], self._sizes[hour] = manifest
+                self._bytes += self._sizes[hour]
 
     async def object_info(self, key: str, object_id: str) -> pb.StatObjectResponse:
         """The entry of `object_id`, listed as `key`; NOT_FOUND when it is not visible.
@@ -237,10 +278,11 @@ class PageEntries:
         if found is not None:
             return found
         found = await self._index.object_info(object_id)
-        if known is not None:
+        if known is not None and self._kept_bytes < PAGE_KEEP_BYTES:
             read = self._read.setdefault(hour, {})
             if len(known) + len(read) < MAX_ENTRIES:
                 read[object_id] = found
+                self._kept_bytes += _cost(found)
         return found
 
     async def has_spans(self, info: pb.StatObjectResponse) -> bool:
@@ -250,5 +292,6 @@ class PageEntries:
         """Hand what the page read from `ids/` to the manifests (for the hours
         whose manifest it read: the others it leaves to a page with budget)."""
         for hour, read in self._read.items():
-            self._manifests.keep(hour, len(self._known[hour]), read)
+            self._manifests.keep(hour, len(self._known[hour]), self._sizes[hour], read)
         self._read = {}
+        self._kept_bytes = 0

@@ -246,10 +246,10 @@ class Row:
         return round(self.rescan_s / self.raw_full_s, 2)
 
 
-def _manifests(minio: Minio, dt: str) -> list[str]:
-    """The non-empty manifests of `dt`."""
+def _manifests(minio: Minio, dt: str) -> dict[str, str]:
+    """The non-empty manifests of `dt`, with their ETags."""
     listed = minio.list_objects(INDEX_BUCKET, prefix=f"{MANIFEST_PREFIX}v1/{dt}/", recursive=True)
-    return [o.object_name for o in listed if o.size and o.object_name]
+    return {o.object_name: o.etag or "" for o in listed if o.size and o.object_name}
 
 
 def _forget_manifests(minio: Minio, dt: str) -> int:
@@ -262,15 +262,16 @@ def _forget_manifests(minio: Minio, dt: str) -> int:
 
 async def _settled(minio: Minio, dt: str) -> int:
     """Wait (up to a minute) until the services stop writing manifests of
-    `dt` (written off the search's path); how many there are."""
-    count = -1
+    `dt` (written off the search's path: none changed for a second); how many there are."""
+    seen: dict[str, str] | None = None
     for _ in range(60):
-        now = len(await asyncio.to_thread(_manifests, minio, dt))
-        if now == count:
-            break
-        count = now
+        now = await asyncio.to_thread(_manifests, minio, dt)
+        if now == seen:
+            return len(now)
+        seen = now
         await asyncio.sleep(1)
-    return count
+    print(f"search bench: manifests of {dt} still changing after a minute", file=sys.stderr)
+    return len(seen or {})
 
 
 class RawLister:

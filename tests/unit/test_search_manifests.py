@@ -18,6 +18,7 @@ what it answers without them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -304,7 +305,9 @@ async def test_a_manifest_that_cannot_be_read_changes_no_answer() -> None:
     store.refuse_manifest_reads = True
     store.reads.clear()
     assert await _searched(servicer) == first
-    assert store.reads["manifests"] and store.reads["ids"] >= len(first)
+    assert store.reads["ids"] >= len(first)
+    # After the first wave failed, the page read no more manifests.
+    assert store.reads["manifests"] == manifests.LOADS_AT_ONCE
 
 
 async def test_shutting_down_with_a_failing_store_drops_what_waits() -> None:
@@ -312,12 +315,40 @@ async def test_shutting_down_with_a_failing_store_drops_what_waits() -> None:
     written = manifests.Manifests(store)
     entries = {f"{i:026d}": pb.StatObjectResponse() for i in range(manifests.MIN_NEW)}
     for hour in range(100):
-        written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/{hour:03d}", 0, entries)
+        written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/{hour:03d}", 0, 0, entries)
     store.fail = Unavailable("the store is away")
     await written.close()
     # The first failure dropped the rest: one GET, not a hundred.
     assert store.reads == {"manifests": 1}
-    assert written._entries_waiting == 0 and not written._waiting
+    assert written._bytes_waiting == 0 and not written._waiting
+
+
+async def test_closing_again_after_shutdown_gave_up_returns_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    stalled = asyncio.Event()
+
+    class Stalled(CountingReads):
+        async def get_bytes(self, bucket: str, key: str) -> bytes:
+            await stalled.wait()
+            return await super().get_bytes(bucket, key)
+
+    written = manifests.Manifests(Stalled())
+    entries = {f"{i:026d}": pb.StatObjectResponse() for i in range(manifests.MIN_NEW)}
+    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/00", 0, 0, entries)
+    monkeypatch.setattr(manifests, "CLOSE_S", 0)
+    await written.close()  # gives up at once: the writer is cancelled, the queue dropped
+    monkeypatch.setattr(manifests, "CLOSE_S", 5.0)
+    await written.close()
+    assert not written._waiting and written._bytes_waiting == 0
+    # And a later page's entries are written again, by a new writer.
+    stalled.set()
+    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/01", 0, 0, entries)
+    assert written._writer is not None
+    await asyncio.wait({written._writer})
+    assert written._store.reads == {"manifests": 1}  # type: ignore[attr-defined]
+    assert (
+        INDEX_BUCKET,
+        f"{manifests.MANIFEST_PREFIX}v1/{DATA_TYPE}/ab/2026/03/10/01",
+    ) in written._store.objects  # type: ignore[attr-defined]
 
 
 async def test_a_manifest_holds_at_most_max_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,3 +366,28 @@ async def test_a_manifest_holds_at_most_max_bytes(monkeypatch: pytest.MonkeyPatc
         assert 0 < len(data) <= manifests.MAX_BYTES
         assert 0 < len(pb.HourManifest.FromString(data).objects) < 10
     assert await _searched(servicer) == first
+
+
+async def test_a_manifest_full_by_its_bytes_is_not_read_again_to_add_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servicer, store = _servicer()
+    stored = await _fill(servicer, per_hour=20)
+    first = await _searched(servicer)
+    whole = min(len(store.objects[(INDEX_BUCKET, name)]) for name in _manifest_names(store))
+    monkeypatch.setattr(manifests, "MAX_BYTES", whole // 2)
+    store.objects = {k: v for k, v in store.objects.items() if not k[1].startswith(manifests.MANIFEST_PREFIX)}
+    assert await _searched(servicer) == first  # writes half-full ones
+    assert await _searched(servicer) == first  # a merge may find one full
+    # What the pages alone read (a page boundary may split an hour: two reads).
+    with monkeypatch.context() as no_writer:
+        no_writer.setattr(manifests.Manifests, "keep", lambda *_: None)
+        store.reads.clear()
+        assert await _searched(servicer) == first
+        pages_alone = store.reads["manifests"]
+    for _ in range(2):
+        store.reads.clear()
+        assert await _searched(servicer) == first
+        # The writer reads none of them again.
+        assert store.reads["manifests"] == pages_alone
+        assert store.reads["ids"] < len(stored)
