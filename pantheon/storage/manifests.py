@@ -150,14 +150,12 @@ class Manifests:
             return {}, len(data)
         return {entry.metadata.id: entry for entry in manifest.objects}, len(data)
 
-    def keep(self, hour: str, known: int, size: int, read: Entries) -> None:
+    def keep(self, hour: str, known: int, read: Entries) -> None:
         """Merge `read` (entries of `hour` read from `ids/`) into its manifest
         soon, when there are enough of them and it has room; `known` is how
-        many it held, `size` its bytes."""
-        if len(read) < MIN_NEW or known >= MAX_ENTRIES:
+        many it held."""
+        if len(read) < MIN_NEW or known >= MAX_ENTRIES or hour in self._full:
             return
-        if hour in self._full or size + min(_cost(entry) for entry in read.values()) > MAX_BYTES:
-            return  # full by its bytes
         waiting = self._waiting.setdefault(hour, {})
         new = {object_id: entry for object_id, entry in read.items() if object_id not in waiting}
         cost = sum(map(_cost, new.values()))
@@ -223,7 +221,7 @@ class Manifests:
             return
         entries.update(read)
         manifest, count = _encoded(entries)
-        if count <= held:  # as full as its bytes allow: not read again for nothing
+        if count <= held:  # as full as its bytes allow: not read again to add nothing
             if len(self._full) >= FULL_KEPT:
                 self._full.clear()
             self._full.add(hour)
@@ -241,8 +239,6 @@ class PageEntries:
         self._manifests = manifests
         #: The manifests the page read, by hour.
         self._known: dict[str, Entries] = {}
-        #: Their sizes.
-        self._sizes: dict[str, int] = {}
         #: Entries it read from `ids/` for those hours, up to what a manifest
         #: holds and PAGE_KEEP_BYTES in all.
         self._read: dict[str, Entries] = {}
@@ -264,8 +260,8 @@ class PageEntries:
                 if manifest is None:
                     self._bytes = PAGE_BYTES  # the store is failing: read no more of them
                     continue
-                self._known[hour], self._sizes[hour] = manifest
-                self._bytes += self._sizes[hour]
+                self._known[hour], size = manifest
+                self._bytes += size
 
     async def object_info(self, key: str, object_id: str) -> pb.StatObjectResponse:
         """The entry of `object_id`, listed as `key`; NOT_FOUND when it is not visible.
@@ -292,6 +288,6 @@ class PageEntries:
         """Hand what the page read from `ids/` to the manifests (for the hours
         whose manifest it read: the others it leaves to a page with budget)."""
         for hour, read in self._read.items():
-            self._manifests.keep(hour, len(self._known[hour]), self._sizes[hour], read)
+            self._manifests.keep(hour, len(self._known[hour]), read)
         self._read = {}
         self._kept_bytes = 0

@@ -315,7 +315,7 @@ async def test_shutting_down_with_a_failing_store_drops_what_waits() -> None:
     written = manifests.Manifests(store)
     entries = {f"{i:026d}": pb.StatObjectResponse() for i in range(manifests.MIN_NEW)}
     for hour in range(100):
-        written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/{hour:03d}", 0, 0, entries)
+        written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/{hour:03d}", 0, entries)
     store.fail = Unavailable("the store is away")
     await written.close()
     # The first failure dropped the rest: one GET, not a hundred.
@@ -333,7 +333,7 @@ async def test_closing_again_after_shutdown_gave_up_returns_quietly(monkeypatch:
 
     written = manifests.Manifests(Stalled())
     entries = {f"{i:026d}": pb.StatObjectResponse() for i in range(manifests.MIN_NEW)}
-    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/00", 0, 0, entries)
+    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/00", 0, entries)
     monkeypatch.setattr(manifests, "CLOSE_S", 0)
     await written.close()  # gives up at once: the writer is cancelled, the queue dropped
     monkeypatch.setattr(manifests, "CLOSE_S", 5.0)
@@ -341,7 +341,7 @@ async def test_closing_again_after_shutdown_gave_up_returns_quietly(monkeypatch:
     assert not written._waiting and written._bytes_waiting == 0
     # And a later page's entries are written again, by a new writer.
     stalled.set()
-    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/01", 0, 0, entries)
+    written.keep(f"v1/{DATA_TYPE}/ab/2026/03/10/01", 0, entries)
     assert written._writer is not None
     await asyncio.wait({written._writer})
     assert written._store.reads == {"manifests": 1}  # type: ignore[attr-defined]
