@@ -391,3 +391,21 @@ async def test_a_manifest_full_by_its_bytes_is_not_read_again_to_add_nothing(
         # The writer reads none of them again.
         assert store.reads["manifests"] == pages_alone
         assert store.reads["ids"] < len(stored)
+
+
+async def test_an_oversized_manifest_is_ignored_and_written_again_within_bounds() -> None:
+    # Not one this code writes (another build's, or planted): larger than
+    # MAX_BYTES, and its entries differ from ids/, so using it would show.
+    servicer, store = _servicer()
+    await _fill(servicer)
+    from_ids = await _answers(servicer, 1000)
+    name = _manifest_names(store)[0]
+    planted = pb.HourManifest.FromString(store.objects[(INDEX_BUCKET, name)])
+    for entry in planted.objects:
+        entry.object.etag = "planted"
+    planted.objects[0].metadata.labels["pad"] = "x" * manifests.MAX_BYTES
+    store.objects[(INDEX_BUCKET, name)] = planted.SerializeToString()
+    assert await _answers(servicer, 1000) == from_ids
+    data = store.objects[(INDEX_BUCKET, name)]
+    assert 0 < len(data) <= manifests.MAX_BYTES
+    assert all(e.object.etag != "planted" for e in pb.HourManifest.FromString(data).objects)
