@@ -9,7 +9,9 @@ services and the REST gateway, against one minio-py PUT (objects) and raw
 confluent-kafka produce plus one PUT per batch (records); small objects from
 16 and 64 concurrent clients (REST and gRPC) against as many threads of raw
 SSE PUTs; plus the latency of single small REST ingests at a fixed rate,
-beside raw small PUTs at the same rate. Peak RSS of the services and the
+beside raw small PUTs at the same rate. The small-object rows also measure
+the design floor (design_floor.py): the backend requests a small ingest
+makes, issued by the benchmark itself, with no Pantheon code in the way. Peak RSS of the services and the
 gateway is read from /proc (VmHWM, reset before the run).
 """
 
@@ -50,6 +52,7 @@ from pantheon.server import secure_channel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu_share
 import search_bench
+from design_floor import DesignFloor
 
 MiB = 2**20
 
@@ -333,24 +336,44 @@ class Bench:
             grpc_s = time.perf_counter() - started
             grpc_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
 
+        floor = DesignFloor(self.env, self.kafka_config, clients)
+        try:
+            floor.ingest(0)  # connections and the producer's session, before the clock starts
+            before, started = cpu_share.snapshot(stack), time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                list(pool.map(floor.ingest, range(total)))
+            floor_s = time.perf_counter() - started
+            floor_cpu = cpu_share.per_operation(before, cpu_share.settled(stack), total)
+        finally:
+            floor.close()
+
         raw_after, raw_cpu_after = raw_run()
         raw, raw_cpu = (raw_before, raw_after), cpu_share.mean(raw_cpu_before, raw_cpu_after)
         return [
             _scenario(f"rest_small_x{clients}", "objects/s", total / rest_s, raw, rest_cpu, raw_cpu),
             _scenario(f"grpc_small_x{clients}", "objects/s", total / grpc_s, raw, grpc_cpu, raw_cpu),
+            _scenario(f"floor_small_x{clients}", "objects/s", total / floor_s, raw, floor_cpu, raw_cpu),
         ]
 
     # -- small-object latency at a fixed rate ---------------------------------
 
     def small_latency(self, count: int, rate_per_s: float) -> list[dict[str, Any]]:
         """p50/p99/p99.9 of single small REST ingests started at `rate_per_s`,
-        and of raw minio-py PUTs of the same documents at the same rate."""
+        of the design floor's requests for as many ingests, and of raw minio-py
+        PUTs of the same documents at the same rate."""
         with self.rest() as client:
 
             def ingest(i: int) -> None:
                 _small_ingest(client, f"bench-{i % 20}", i).raise_for_status()
 
             pantheon = _open_loop(count, rate_per_s, ingest)
+
+        floor = DesignFloor(self.env, self.kafka_config, _OPEN_LOOP_THREADS)
+        try:
+            floor.ingest(0)
+            design = _open_loop(count, rate_per_s, floor.ingest)
+        finally:
+            floor.close()
 
         def put(i: int) -> None:
             data = b'{"pm10": %d}' % i
@@ -360,6 +383,7 @@ class Bench:
 
         return [
             {"path": "rest_small_object", **pantheon},
+            {"path": "floor_small_ingest", **design},
             {"path": "raw_small_put", **_open_loop(count, rate_per_s, put)},
         ]
 
@@ -380,6 +404,10 @@ def _small_ingest(client: httpx.Client, entity: str, n: int) -> httpx.Response:
     )
 
 
+#: Calls in flight at once in an open-loop run, at most.
+_OPEN_LOOP_THREADS = 16
+
+
 def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> dict[str, float]:
     """p50/p99/p99.9 of `call(i)` for i < count, started at `rate_per_s`.
 
@@ -387,7 +415,7 @@ def _open_loop(count: int, rate_per_s: float, call: Callable[[int], None]) -> di
     latency counts from when it was due, so a slow server cannot hide behind
     a slow client.
     """
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with ThreadPoolExecutor(max_workers=_OPEN_LOOP_THREADS) as pool:
         start = time.perf_counter() + 0.5
 
         def one(i: int) -> float:
@@ -512,7 +540,7 @@ def main() -> int:
     if "search" in result:
         search_bench.print_table(result["search"])
         return 0
-    print(f"{'scenario':<30} {'unit':<10} {'pantheon':>10} {'raw':>10} {'ratio':>7}   raw before / after")
+    print(f"{'scenario':<30} {'unit':<10} {'measured':>10} {'raw':>10} {'ratio':>7}   raw before / after")
     for s in result["scenarios"]:
         print(
             f"{s['name']:<30} {s['unit']:<10} {s['throughput']:>10} {s['raw_throughput']:>10} {s['ratio']:>7}"

@@ -43,6 +43,8 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
         "grpc_small_x16",
         "rest_small_x64",
         "grpc_small_x64",
+        "floor_small_x16",
+        "floor_small_x64",
     }
     for s in result["scenarios"]:
         assert set(s) == {
@@ -64,13 +66,22 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
             # MinIO CPU (and the gateway, for REST); the raw PUTs cost MinIO only.
             components = {"services", "gateway", "minio", "kafka", "client"}
             assert set(s["cpu_ms"]) == set(s["raw_cpu_ms"]) == components
-            assert s["cpu_ms"]["services"] > 0 and s["cpu_ms"]["minio"] > 0
+            assert s["cpu_ms"]["minio"] > 0
+            if s["name"].startswith("floor_"):
+                # The design's requests, sent by the bench itself: no service in the way.
+                assert s["cpu_ms"]["client"] > 0
+            else:
+                assert s["cpu_ms"]["services"] > 0
             if s["name"].startswith("rest_"):
                 assert s["cpu_ms"]["gateway"] > 0
             assert s["raw_cpu_ms"]["minio"] > 0
         else:
             assert s["cpu_ms"] is None and s["raw_cpu_ms"] is None
-    assert [figures["path"] for figures in result["latency_ms"]] == ["rest_small_object", "raw_small_put"]
+    assert [figures["path"] for figures in result["latency_ms"]] == [
+        "rest_small_object",
+        "floor_small_ingest",
+        "raw_small_put",
+    ]
     # The report's shape only: how fast is the bench's business, not the test's.
     for figures in result["latency_ms"]:
         assert set(figures) == {"path", "rate_per_s", "count", "p50", "p99", "p999"}
