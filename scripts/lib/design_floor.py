@@ -12,8 +12,9 @@ any implementation of this design would cost on the same machine, and the
 raw row against what the design itself costs.
 
 The floor is generous: it leaves out what Pantheon does besides (the marker's
-removal, batched later; the request's checks; the gRPC and REST hops), and
-it writes under `bench/floor/` where neither search nor the reconciler looks.
+removal, batched later; the request's checks; the gRPC and REST hops). Like
+the raw PUTs (under `bench/raw/`), it writes into the dev stack's buckets
+under `bench/floor/`, where neither search nor the reconciler looks.
 Its event goes to the records topic, as the raw record batches' do, so no
 consumer of DataStored hears of an object that does not exist.
 """
