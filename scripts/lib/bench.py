@@ -11,8 +11,11 @@ confluent-kafka produce plus one PUT per batch (records); small objects from
 SSE PUTs; plus the latency of single small REST ingests at a fixed rate,
 beside raw small PUTs at the same rate. The small-object rows also measure
 the design floor (design_floor.py): the backend requests a small ingest
-makes, issued by the benchmark itself, with no Pantheon code in the way. Peak RSS of the services and the
-gateway is read from /proc (VmHWM, reset before the run).
+makes, issued by the benchmark itself, with no Pantheon code in the way;
+the object rows, their transport floor (transport_floor.py): the raw PUT
+through the TLS hops of each path, hashed as the services hash it. Peak
+RSS of the services and the gateway is read from /proc (VmHWM, reset
+before the run).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu_share
 import search_bench
 from design_floor import DesignFloor
+from transport_floor import Relays, hashed_put
 
 MiB = 2**20
 
@@ -100,16 +104,20 @@ def _mib_per_s(size: int, seconds: float) -> float:
 class Bench:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        context = ssl.create_default_context(cafile=env["PANTHEON_CA_FILE"])
-        self.minio = Minio(
-            env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
-            access_key=env["PANTHEON_S3_ACCESS_KEY"],
-            secret_key=env["PANTHEON_S3_SECRET_KEY"],
-            secure=True,
-            http_client=urllib3.PoolManager(ssl_context=context, maxsize=8),
-        )
+        self.minio = self.s3_client(env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"))
         # The services' own producer user and settings: the same rights.
         self.kafka_config = KafkaSettings.from_env(env).client_config()
+
+    def s3_client(self, address: str, connections: int = 8) -> Minio:
+        """minio-py with the services' S3 key, to `address` (MinIO, or a relay in front of it)."""
+        context = ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"])
+        return Minio(
+            address,
+            access_key=self.env["PANTHEON_S3_ACCESS_KEY"],
+            secret_key=self.env["PANTHEON_S3_SECRET_KEY"],
+            secure=True,
+            http_client=urllib3.PoolManager(ssl_context=context, maxsize=connections),
+        )
 
     def rest(self) -> httpx.Client:
         return httpx.Client(
@@ -180,12 +188,30 @@ class Bench:
             rest_s = time.perf_counter() - started
             response.raise_for_status()
 
+        floor = await asyncio.to_thread(self._transport_floor, data)
         raw = (raw_before, await asyncio.to_thread(raw_put))
         name = f"object_{size // MiB}MiB"
         return [
             _scenario(f"grpc_{name}", "MiB/s", _mib_per_s(size, grpc_s), raw),
             _scenario(f"rest_{name}", "MiB/s", _mib_per_s(size, rest_s), raw),
+            _scenario(f"floor_grpc_{name}", "MiB/s", floor[1], raw),
+            _scenario(f"floor_rest_{name}", "MiB/s", floor[2], raw),
         ]
+
+    def _transport_floor(self, data: bytes) -> dict[int, float]:
+        """MiB/s of a hashed raw PUT of `data` through one TLS relay (gRPC's
+        extra hop) and through two (REST's), keyed by hops."""
+        env = self.env
+        s3 = env["PANTHEON_S3_ENDPOINT"].removeprefix("https://")
+        certs = (Path(env["PANTHEON_TLS_CERT_FILE"]), Path(env["PANTHEON_TLS_KEY_FILE"]))
+        speeds = {}
+        with Relays(s3, *certs, Path(env["PANTHEON_CA_FILE"])) as relays:
+            for hops in (1, 2):
+                client = self.s3_client(relays.endpoint(hops))
+                started = time.perf_counter()
+                hashed_put(client, data, f"bench/floor/{new_ulid()}.tif")
+                speeds[hops] = _mib_per_s(len(data), time.perf_counter() - started)
+        return speeds
 
     # -- record batches -----------------------------------------------------
 
@@ -277,15 +303,7 @@ class Bench:
                         time.sleep(float(response.headers.get("Retry-After", "1")))
                     response.raise_for_status()
 
-        raw_client = Minio(
-            self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"),
-            access_key=self.env["PANTHEON_S3_ACCESS_KEY"],
-            secret_key=self.env["PANTHEON_S3_SECRET_KEY"],
-            secure=True,
-            http_client=urllib3.PoolManager(
-                ssl_context=ssl.create_default_context(cafile=self.env["PANTHEON_CA_FILE"]), maxsize=clients
-            ),
-        )
+        raw_client = self.s3_client(self.env["PANTHEON_S3_ENDPOINT"].removeprefix("https://"), clients)
 
         def raw_client_puts(c: int) -> None:
             for i in range(per_client):

@@ -37,6 +37,8 @@ def test_quick_bench_reports_every_scenario(stack_env: dict[str, str]) -> None:
     assert names == {
         "grpc_object_64MiB",
         "rest_object_64MiB",
+        "floor_grpc_object_64MiB",
+        "floor_rest_object_64MiB",
         "grpc_records_1000_per_batch",
         "rest_records_1000_per_batch",
         "rest_small_x16",
