@@ -95,6 +95,26 @@ class EventPublisher(Protocol):
         ...
 
 
+def new_producer(settings: KafkaSettings, error_cb: ErrorCallback | None) -> KafkaProducer:
+    """An idempotent producer (acks=all) with the services' settings; `error_cb`
+    hears of the client's own errors (a fatal one asks for a replacement)."""
+    config: dict[str, Any] = {
+        **settings.client_config(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.linger_ms,
+        "compression.type": "lz4",
+        # The call fails once this passes; the event id stays the same
+        # on the client's retry, so consumers can drop a late copy.
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+        "queue.buffering.max.messages": settings.queue_max_messages,
+        "queue.buffering.max.kbytes": settings.queue_max_kbytes,
+    }
+    if error_cb is not None:
+        config["error_cb"] = error_cb
+    return Producer(config)
+
+
 class KafkaPublisher(ProducerReplacement):
     """EventPublisher on confluent-kafka with idempotence and acks=all."""
 
@@ -134,22 +154,7 @@ class KafkaPublisher(ProducerReplacement):
         self._poller.start()
 
     def _kafka_producer(self, error_cb: ErrorCallback) -> KafkaProducer:
-        settings = self._settings
-        return Producer(
-            {
-                **settings.client_config(),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": settings.linger_ms,
-                "compression.type": "lz4",
-                # The call fails once this passes; the event id stays the same
-                # on the client's retry, so consumers can drop a late copy.
-                "delivery.timeout.ms": settings.delivery_timeout_ms,
-                "queue.buffering.max.messages": settings.queue_max_messages,
-                "queue.buffering.max.kbytes": settings.queue_max_kbytes,
-                "error_cb": error_cb,
-            }
-        )
+        return new_producer(self._settings, error_cb)
 
     # -- health ---------------------------------------------------------------
 
