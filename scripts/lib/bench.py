@@ -469,16 +469,16 @@ def remove_written(env: Mapping[str, str]) -> None:
     """Delete what the raw PUTs and the floors wrote: a run leaves over a GiB, and
     nothing of it is anybody's data. With the stack's root key (the storage key
     may not delete); a failure is reported, not raised, as the results stand."""
-    root = Minio(
-        _address(env),
-        access_key=env["MINIO_ROOT_USER"],
-        secret_key=env["MINIO_ROOT_PASSWORD"],
-        secure=True,
-        http_client=urllib3.PoolManager(
-            ssl_context=ssl.create_default_context(cafile=env["PANTHEON_CA_FILE"])
-        ),
-    )
     try:
+        root = Minio(
+            _address(env),
+            access_key=env["MINIO_ROOT_USER"],
+            secret_key=env["MINIO_ROOT_PASSWORD"],
+            secure=True,
+            http_client=urllib3.PoolManager(
+                ssl_context=ssl.create_default_context(cafile=env["PANTHEON_CA_FILE"])
+            ),
+        )
         for bucket in ("pantheon-imagery", "pantheon-sensor", "pantheon-index"):
             for prefix in WRITTEN:
                 listed = root.list_objects(bucket, prefix=prefix, recursive=True)
