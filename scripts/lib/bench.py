@@ -108,7 +108,7 @@ class Bench:
         self.env = env
         self.minio = self.s3_client()
         # The services' own producer user and settings: the same rights.
-        self.kafka_config = KafkaSettings.from_env(env).client_config()
+        self.kafka = KafkaSettings.from_env(env)
 
     def s3_client(self, connections: int = 8, client: type[Minio] = Minio) -> Minio:
         """`client` (minio-py's, or the services' own) with the services' S3 key."""
@@ -124,7 +124,7 @@ class Bench:
         )
 
     def design_floor(self, connections: int) -> DesignFloor:
-        return DesignFloor(self.s3_client(connections, minio_calls.Client), KafkaSettings.from_env(self.env))
+        return DesignFloor(self.s3_client(connections, minio_calls.Client), self.kafka)
 
     def rest(self) -> httpx.Client:
         return httpx.Client(
@@ -265,8 +265,9 @@ class Bench:
 
     def _raw_batches(self, prepared: list[list[pb.Record]]) -> float:
         """The same records as raw protobuf events plus one raw PUT per batch."""
-        producer = Producer({**self.kafka_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
-        topic = self.env.get("PANTHEON_RECORDS_TOPIC", "pantheon.records.v1")
+        config = self.kafka.client_config()
+        producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+        topic = self.kafka.records_topic
         started = time.perf_counter()
         for batch in prepared:
             lines = []
